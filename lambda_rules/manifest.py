@@ -1,0 +1,80 @@
+"""The JSON manifest written beside every deployment package.
+
+It carries what deployment tools need without re-reading the archive: the sha256 in hex and in
+Terraform's `filebase64sha256` form, sizes against Lambda's limits, and what is inside.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+from lambda_rules.staging import Distribution
+
+MANIFEST_VERSION = 1
+
+# https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html
+DIRECT_UPLOAD_LIMIT_BYTES = 50 * 1024 * 1024
+UNZIPPED_LIMIT_BYTES = 250 * 1024 * 1024
+
+
+class PackageTooLargeError(Exception):
+    """The unzipped package exceeds what Lambda accepts."""
+
+
+@dataclass(frozen=True)
+class LambdaManifest:
+    artifact: str
+    content_addressed_artifact: str
+    sha256_hex: str
+    sha256_base64: str
+    zipped_size: int
+    unzipped_size: int
+    entry_count: int
+    runtime: str
+    architecture: str
+    handler: str
+    distributions: Sequence[Distribution]
+
+    def to_json(self) -> str:
+        document: dict[str, Any] = {
+            "manifest_version": MANIFEST_VERSION,
+            "artifact": self.artifact,
+            "content_addressed_artifact": self.content_addressed_artifact,
+            "sha256": self.sha256_hex,
+            "filebase64sha256": self.sha256_base64,
+            "zipped_size": self.zipped_size,
+            "unzipped_size": self.unzipped_size,
+            "entry_count": self.entry_count,
+            "runtime": self.runtime,
+            "architecture": self.architecture,
+            "handler": self.handler,
+            "distributions": [{"name": d.name, "version": d.version} for d in self.distributions],
+        }
+        return json.dumps(document, indent=2, sort_keys=True) + "\n"
+
+
+def content_addressed_name(stable_path: str, sha256_hex: str) -> str:
+    """`fn/lambda.zip` -> `fn/lambda-<first 16 hex of sha256>.zip`: a new name for new bytes."""
+    stem, dot, ext = stable_path.rpartition(".")
+    if not dot or "/" in ext:
+        stem, ext = stable_path, "zip"
+    return f"{stem}-{sha256_hex[:16]}.{ext}"
+
+
+def size_warnings(zipped_size: int) -> list[str]:
+    if zipped_size > DIRECT_UPLOAD_LIMIT_BYTES:
+        return [
+            f"the zipped package is {zipped_size:,} bytes, above Lambda's direct-upload limit of "
+            f"{DIRECT_UPLOAD_LIMIT_BYTES:,} bytes: upload it to S3 and deploy from there."
+        ]
+    return []
+
+
+def check_unzipped_size(unzipped_size: int, *, what: str) -> None:
+    if unzipped_size > UNZIPPED_LIMIT_BYTES:
+        raise PackageTooLargeError(
+            f"{what}: the unzipped package is {unzipped_size:,} bytes, above Lambda's limit of "
+            f"{UNZIPPED_LIMIT_BYTES:,} bytes. Drop dependencies or move them to a container image."
+        )

@@ -1,0 +1,132 @@
+"""AWS Lambda runtime facts and the pex complete platform they imply.
+
+Wheels are chosen by tags, and the tags are derived here from documented facts about each runtime
+(CPython version, Amazon Linux release and its glibc, CPU architecture) with `packaging.tags`,
+instead of being captured from a container image. The glibc version is the ceiling: a wheel whose
+manylinux tag needs a newer glibc than the runtime has can never match.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Iterator
+
+from packaging import tags
+
+
+class UnknownPlatformError(ValueError):
+    """A runtime or architecture that Lambda does not offer."""
+
+
+@dataclass(frozen=True)
+class LambdaRuntime:
+    name: str
+    python_version: tuple[int, int]
+    os_release: str
+    glibc: tuple[int, int]
+
+
+# https://docs.aws.amazon.com/lambda/latest/dg/lambda-runtimes.html: python3.9-3.11 run on
+# Amazon Linux 2 (glibc 2.26), python3.12 and later on Amazon Linux 2023 (glibc 2.34).
+RUNTIMES: dict[str, LambdaRuntime] = {
+    runtime.name: runtime
+    for runtime in (
+        LambdaRuntime("python3.9", (3, 9), "Amazon Linux 2", (2, 26)),
+        LambdaRuntime("python3.10", (3, 10), "Amazon Linux 2", (2, 26)),
+        LambdaRuntime("python3.11", (3, 11), "Amazon Linux 2", (2, 26)),
+        LambdaRuntime("python3.12", (3, 12), "Amazon Linux 2023", (2, 34)),
+        LambdaRuntime("python3.13", (3, 13), "Amazon Linux 2023", (2, 34)),
+        LambdaRuntime("python3.14", (3, 14), "Amazon Linux 2023", (2, 34)),
+    )
+}
+
+# Lambda's architecture names mapped to the machine names used in wheel tags and ELF headers.
+ARCHITECTURES: dict[str, str] = {"x86_64": "x86_64", "arm64": "aarch64"}
+
+# The oldest glibc each manylinux architecture was ever defined for (manylinux1 / manylinux2014).
+_OLDEST_GLIBC_MINOR = {"x86_64": 5, "aarch64": 17}
+# PEP 600 aliases of the legacy manylinux tags, emitted right after their glibc version.
+_LEGACY_ALIASES = {(2, 17): "manylinux2014", (2, 12): "manylinux2010", (2, 5): "manylinux1"}
+
+
+@dataclass(frozen=True)
+class LambdaPlatform:
+    """One runtime on one architecture: what the deployment package must run on."""
+
+    runtime: LambdaRuntime
+    architecture: str
+
+    @property
+    def machine(self) -> str:
+        return ARCHITECTURES[self.architecture]
+
+    @property
+    def description(self) -> str:
+        glibc = ".".join(map(str, self.runtime.glibc))
+        return f"{self.runtime.name} on {self.architecture} ({self.runtime.os_release}, glibc {glibc})"
+
+    def platform_tags(self) -> list[str]:
+        """Manylinux platform tags, most specific first, never newer than the runtime's glibc."""
+        major, ceiling = self.runtime.glibc
+        result = []
+        for minor in range(ceiling, _OLDEST_GLIBC_MINOR[self.machine] - 1, -1):
+            result.append(f"manylinux_{major}_{minor}_{self.machine}")
+            legacy = _LEGACY_ALIASES.get((major, minor))
+            if legacy:
+                result.append(f"{legacy}_{self.machine}")
+        return result
+
+    def tag_summary(self) -> str:
+        """A short human description of the accepted wheel tags, for error messages."""
+        major, minor = self.runtime.python_version
+        glibc_major, glibc_minor = self.runtime.glibc
+        return (
+            f"cp{major}{minor} or abi3 or py3, "
+            f"manylinux up to glibc {glibc_major}.{glibc_minor} {self.machine}"
+        )
+
+    def compatible_tags(self) -> Iterator[tags.Tag]:
+        """All tags a wheel may carry to run here, in pip's order of preference."""
+        version = self.runtime.python_version
+        cp = f"cp{version[0]}{version[1]}"
+        platforms = self.platform_tags()
+        yield from tags.cpython_tags(version, abis=[cp], platforms=platforms)
+        yield from tags.compatible_tags(version, interpreter=cp, platforms=platforms)
+
+    def marker_environment(self) -> dict[str, str]:
+        major, minor = self.runtime.python_version
+        return {
+            "implementation_name": "cpython",
+            # Lambda updates patch releases in place; .0 is the conservative floor for markers.
+            "implementation_version": f"{major}.{minor}.0",
+            "os_name": "posix",
+            "platform_machine": self.machine,
+            "platform_python_implementation": "CPython",
+            "platform_release": "",
+            "platform_system": "Linux",
+            "platform_version": "",
+            "python_full_version": f"{major}.{minor}.0",
+            "python_version": f"{major}.{minor}",
+            "sys_platform": "linux",
+        }
+
+    def complete_platform_json(self) -> str:
+        """The platform in pex's `--complete-platform` format, as stable text."""
+        document = {
+            "marker_environment": self.marker_environment(),
+            "compatible_tags": [str(tag) for tag in self.compatible_tags()],
+        }
+        return json.dumps(document, indent=2, sort_keys=True) + "\n"
+
+
+def lambda_platform(runtime: str, architecture: str) -> LambdaPlatform:
+    if runtime not in RUNTIMES:
+        raise UnknownPlatformError(
+            f"Unknown Lambda runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}."
+        )
+    if architecture not in ARCHITECTURES:
+        raise UnknownPlatformError(
+            f"Unknown Lambda architecture {architecture!r}; choose one of {', '.join(ARCHITECTURES)}."
+        )
+    return LambdaPlatform(RUNTIMES[runtime], architecture)

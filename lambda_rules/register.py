@@ -1,0 +1,12 @@
+"""Pants backend entry point: `backend_packages = ["lambda_rules"]`."""
+
+from lambda_rules import rules as lambda_rules
+from lambda_rules.target_types import LambdaFunctionTarget
+
+
+def target_types():
+    return [LambdaFunctionTarget]
+
+
+def rules():
+    return [*lambda_rules.rules()]

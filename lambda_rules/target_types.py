@@ -1,0 +1,93 @@
+"""The `lambda_function` target and its fields."""
+
+from __future__ import annotations
+
+from pants.backend.python.target_types import PythonResolveField
+from pants.backend.python.util_rules.faas import PythonFaaSDependencies, PythonFaaSHandlerField
+from pants.core.goals.package import OutputPathField
+from pants.engine.target import COMMON_TARGET_FIELDS, StringField, Target
+from pants.util.strutil import help_text
+
+from lambda_rules.platforms import ARCHITECTURES, RUNTIMES
+
+
+class LambdaFunctionHandlerField(PythonFaaSHandlerField):
+    help = help_text(
+        """
+        The function Lambda calls, as `file.py:function` (relative to this BUILD file) or as
+        `dotted.module:function`. It is checked when packaging: the module must be in the
+        package and must define the function.
+        """
+    )
+
+
+class LambdaFunctionDependencies(PythonFaaSDependencies):
+    help = help_text(
+        """
+        Addresses of code and requirements the function needs beyond what dependency inference
+        finds from the handler's imports.
+        """
+    )
+
+
+class LambdaRuntimeField(StringField):
+    alias = "runtime"
+    required = True
+    valid_choices = tuple(RUNTIMES)
+    help = help_text(
+        """
+        The Lambda runtime identifier, e.g. `python3.12`. It selects the CPython version of the
+        wheels and the glibc they may need: python3.9 to python3.11 run on Amazon Linux 2
+        (glibc 2.26), python3.12 and later on Amazon Linux 2023 (glibc 2.34).
+        """
+    )
+
+
+class LambdaArchitectureField(StringField):
+    alias = "architecture"
+    default = "x86_64"
+    valid_choices = tuple(ARCHITECTURES)
+    help = help_text(
+        """
+        The instruction set the function runs on: `x86_64` or `arm64` (Graviton). Native wheels
+        are chosen for it; no local interpreter or container of that architecture is needed.
+        """
+    )
+
+
+class LambdaFunctionOutputPathField(OutputPathField):
+    help = help_text(
+        """
+        Where the deployment package goes, relative to the dist directory. Beside it the package
+        is also written under a name that carries the first 16 hex digits of its sha256, and a
+        `.json` manifest with the sha256 (hex and Terraform's `filebase64sha256` form), sizes,
+        runtime, architecture, handler and bundled distributions.
+
+        If unset, `path.to.dir/target_name.zip`.
+        """
+    )
+
+
+class LambdaFunctionTarget(Target):
+    alias = "lambda_function"
+    core_fields = (
+        *COMMON_TARGET_FIELDS,
+        LambdaFunctionOutputPathField,
+        LambdaFunctionDependencies,
+        LambdaFunctionHandlerField,
+        LambdaRuntimeField,
+        LambdaArchitectureField,
+        PythonResolveField,
+    )
+    help = help_text(
+        """
+        A Python AWS Lambda function, packaged by `package` as a byte-for-byte reproducible zip.
+
+        The package holds the function's first-party sources, resources and files (source roots
+        stripped) and its third-party distributions, resolved from the lockfile for the Lambda
+        platform (runtime and architecture), laid out flat so that they import from the zip root.
+        pip, setuptools, wheel, console scripts and bytecode are left out. The same inputs give
+        the same bytes on every machine, so deployment tools that compare hashes see no change
+        when nothing changed.
+        """
+    )

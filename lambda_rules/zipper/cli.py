@@ -1,0 +1,184 @@
+"""The `lambda-zip` command line: build, repack, diff, hash.
+
+Exit codes: 0 success (diff: identical), 1 diff found differences,
+2 bad input or usage (message on stderr, never a traceback), 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Sequence
+
+from lambda_rules.zipper.build import build_zip
+from lambda_rules.zipper.compress import DEFAULT_LEVEL, MAX_LEVEL, MIN_LEVEL
+from lambda_rules.zipper.diff import diff_archives
+from lambda_rules.zipper.errors import ZipError
+from lambda_rules.zipper.output import replaced_atomically
+from lambda_rules.zipper.repack import DEFAULT_MAX_RATIO, DEFAULT_MAX_UNZIPPED_SIZE, RepackLimits, repack_zip
+from lambda_rules.zipper.summary import ZipSummary, file_sha256
+from lambda_rules.zipper.timestamps import parse_epoch, timestamp_from_environment
+
+PROG = "lambda-zip"
+EXIT_DIFFERENT = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except ZipError as error:
+        return _fail(str(error))
+    except OSError as error:
+        return _fail(f"{error.filename}: {error.strerror}" if error.filename else str(error))
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted; no output was written", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _fail(message: str) -> int:
+    print(f"{PROG}: error: {message}", file=sys.stderr)
+    return EXIT_USAGE
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG, description="Byte-for-byte reproducible AWS Lambda ZIP archives."
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.required = True
+
+    build = commands.add_parser(
+        "build",
+        help="zip a staged directory",
+        description="Zip DIR into a canonical archive. __pycache__/, *.pyc and *.pyo are left out "
+        "unless --include re-admits them.",
+    )
+    build.add_argument("directory", metavar="DIR", type=Path)
+    _add_write_options(build)
+    build.set_defaults(run=_run_build)
+
+    repack = commands.add_parser(
+        "repack",
+        help="rewrite an existing archive in canonical form",
+        description="Rewrite IN.zip in the same canonical form as build. Every file is kept "
+        "unless --exclude drops it; directory entries are dropped. Unsafe or corrupt archives "
+        "are refused and no output is written.",
+    )
+    repack.add_argument("archive", metavar="IN.zip", type=Path)
+    _add_write_options(repack)
+    repack.add_argument(
+        "--max-ratio", type=int, default=DEFAULT_MAX_RATIO, metavar="R",
+        help=f"refuse entries over 1 MiB expanding more than R:1 (default {DEFAULT_MAX_RATIO})",
+    )
+    repack.add_argument(
+        "--max-unzipped-size", type=int, default=DEFAULT_MAX_UNZIPPED_SIZE, metavar="BYTES",
+        help=f"refuse archives declaring more than BYTES in total (default {DEFAULT_MAX_UNZIPPED_SIZE})",
+    )
+    repack.set_defaults(run=_run_repack)
+
+    diff = commands.add_parser(
+        "diff",
+        help="explain why two archives differ",
+        description="Exit 0 if A and B are byte-identical, 1 (listing the differences) if not, 2 on error.",
+    )
+    diff.add_argument("a", metavar="A.zip", type=Path)
+    diff.add_argument("b", metavar="B.zip", type=Path)
+    diff.set_defaults(run=_run_diff)
+
+    hash_ = commands.add_parser(
+        "hash",
+        help="print an archive's SHA-256 (hex and base64)",
+        description="Print the SHA-256 as hex and as base64 of the raw digest (Terraform's "
+        "filebase64sha256, Lambda's CodeSha256).",
+    )
+    hash_.add_argument("archive", metavar="FILE", type=Path)
+    hash_.add_argument("--json", action="store_true", help="print a JSON object instead")
+    hash_.set_defaults(run=_run_hash)
+    return parser
+
+
+def _add_write_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-o", "--output", metavar="OUT.zip", type=Path, required=True)
+    compression = parser.add_mutually_exclusive_group()
+    compression.add_argument(
+        "--level", type=int, default=DEFAULT_LEVEL, metavar="N",
+        help=f"libdeflate level {MIN_LEVEL}-{MAX_LEVEL} (default {DEFAULT_LEVEL})",
+    )
+    compression.add_argument("--store", action="store_true", help="store entries uncompressed")
+    parser.add_argument(
+        "--exclude", action="append", default=[], metavar="GLOB",
+        help="leave out matching paths (repeatable; '**' spans directories, a pattern without '/' "
+        "matches a name at any depth)",
+    )
+    parser.add_argument(
+        "--include", action="append", default=[], metavar="GLOB",
+        help="keep matching paths even if an exclude (default or given) matches (repeatable)",
+    )
+    parser.add_argument(
+        "--timestamp", metavar="EPOCH",
+        help="Unix time for every entry, in UTC (default: $SOURCE_DATE_EPOCH, else 1980-01-01)",
+    )
+    parser.add_argument("--workers", type=int, metavar="N", help="compression processes (default: all CPUs)")
+    parser.add_argument(
+        "--summary-json", type=Path, metavar="PATH",
+        help="also write hashes, sizes and entries as JSON",
+    )
+
+
+def _write_options(args: argparse.Namespace) -> dict:
+    timestamp = (
+        parse_epoch(args.timestamp, "--timestamp")
+        if args.timestamp is not None
+        else timestamp_from_environment(os.environ)
+    )
+    return dict(
+        level=args.level,
+        store=args.store,
+        excludes=args.exclude,
+        includes=args.include,
+        timestamp=timestamp,
+        workers=args.workers,
+    )
+
+
+def _report(args: argparse.Namespace, summary: ZipSummary) -> int:
+    if args.summary_json is not None:
+        with replaced_atomically(args.summary_json) as f:
+            f.write(summary.to_json().encode("utf-8"))
+    print(f"{args.output}  {summary.zipped_size} bytes  sha256:{summary.sha256_hex}")
+    return 0
+
+
+def _run_build(args: argparse.Namespace) -> int:
+    return _report(args, build_zip(args.directory, args.output, **_write_options(args)))
+
+
+def _run_repack(args: argparse.Namespace) -> int:
+    limits = RepackLimits(max_ratio=args.max_ratio, max_unzipped_size=args.max_unzipped_size)
+    return _report(args, repack_zip(args.archive, args.output, limits=limits, **_write_options(args)))
+
+
+def _run_diff(args: argparse.Namespace) -> int:
+    lines = diff_archives(args.a, args.b)
+    if not lines:
+        print(f"identical: {args.a} and {args.b} are byte-identical")
+        return 0
+    for line in lines:
+        print(line)
+    return EXIT_DIFFERENT
+
+
+def _run_hash(args: argparse.Namespace) -> int:
+    sha256_hex, sha256_base64 = file_sha256(args.archive)
+    if args.json:
+        document = {"path": str(args.archive), "sha256_hex": sha256_hex, "sha256_base64": sha256_base64}
+        print(json.dumps(document, sort_keys=True))
+    else:
+        print(f"{sha256_hex}  {sha256_base64}  {args.archive}")
+    return 0

@@ -1,0 +1,56 @@
+"""Entry names: what a safe, canonical name is, for both build and repack."""
+
+from __future__ import annotations
+
+from lambda_rules.zipper.errors import InputTreeError, UnsafeArchiveError
+
+
+def name_from_relative_path(relative_path: str, root: str) -> str:
+    """Check that a file's path below the staged root can be an entry name.
+
+    os.walk gives undecodable bytes as surrogate escapes; they cannot be UTF-8
+    names, and a backslash would be read as a separator by Windows tools.
+    Names are kept as the filesystem spells them (no Unicode normalization).
+    """
+    try:
+        relative_path.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InputTreeError(
+            f"{root}/{relative_path!r}: file name is not valid UTF-8; rename it"
+        ) from None
+    if "\\" in relative_path:
+        raise InputTreeError(
+            f"{root}/{relative_path}: file name contains a backslash, which ZIP readers "
+            "treat as a directory separator; rename it"
+        )
+    return relative_path
+
+
+def normalize_archive_name(name: str, archive: str) -> str:
+    """The canonical form of a name read from an existing archive, or an error if unsafe.
+
+    `.` and empty segments are dropped (so `./a//b` is `a/b`); a trailing `/`
+    marks a directory entry and is kept for the caller to recognize.
+    """
+    if "\\" in name:
+        raise UnsafeArchiveError(
+            f"{archive}: entry {name!r} uses a backslash; repack refuses Windows-style "
+            "separators because readers disagree on them. Recreate the archive with '/' separators."
+        )
+    if name.startswith("/") or (len(name) >= 2 and name[1] == ":"):
+        raise UnsafeArchiveError(
+            f"{archive}: entry {name!r} is an absolute path; repack refuses it because "
+            "extracting it would write outside the target directory."
+        )
+    if "\0" in name:
+        raise UnsafeArchiveError(f"{archive}: entry {name!r} contains a NUL byte; repack refuses it.")
+    segments = [segment for segment in name.split("/") if segment not in ("", ".")]
+    if ".." in segments:
+        raise UnsafeArchiveError(
+            f"{archive}: entry {name!r} contains a '..' component; repack refuses it because "
+            "extracting it would write outside the target directory."
+        )
+    normalized = "/".join(segments)
+    if name.endswith("/") and normalized:
+        normalized += "/"
+    return normalized

@@ -1,0 +1,59 @@
+"""What a build or repack reports: digests, sizes and the entry list, for manifests."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class EntrySummary:
+    name: str
+    size: int
+    mode: int
+    """Permission bits as stored: 0o644, or 0o755 for executables."""
+    crc32: int
+
+
+@dataclass(frozen=True)
+class ZipSummary:
+    sha256_hex: str
+    sha256_base64: str
+    """base64 of the raw digest, as Terraform's filebase64sha256 and Lambda's CodeSha256 show it."""
+    zipped_size: int
+    unzipped_size: int
+    entry_count: int
+    entries: tuple[EntrySummary, ...]
+
+    def to_json(self) -> str:
+        """Stable JSON (sorted keys, fixed indentation, trailing newline) for --summary-json."""
+        document: dict[str, Any] = {
+            "sha256_hex": self.sha256_hex,
+            "sha256_base64": self.sha256_base64,
+            "zipped_size": self.zipped_size,
+            "unzipped_size": self.unzipped_size,
+            "entry_count": self.entry_count,
+            "entries": [
+                {"name": e.name, "size": e.size, "mode": "%04o" % e.mode, "crc32": "%08x" % e.crc32}
+                for e in self.entries
+            ],
+        }
+        return json.dumps(document, sort_keys=True, indent=2, ensure_ascii=False) + "\n"
+
+
+def sha256_forms(digest: bytes) -> tuple[str, str]:
+    """(hex, base64) of a raw SHA-256 digest."""
+    return digest.hex(), base64.b64encode(digest).decode("ascii")
+
+
+def file_sha256(path: str | os.PathLike[str]) -> tuple[str, str]:
+    """(hex, base64) SHA-256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return sha256_forms(digest.digest())

@@ -1,0 +1,113 @@
+"""Helpers shared by the test suites: the repository, pyenv interpreters, clones that run ./pants."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def pyenv_python(minor: int) -> Path:
+    """The pyenv-installed CPython 3.<minor> (not on PATH here by default)."""
+    root = os.environ.get("PYENV_ROOT") or str(Path.home() / ".pyenv")
+    candidates = sorted(
+        Path(root, "versions").glob(f"3.{minor}.*/bin/python3.{minor}"),
+        key=lambda p: [int(x) for x in p.parent.parent.name.split(".") if x.isdigit()],
+    )
+    if not candidates:
+        pytest.fail(f"CPython 3.{minor} is not installed under {root}/versions (pyenv install 3.{minor})")
+    return candidates[-1]
+
+
+def repository_files() -> list[str]:
+    """What a clone of the current working tree holds: tracked and untracked-but-not-ignored files."""
+    out = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO_ROOT,
+        check=True,
+        capture_output=True,
+    ).stdout
+    return sorted(p for p in out.decode().split("\0") if p and (REPO_ROOT / p).exists())
+
+
+@dataclass
+class Clone:
+    """A fresh copy of the repository at its own path, with its own Pants workdir and pantsd."""
+
+    root: Path
+
+    def pants(
+        self,
+        *args: str,
+        umask: int = 0o022,
+        pantsd: bool = False,
+        env: dict[str, str] | None = None,
+        check: bool = True,
+        timeout: float = 900,
+    ) -> subprocess.CompletedProcess[str]:
+        command = ["./pants", f"--{'' if pantsd else 'no-'}pantsd", *args]
+        result = subprocess.run(
+            command,
+            cwd=self.root,
+            env={**os.environ, **(env or {})},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            preexec_fn=lambda: os.umask(umask),
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(
+                f"{' '.join(command)} failed ({result.returncode}) in {self.root}:\n"
+                f"{result.stdout}\n{result.stderr}"
+            )
+        return result
+
+    def write(self, relpath: str, text: str) -> None:
+        path = self.root / relpath
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+
+    def dist_files(self) -> list[str]:
+        dist = self.root / "dist"
+        if not dist.exists():
+            return []
+        return sorted(str(p.relative_to(dist)) for p in dist.rglob("*") if p.is_file())
+
+    def kill_pantsd(self) -> None:
+        for pid_file in (self.root / ".pids").glob("*/pantsd/pid"):
+            try:
+                os.kill(int(pid_file.read_text().strip()), 9)
+            except (ProcessLookupError, ValueError):
+                pass
+
+
+def make_clone(destination: Path, *, reverse_order: bool = False) -> Clone:
+    """Copy the working tree file by file (optionally in reverse order) and `git init` it."""
+    destination.mkdir(parents=True)
+    files = repository_files()
+    for relpath in reversed(files) if reverse_order else files:
+        target = destination / relpath
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO_ROOT / relpath, target)
+    subprocess.run(["git", "init", "-q"], cwd=destination, check=True)
+    return Clone(destination)
+
+
+@pytest.fixture
+def clone_factory(tmp_path_factory):
+    clones: list[Clone] = []
+
+    def factory(name: str = "clone", **kwargs) -> Clone:
+        clone = make_clone(tmp_path_factory.mktemp(name) / "repo", **kwargs)
+        clones.append(clone)
+        return clone
+
+    yield factory
+    for clone in clones:
+        clone.kill_pantsd()

@@ -1,0 +1,173 @@
+"""`./pants package` end to end, in fresh clones, against real PyPI wheels and real interpreters."""
+
+from __future__ import annotations
+
+import hashlib
+import base64
+import json
+import os
+import re
+import subprocess
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from lambda_rules.platforms import RUNTIMES
+from tests.conftest import Clone, pyenv_python
+
+pytestmark = pytest.mark.e2e
+
+EVENT = {"order_id": "o-1", "quantity": 3, "unit_price_cents": 250}
+EXPECTED_RESPONSE = {"statusCode": 200, "body": '{"order_id":"o-1","total_cents":750}'}
+
+ELF_MACHINES = {62: "x86_64", 183: "aarch64"}
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def elf_machine(data: bytes) -> str:
+    assert data[:4] == b"\x7fELF", "not an ELF file"
+    little_endian = data[5] == 1
+    machine = int.from_bytes(data[18:20], "little" if little_endian else "big")
+    return ELF_MACHINES.get(machine, str(machine))
+
+
+def glibc_versions_needed(so_path: Path) -> set[tuple[int, int]]:
+    """The GLIBC_x.y symbol versions an extension module needs, read by binutils' readelf."""
+    out = subprocess.run(
+        ["readelf", "--version-info", "--wide", str(so_path)],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    return {(int(a), int(b)) for a, b in re.findall(r"GLIBC_(\d+)\.(\d+)", out)}
+
+
+def wheel_platform_tags(extracted: Path) -> list[str]:
+    tags = []
+    for wheel_file in extracted.glob("*.dist-info/WHEEL"):
+        tags += re.findall(r"^Tag: (\S+)$", wheel_file.read_text(), flags=re.M)
+    return tags
+
+
+def extract_read_only(archive: Path, destination: Path) -> Path:
+    subprocess.run(["unzip", "-q", str(archive), "-d", str(destination)], check=True)
+    subprocess.run(["chmod", "-R", "a-w", str(destination)], check=True)
+    return destination
+
+
+def call_handler(python: Path, code_dir: Path, module: str = "app") -> dict:
+    """Import the handler from `code_dir` only, as Lambda does, in an isolated interpreter."""
+    program = (
+        "import json, sys; sys.path.insert(0, sys.argv[1]); "
+        f"from {module} import handler; "
+        "print(json.dumps(handler(json.loads(sys.argv[2]), None)))"
+    )
+    result = subprocess.run(
+        [str(python), "-I", "-S", "-c", program, str(code_dir), json.dumps(EVENT)],
+        capture_output=True,
+        text=True,
+        cwd="/",
+    )
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def test_package_is_byte_identical_across_clones_umask_mtimes_cache_and_pantsd(
+    clone_factory, tmp_path
+):
+    first = clone_factory("first")
+    second = clone_factory("second-at-another-path", reverse_order=True)
+    for path in second.root.rglob("*"):
+        if path.is_file() and ".git" not in path.parts:
+            os.utime(path, (1_234_567_890, 1_234_567_890))
+
+    out_first = first.pants("package", "//fn:lambda", umask=0o022, pantsd=True)
+    out_second = second.pants(
+        "--no-local-cache", "package", "//fn:lambda", umask=0o077, pantsd=False
+    )
+
+    expected = ["fn/lambda.json", "fn/lambda.zip"]
+    archive_first = first.root / "dist/fn/lambda.zip"
+    digest = sha256(archive_first)
+    content_addressed = f"fn/lambda-{digest[:16]}.zip"
+    assert first.dist_files() == sorted([*expected, content_addressed])
+    assert second.dist_files() == first.dist_files()
+    for relpath in first.dist_files():
+        assert (first.root / "dist" / relpath).read_bytes() == (
+            second.root / "dist" / relpath
+        ).read_bytes(), relpath
+
+    manifest = json.loads((first.root / "dist/fn/lambda.json").read_text())
+    assert manifest["sha256"] == digest
+    assert manifest["filebase64sha256"] == base64.b64encode(
+        hashlib.sha256(archive_first.read_bytes()).digest()
+    ).decode()
+    assert manifest["zipped_size"] == archive_first.stat().st_size
+    assert manifest["runtime"] == "python3.12" and manifest["architecture"] == "x86_64"
+    assert manifest["handler"] == "app.handler"
+    names = {d["name"] for d in manifest["distributions"]}
+    assert {"orjson", "pydantic", "pydantic_core", "typing_extensions"} <= names
+    with zipfile.ZipFile(archive_first) as zf:
+        entries = zf.namelist()
+        assert manifest["entry_count"] == len(entries)
+        assert manifest["unzipped_size"] == sum(i.file_size for i in zf.infolist())
+    assert "app.py" in entries
+    assert not [e for e in entries if e.startswith(("pip/", "setuptools/", "bin/", "fn/"))]
+    assert not [e for e in entries if "__pycache__" in e or e.endswith(".pyc")]
+
+    # One line per artifact with its path, size and sha256.
+    log = out_first.stderr
+    assert "dist/fn/lambda.zip" in log and digest in log and f"{manifest['zipped_size']:,} bytes" in log
+
+    assert call_handler(pyenv_python(12), extract_read_only(archive_first, tmp_path / "x")) == (
+        EXPECTED_RESPONSE
+    )
+
+
+MATRIX_BUILD = """
+lambda_function(
+    name="matrix",
+    handler="app.py:handler",
+    runtime=parametrize("python3.9", "python3.11", "python3.12", "python3.13", "python3.14"),
+    architecture=parametrize("x86_64", "arm64"),
+)
+"""
+
+
+def test_runtimes_and_architectures_get_wheels_that_run_there(clone_factory, tmp_path):
+    clone = clone_factory()
+    clone.write("fn/BUILD", (clone.root / "fn/BUILD").read_text() + MATRIX_BUILD)
+    clone.pants("package", "fn:matrix")
+
+    built = sorted((clone.root / "dist/fn").glob("matrix@*.json"))
+    assert len(built) == 10
+    for manifest_path in built:
+        manifest = json.loads(manifest_path.read_text())
+        runtime = RUNTIMES[manifest["runtime"]]
+        machine = {"x86_64": "x86_64", "arm64": "aarch64"}[manifest["architecture"]]
+        archive = manifest_path.with_name(manifest["artifact"])
+        extracted = extract_read_only(archive, tmp_path / manifest_path.stem)
+
+        shared_objects = list(extracted.rglob("*.so"))
+        assert shared_objects, f"{archive.name}: the example needs native wheels"
+        for so in shared_objects:
+            assert elf_machine(so.read_bytes()[:64]) == machine, so
+            needed = glibc_versions_needed(so)
+            assert max(needed, default=(2, 0)) <= runtime.glibc, (so, sorted(needed))
+        cp = "cp{}{}".format(*runtime.python_version)
+        for tag in wheel_platform_tags(extracted):
+            python_tag, abi_tag, platform_tag = tag.split("-")
+            if platform_tag != "any":
+                assert platform_tag.endswith(machine), tag
+                glibc = re.match(r"manylinux_(\d+)_(\d+)_", platform_tag)
+                if glibc:
+                    assert (int(glibc[1]), int(glibc[2])) <= runtime.glibc, tag
+                assert abi_tag == "abi3" or python_tag == cp, (archive.name, tag)
+
+        minor = runtime.python_version[1]
+        if machine == "x86_64" and minor <= 13:
+            assert call_handler(pyenv_python(minor), extracted) == EXPECTED_RESPONSE
