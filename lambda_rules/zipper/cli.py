@@ -107,7 +107,7 @@ def _add_write_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", metavar="OUT.zip", type=Path, required=True)
     compression = parser.add_mutually_exclusive_group()
     compression.add_argument(
-        "--level", type=int, default=DEFAULT_LEVEL, metavar="N",
+        "--level", type=int, metavar="N",
         help=f"libdeflate level {MIN_LEVEL}-{MAX_LEVEL} (default {DEFAULT_LEVEL})",
     )
     compression.add_argument("--store", action="store_true", help="store entries uncompressed")
@@ -138,7 +138,7 @@ def _write_options(args: argparse.Namespace) -> dict:
         else timestamp_from_environment(os.environ)
     )
     return dict(
-        level=args.level,
+        level=DEFAULT_LEVEL if args.level is None else args.level,
         store=args.store,
         excludes=args.exclude,
         includes=args.include,

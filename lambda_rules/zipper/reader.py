@@ -290,7 +290,8 @@ class _ArchiveParser:
         central_values = (central["crc32"], central["compressed_size"], central["uncompressed_size"])
         descriptor = b""
         if flags & zf.FLAG_DATA_DESCRIPTOR:
-            if (crc, csize, usize) not in ((0, 0, 0), central_values):
+            # The descriptor holds the real values; writers zero some local fields (Info-ZIP -fd keeps the size).
+            if any(value not in (0, expected) for value, expected in zip((crc, csize, usize), central_values)):
                 raise self.corrupt(f"entry {name!r}: local header CRC/sizes disagree with central directory")
             descriptor = self.read_data_descriptor(name, data_offset + central["compressed_size"], central_values)
         elif (crc, csize, usize) != central_values:

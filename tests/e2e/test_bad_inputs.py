@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 
 from tests.conftest import Clone
@@ -42,7 +44,8 @@ lambda_function(
 )
 """
 
-# A field value Pants rejects makes the whole BUILD file unusable, so each gets its own directory.
+# A field value Pants rejects makes every BUILD file unusable (dependency inference reads them
+# all), so these exist only while their own test runs.
 BAD_RUNTIME_BUILD = """
 lambda_function(name="lambda", handler="app.py:handler", runtime="python3.8")
 """
@@ -69,13 +72,8 @@ def clone(tmp_path_factory) -> Clone:
     clone.write("bad/BUILD", BAD_BUILD)
     clone.write("bad/app.py", HANDLER)
     clone.write("bad/typing_extensions.py", "# shadows the distribution\n")
-    for directory, build in [
-        ("bad_runtime", BAD_RUNTIME_BUILD),
-        ("bad_arch", BAD_ARCH_BUILD),
-        ("bad_fixtures", BAD_FIXTURES_BUILD),
-    ]:
-        clone.write(f"{directory}/BUILD", build)
-        clone.write(f"{directory}/app.py", HANDLER)
+    clone.write("bad_fixtures/BUILD", BAD_FIXTURES_BUILD)
+    clone.write("bad_fixtures/app.py", HANDLER)
     clone.write("case/BUILD", CASE_BUILD)
     clone.write("case/app.py", HANDLER)
     clone.write("case/data/Readme.txt", "a\n")
@@ -103,8 +101,7 @@ def failing_package(clone: Clone, target: str) -> str:
             "bad:missing-function",
             ["bad:missing-function", "`no_such_handler`", "`app.py` defines no top-level"],
         ),
-        ("bad_runtime:lambda", ["bad_runtime:lambda", "'runtime'", "python3.8", "python3.12"]),
-        ("bad_arch:lambda", ["bad_arch:lambda", "'architecture'", "sparc", "arm64"]),
+
         (
             "bad_fixtures:no-wheel",
             ["bad_fixtures:no-wheel", "numpy 1.26.4", "no wheel for python3.13 on x86_64"],
@@ -119,6 +116,24 @@ def failing_package(clone: Clone, target: str) -> str:
 )
 def test_bad_input_fails_clearly_and_leaves_nothing(clone, target, expected):
     stderr = failing_package(clone, target)
+    for fragment in expected:
+        assert fragment in stderr, f"{fragment!r} not in:\n{stderr}"
+
+
+@pytest.mark.parametrize(
+    "build, expected",
+    [
+        (BAD_RUNTIME_BUILD, ["invalid:lambda", "'runtime'", "python3.8", "python3.12"]),
+        (BAD_ARCH_BUILD, ["invalid:lambda", "'architecture'", "sparc", "arm64"]),
+    ],
+)
+def test_invalid_field_values_fail_clearly_and_leave_nothing(clone, build, expected):
+    clone.write("invalid/BUILD", build)
+    clone.write("invalid/app.py", HANDLER)
+    try:
+        stderr = failing_package(clone, "invalid:lambda")
+    finally:
+        shutil.rmtree(clone.root / "invalid")
     for fragment in expected:
         assert fragment in stderr, f"{fragment!r} not in:\n{stderr}"
 

@@ -157,7 +157,9 @@ class RawEntry:
     declared_size: Optional[int] = None
     payload: Optional[bytes] = None
     local_name: Optional[bytes] = None
+    local_crc: Optional[int] = None
     extra: bytes = b""
+    zip64: bool = False
     dos_time: int = 0
     dos_date: int = 0x21
 
@@ -193,17 +195,21 @@ def write_raw_zip(
         size = len(e.data) if e.declared_size is None else e.declared_size
         offset = len(body)
         local_name = e.raw_name if e.local_name is None else e.local_name
+        extra, size_fields = e.extra, (len(payload), size)
+        if e.zip64:  # sizes moved to a Zip64 extra field, as streaming writers do
+            extra += struct.pack("<HHQQ", 1, 16, size, len(payload))
+            size_fields = (0xFFFFFFFF, 0xFFFFFFFF)
         body += struct.pack(
-            "<IHHHHHIIIHH", 0x04034B50, 20, e.flags, e.method, e.dos_time, e.dos_date,
-            crc, len(payload), size, len(local_name), len(e.extra),
-        ) + local_name + e.extra + payload
+            "<IHHHHHIIIHH", 0x04034B50, 45 if e.zip64 else 20, e.flags, e.method, e.dos_time,
+            e.dos_date, crc if e.local_crc is None else e.local_crc, *size_fields, len(local_name), len(extra),
+        ) + local_name + extra + payload
         if local_offsets is not None:
             offset = local_offsets[index]
         central += struct.pack(
-            "<IHHHHHHIIIHHHHHII", 0x02014B50, e.made_by, 20, e.flags, e.method, e.dos_time,
-            e.dos_date, crc, len(payload), size, len(e.raw_name), len(e.extra), 0, 0, 0,
+            "<IHHHHHHIIIHHHHHII", 0x02014B50, e.made_by, 45 if e.zip64 else 20, e.flags, e.method,
+            e.dos_time, e.dos_date, crc, *size_fields, len(e.raw_name), len(extra), 0, 0, 0,
             e.external_attr, offset,
-        ) + e.raw_name + e.extra
+        ) + e.raw_name + extra
     end = struct.pack(
         "<IHHHHIIH", 0x06054B50, 0, 0, len(entries), len(entries), len(central), len(body), len(comment)
     )

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from lambda_rules.zipper.archive import PlannedEntry, write_archive
+from lambda_rules.zipper.reader import read_archive
 from lambda_rules.zipper.timestamps import dos_date_time
 
 EXPECTED_MODES = {
@@ -124,6 +125,8 @@ def test_zip64_with_more_than_65535_entries(tmp_path, require_tool):
     assert data[-42:-38] == b"PK\x06\x07"  # Zip64 locator right before the end record
     output = _run([require_tool("unzip"), "-tq", str(out)])
     assert "No errors detected" in output
+    parsed = read_archive(out)
+    assert parsed.zip64 and len(parsed.entries) == count
     with zipfile.ZipFile(out) as archive:
         infos = archive.infolist()
         assert len(infos) == count

@@ -1,0 +1,189 @@
+"""Rule-level tests with Pants' RuleRunner: target validation, handler checks and staging.
+
+Staging runs the real pex (the PEX that ./pants bootstraps) against the real lockfile.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+from pants.backend.python import target_types_rules
+from pants.backend.python.target_types import (
+    PythonRequirementTarget,
+    PythonSourcesGeneratorTarget,
+)
+from pants.backend.python.util_rules.faas import (
+    InferPythonFaaSHandlerDependency,
+    PythonFaaSHandlerInferenceFieldSet,
+)
+from pants.core.target_types import ResourcesGeneratorTarget
+from pants.engine.addresses import Address
+from pants.engine.fs import Digest, DigestEntries
+from pants.engine.internals.scheduler import ExecutionError
+from pants.engine.target import InferredDependencies
+from pants.testutil.rule_runner import QueryRule, RuleRunner
+
+from lambda_rules import rules as lambda_rules
+from lambda_rules.rules import (
+    LambdaFunctionFieldSet,
+    StagedLambda,
+    StageLambdaRequest,
+)
+from lambda_rules.target_types import LambdaFunctionDependencies, LambdaFunctionTarget
+from tests.conftest import REPO_ROOT
+
+
+@pytest.fixture(scope="module")
+def pex_cli_options() -> list[str]:
+    bootstrap = Path(
+        subprocess.run(
+            ["./pants", "--print-bootstrap-dir"], cwd=REPO_ROOT, check=True, capture_output=True, text=True
+        ).stdout.strip()
+    )
+    env = dict(
+        line.split("=", 1) for line in (bootstrap / "env").read_text().splitlines() if "=" in line
+    )
+    pex = next(bootstrap.glob("pex-*.pex"))
+    version = "v" + pex.stem.split("-", 1)[1]
+    known = f"{version}|linux_x86_64|{env['PEX_SHA256']}|{env['PEX_SIZE']}"
+    options = [
+        f"--pex-cli-version={version}",
+        f"--pex-cli-url-template=file://{pex}",
+        f"--pex-cli-known-versions=['{known}']",
+        "--subprocess-environment-env-vars=['PIP_CONFIG_FILE=/dev/null']",
+    ]
+    if env.get("CA_CERTS"):
+        options.append(f"--ca-certs-path={env['CA_CERTS']}")
+    return options
+
+
+@pytest.fixture
+def rule_runner(pex_cli_options) -> RuleRunner:
+    runner = RuleRunner(
+        rules=[
+            *lambda_rules.rules(),
+            *target_types_rules.rules(),
+            QueryRule(StagedLambda, [StageLambdaRequest]),
+            QueryRule(InferredDependencies, [InferPythonFaaSHandlerDependency]),
+            QueryRule(DigestEntries, [Digest]),
+        ],
+        target_types=[
+            LambdaFunctionTarget,
+            PythonSourcesGeneratorTarget,
+            PythonRequirementTarget,
+            ResourcesGeneratorTarget,
+        ],
+    )
+    lockfile = (REPO_ROOT / "3rdparty/python/default.lock").read_text()
+    runner.write_files({"3rdparty/default.lock": lockfile})
+    runner.set_options(
+        [
+            *pex_cli_options,
+            "--source-root-patterns=['/', '/fn']",
+            "--python-enable-resolves",
+            "--python-interpreter-constraints=['CPython>=3.9,<3.15']",
+            "--python-resolves={'python-default': '3rdparty/default.lock'}",
+        ],
+        env_inherit={"PATH", "PYENV_ROOT", "HOME"},
+    )
+    return runner
+
+
+def field_set(runner: RuleRunner, address: Address) -> LambdaFunctionFieldSet:
+    return LambdaFunctionFieldSet.create(runner.get_target(address))
+
+
+def stage(runner: RuleRunner, address: Address) -> tuple[StagedLambda, set[str]]:
+    staged = runner.request(StagedLambda, [StageLambdaRequest(field_set(runner, address))])
+    paths = {entry.path for entry in runner.request(DigestEntries, [staged.digest])}
+    return staged, paths
+
+
+HANDLER = "import orjson\n\ndef handler(event, context):\n    return orjson.dumps(event)\n"
+BUILD = """
+python_requirement(name="orjson", requirements=["orjson==3.11.5"])
+python_sources(name="src")
+resources(name="data", sources=["data/*.json"])
+lambda_function(name="lambda", handler="app.py:handler", runtime="python3.11", dependencies=[":data"])
+"""
+
+
+def test_unknown_runtime_and_architecture_are_rejected_naming_the_target(rule_runner):
+    rule_runner.write_files(
+        {
+            "a/BUILD": 'lambda_function(name="f", handler="app.py:h", runtime="python2.7")',
+            "b/BUILD": 'lambda_function(name="f", handler="app.py:h", runtime="python3.12", architecture="ppc")',
+        }
+    )
+    with pytest.raises(ExecutionError, match=r"'runtime' field in target a:f must be one of .*python3\.14"):
+        rule_runner.get_target(Address("a", target_name="f"))
+    with pytest.raises(ExecutionError, match=r"'architecture' field in target b:f must be one of \['arm64', 'x86_64'\]"):
+        rule_runner.get_target(Address("b", target_name="f"))
+
+
+def test_runtime_is_required_and_architecture_defaults_to_x86_64(rule_runner):
+    rule_runner.write_files(
+        {
+            "a/BUILD": 'lambda_function(name="f", handler="app.py:h")',
+            "b/BUILD": 'lambda_function(name="f", handler="app.py:h", runtime="python3.13")',
+        }
+    )
+    with pytest.raises(ExecutionError, match=r"'runtime' field in target a:f must be defined"):
+        rule_runner.get_target(Address("a", target_name="f"))
+    fs = field_set(rule_runner, Address("b", target_name="f"))
+    assert fs.platform.machine == "x86_64" and fs.platform.runtime.glibc == (2, 34)
+
+
+def test_handler_file_is_inferred_as_a_dependency(rule_runner):
+    rule_runner.write_files({"fn/BUILD": BUILD, "fn/app.py": HANDLER, "fn/data/x.json": "{}"})
+    target = rule_runner.get_target(Address("fn", target_name="lambda"))
+    inferred = rule_runner.request(
+        InferredDependencies,
+        [InferPythonFaaSHandlerDependency(PythonFaaSHandlerInferenceFieldSet.create(target))],
+    )
+    assert Address("fn", relative_file_path="app.py", target_name="src") in inferred.include
+    assert target[LambdaFunctionDependencies].value == (":data",)
+
+
+def test_staging_holds_sources_resources_and_flat_wheels_only(rule_runner):
+    rule_runner.write_files(
+        {
+            "fn/BUILD": BUILD,
+            "fn/app.py": HANDLER,
+            "fn/data/config.json": '{"a": 1}',
+            "fn/unrelated.py": "import os\n",
+            "other/BUILD": "python_sources()",
+            "other/x.py": "",
+        }
+    )
+    staged, paths = stage(rule_runner, Address("fn", target_name="lambda"))
+    assert staged.handler == "app.handler"
+    assert [(d.name, d.version) for d in staged.distributions] == [("orjson", "3.11.5")]
+    assert {"app.py", "data/config.json", "orjson/__init__.py"} <= paths
+    assert any(p.startswith("orjson/orjson.cpython-311-x86_64-linux-gnu") for p in paths)
+    assert "unrelated.py" not in paths and "x.py" not in paths and "other/x.py" not in paths
+    assert not [p for p in paths if p.startswith(("bin/", "pip", "setuptools", "fn/"))]
+
+
+def test_staging_rejects_a_module_that_lacks_the_handler_function(rule_runner):
+    rule_runner.write_files(
+        {"fn/BUILD": BUILD, "fn/app.py": "def other(event, context):\n    pass\n", "fn/data/x.json": ""}
+    )
+    with pytest.raises(ExecutionError, match=r"fn:lambda: the handler `app.py:handler` names function `handler`"):
+        stage(rule_runner, Address("fn", target_name="lambda"))
+
+
+def test_staging_rejects_source_and_distribution_writing_the_same_path(rule_runner):
+    rule_runner.write_files(
+        {
+            "fn/BUILD": BUILD.replace('dependencies=[":data"]', 'dependencies=[":data", ":orjson", "fn/orjson"]'),
+            "fn/app.py": HANDLER,
+            "fn/data/x.json": "",
+            "fn/orjson/BUILD": "python_sources()",
+            "fn/orjson/__init__.py": "# shadows the real orjson\n",
+        }
+    )
+    with pytest.raises(ExecutionError, match=r"fn:lambda: these paths come both from first-party sources and from a third-party distribution.*orjson/__init__\.py"):
+        stage(rule_runner, Address("fn", target_name="lambda"))

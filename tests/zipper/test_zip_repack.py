@@ -1,0 +1,260 @@
+"""repack: Info-ZIP archives of the same files converge to one canonical archive; unsafe input is refused."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+import struct
+import subprocess
+import zlib
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from lambda_rules.zipper.cli import main
+from lambda_rules.zipper.format import CREATOR_UNIX
+
+GOLDEN_SHA256 = "7206fd9496c4f8333aa7af4f4b364dfb6dc477c684461d8112d5cabd55782339"
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _info_zip(tree: Path, out: Path, zip_tool: str, *options: str, umask: int = 0o022) -> Path:
+    subprocess.run(
+        [zip_tool, "-q", "-r", *options, str(out), "."],
+        cwd=tree, check=True, preexec_fn=lambda: os.umask(umask),
+    )
+    return out
+
+
+@pytest.mark.parametrize(
+    "options, mtime, umask, order",
+    [
+        ((), 1_000_000_000, 0o022, "sorted"),
+        (("-D",), 1_600_000_000, 0o077, "reversed"),
+        (("-X",), 1_234_567_890, 0o002, "reversed"),
+        (("-X", "-D"), 1_700_000_000, 0o022, "sorted"),
+        (("-0",), 1_100_000_000, 0o022, "sorted"),
+        (("-9", "-X"), 1_300_000_000, 0o077, "sorted"),
+        (("-fd",), 1_400_000_000, 0o022, "reversed"),  # data descriptors
+    ],
+)
+def test_info_zip_variants_repack_to_the_golden_build(
+    zipper, make_golden_copy, require_tool, tmp_path, options, mtime, umask, order
+):
+    arrange = (lambda files: sorted(files, reverse=True)) if order == "reversed" else sorted
+    tree = make_golden_copy(tmp_path / "tree", order=arrange, umask=umask)
+    for path in tree.rglob("*"):
+        os.utime(path, (mtime, mtime))
+    source = _info_zip(tree, tmp_path / "info.zip", require_tool("zip"), *options, umask=umask)
+    out = tmp_path / "repacked.zip"
+    zipper.run("repack", source, "-o", out, umask=umask)
+    assert _sha256(out) == GOLDEN_SHA256
+    assert out.stat().st_mode & 0o777 == 0o644
+
+
+def test_streamed_info_zip_repacks_to_the_golden_build(zipper, golden_copy, require_tool, tmp_path):
+    streamed = tmp_path / "streamed.zip"
+    with open(streamed, "wb") as stdout:  # `zip -r - .` writes to a pipe: no seeking back
+        subprocess.run([require_tool("zip"), "-q", "-r", "-", "."], cwd=golden_copy, stdout=stdout, check=True)
+    out = tmp_path / "repacked.zip"
+    zipper.run("repack", streamed, "-o", out)
+    assert _sha256(out) == GOLDEN_SHA256
+
+
+def test_zip64_extra_fields_in_small_archives_are_read(tmp_path, crafter):
+    plain = crafter.write(tmp_path / "plain.zip", [crafter.Entry("a.txt", data=b"a" * 300)])
+    zip64 = crafter.write(tmp_path / "zip64.zip", [crafter.Entry("a.txt", data=b"a" * 300, zip64=True)])
+    assert main(["repack", str(plain), "-o", str(tmp_path / "p.zip")]) == 0
+    assert main(["repack", str(zip64), "-o", str(tmp_path / "z.zip")]) == 0
+    assert (tmp_path / "p.zip").read_bytes() == (tmp_path / "z.zip").read_bytes()
+    with zipfile.ZipFile(zip64) as archive:  # the crafted archive itself is valid
+        assert archive.read("a.txt") == b"a" * 300
+
+
+def test_repack_is_idempotent_and_in_place(zipper, golden_copy, tmp_path):
+    built = tmp_path / "built.zip"
+    zipper.build_sha256(golden_copy, built)
+    zipper.run("repack", built, "-o", built)
+    assert _sha256(built) == GOLDEN_SHA256
+
+
+def test_repack_keeps_pycache_unless_excluded(zipper, golden_copy, require_tool, tmp_path):
+    (golden_copy / "pkg" / "__pycache__").mkdir()
+    (golden_copy / "pkg" / "__pycache__" / "Zeta.cpython-39.pyc").write_bytes(b"\x61\x0d\x0d\x0a")
+    source = _info_zip(golden_copy, tmp_path / "info.zip", require_tool("zip"))
+    kept = tmp_path / "kept.zip"
+    zipper.run("repack", source, "-o", kept)
+    with zipfile.ZipFile(kept) as archive:
+        assert "pkg/__pycache__/Zeta.cpython-39.pyc" in archive.namelist()
+    dropped = tmp_path / "dropped.zip"
+    zipper.run("repack", source, "-o", dropped, "--exclude", "__pycache__")
+    assert _sha256(dropped) == GOLDEN_SHA256
+
+
+def test_exec_bit_comes_from_unix_attributes_only(tmp_path, crafter):
+    source = crafter.write(tmp_path / "in.zip", [
+        crafter.Entry("unix_exec.sh", external_attr=0o100750 << 16),
+        crafter.Entry("unix_plain.txt", external_attr=0o100600 << 16),
+        crafter.Entry("unix_no_mode.txt", external_attr=0),
+        crafter.Entry("dos_exec_bits.txt", made_by=(0 << 8) | 20, external_attr=0o100755 << 16),
+        crafter.Entry("dir/", data=b"", method=0, external_attr=(0o040755 << 16) | 0x10),
+    ])
+    out = tmp_path / "out.zip"
+    assert main(["repack", str(source), "-o", str(out)]) == 0
+    with zipfile.ZipFile(out) as archive:
+        modes = {i.filename: i.external_attr >> 16 for i in archive.infolist()}
+        assert {i.create_system for i in archive.infolist()} == {CREATOR_UNIX}
+    assert modes == {
+        "dos_exec_bits.txt": 0o100644,
+        "unix_exec.sh": 0o100755,
+        "unix_no_mode.txt": 0o100644,
+        "unix_plain.txt": 0o100644,
+    }
+
+
+def test_dot_segments_are_normalized_and_entries_sorted(tmp_path, crafter):
+    source = crafter.write(tmp_path / "in.zip", [
+        crafter.Entry("./b//c.txt", data=b"c"),
+        crafter.Entry("a.txt", data=b"a"),
+    ])
+    out = tmp_path / "out.zip"
+    assert main(["repack", str(source), "-o", str(out)]) == 0
+    with zipfile.ZipFile(out) as archive:
+        assert archive.namelist() == ["a.txt", "b/c.txt"]
+
+
+def _refused(tmp_path: Path, capsys, source: Path, *options: str) -> str:
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    code = main(["repack", str(source), "-o", str(out_dir / "out.zip"), *options])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.startswith("lambda-zip: error: "), err
+    assert "Traceback" not in err
+    assert os.listdir(out_dir) == [], "a refused repack must leave no output and no temp file"
+    return err
+
+
+ZEROS = b"\0" * (20 << 20)
+
+
+@pytest.mark.parametrize(
+    "entries, message",
+    [
+        ([{"name": "/etc/cron.d/evil"}], "is an absolute path"),
+        ([{"name": "C:/Windows/evil.dll"}], "is an absolute path"),
+        ([{"name": "../evil.py"}], "contains a '..' component"),
+        ([{"name": "a/../../evil.py"}], "contains a '..' component"),
+        ([{"name": "..\\evil.py"}], "uses a backslash"),
+        ([{"name": "dir\\file.py"}], "uses a backslash"),
+        ([{"name": "a.py"}, {"name": "a.py", "data": b"other"}], "both unpack to 'a.py'"),
+        ([{"name": "a.py"}, {"name": "./a.py", "data": b"other"}], "both unpack to 'a.py'"),
+        ([{"name": "a"}, {"name": "a/b.py"}], "'a' is both a file and the directory of 'a/b.py'"),
+        ([{"name": "secret.txt", "flags": 0x0801}], "is encrypted"),
+        ([{"name": "link", "data": b"target.txt", "method": 0, "external_attr": 0o120777 << 16}], "is a symlink"),
+        ([{"name": "fifo", "data": b"", "method": 0, "external_attr": 0o010644 << 16}], "is a special file"),
+        ([{"name": "a.bz2", "method": 12, "payload": b"BZh9"}], "uses compression method 12"),
+        ([{"name": "bad-crc.txt", "crc": 0xDEADBEEF}], "fails its CRC-32 check"),
+        ([{"name": "lying.txt", "data": b"x" * 5000, "declared_size": 100}], "inflates past its declared size of 100"),
+        ([{"name": "short.txt", "data": b"x" * 5000, "declared_size": 6000}], "holds 5000 bytes but declares 6000"),
+        ([{"name": "stored.txt", "method": 0, "declared_size": 3}], "declares 3 bytes but holds 8"),
+        ([{"name": "junk.txt", "payload": b"\xff\xff\xff\xff"}], "corrupt deflate data"),
+        ([{"name": "bomb.bin", "data": ZEROS}], "(limit 200:1), a likely zip bomb"),
+        ([{"name": "a.txt", "local_name": b"b.txt"}], "local header name b'b.txt' differs"),
+        ([{"name": "a.txt", "local_crc": 0x1234}], "local header (crc 0x00001234, sizes"),
+        ([{"name": "a.txt", "flags": 0x0808, "local_crc": 0x1234}], "local header CRC/sizes disagree"),
+        ([{"name": "a.txt", "flags": 0x0808}], "data descriptor missing or disagrees"),
+    ],
+)
+def test_unsafe_or_corrupt_archives_are_refused(tmp_path, capsys, crafter, entries, message):
+    source = crafter.write(tmp_path / "in.zip", [crafter.Entry(**e) for e in entries])
+    assert message in _refused(tmp_path, capsys, source)
+
+
+def test_bomb_limit_can_be_raised(tmp_path, capsys, crafter):
+    source = crafter.write(tmp_path / "in.zip", [crafter.Entry("bomb.bin", data=ZEROS)])
+    out = tmp_path / "out.zip"
+    assert main(["repack", str(source), "-o", str(out), "--max-ratio", "2000"]) == 0
+    with zipfile.ZipFile(out) as archive:
+        assert archive.getinfo("bomb.bin").file_size == len(ZEROS)
+
+
+def test_total_unzipped_size_limit(tmp_path, capsys, crafter):
+    source = crafter.write(tmp_path / "in.zip", [crafter.Entry("a", data=b"a" * 600), crafter.Entry("b", data=b"b" * 600)])
+    err = _refused(tmp_path, capsys, source, "--max-unzipped-size", "1000")
+    assert "exceeds 1000 bytes at entry 'b'; raise --max-unzipped-size" in err
+
+
+def test_overlapping_entries_are_refused(tmp_path, capsys, crafter):
+    # Fifield-style overlap: a.txt's stored data *is* b.txt's local header and data.
+    b_data = b"bbbb"
+    b_local = struct.pack(
+        "<IHHHHHIIIHH", 0x04034B50, 20, 0x0800, 0, 0, 0x21, zlib.crc32(b_data), 4, 4, 5, 0
+    ) + b"b.txt" + b_data
+    source = crafter.write(
+        tmp_path / "in.zip",
+        [crafter.Entry("a.txt", data=b_local, method=0), crafter.Entry("b.txt", data=b_data, method=0)],
+        local_offsets=[0, 30 + len("a.txt")],
+    )
+    assert "share bytes; overlapping entries are a zip-bomb technique" in _refused(tmp_path, capsys, source)
+
+
+@pytest.mark.parametrize("cut", [1, 22, 60, 200])
+def test_truncated_archive_is_refused(zipper, golden_copy, tmp_path, capsys, cut):
+    built = tmp_path / "built.zip"
+    zipper.build_sha256(golden_copy, built)
+    truncated = tmp_path / "truncated.zip"
+    truncated.write_bytes(built.read_bytes()[:-cut])
+    err = _refused(tmp_path, capsys, truncated)
+    assert "no end-of-central-directory record" in err or "truncated" in err
+
+
+def test_prepended_and_trailing_bytes_are_refused(zipper, golden_copy, tmp_path, capsys):
+    built = tmp_path / "built.zip"
+    zipper.build_sha256(golden_copy, built)
+    prepended = tmp_path / "prepended.zip"
+    prepended.write_bytes(b"#!/bin/sh\nexit 0\n" + built.read_bytes())
+    assert "bytes were prepended or inserted" in _refused(tmp_path, capsys, prepended)
+    trailing = tmp_path / "trailing.zip"
+    trailing.write_bytes(built.read_bytes() + b"\0" * 10)
+    (tmp_path / "out").rmdir()
+    assert "has trailing bytes" in _refused(tmp_path, capsys, trailing)
+
+
+def test_not_a_zip_and_missing_file(tmp_path, capsys):
+    text = tmp_path / "notes.txt"
+    text.write_text("hello")
+    assert "not a ZIP archive" in _refused(tmp_path, capsys, text)
+    (tmp_path / "out").rmdir()
+    assert "No such file or directory" in _refused(tmp_path, capsys, tmp_path / "missing.zip")
+
+
+def test_refusal_leaves_an_existing_output_untouched(tmp_path, capsys, crafter):
+    out = tmp_path / "out.zip"
+    out.write_bytes(b"previous")
+    source = crafter.write(tmp_path / "in.zip", [crafter.Entry("../evil")])
+    assert main(["repack", str(source), "-o", str(out)]) == 2
+    assert out.read_bytes() == b"previous"
+    assert sorted(os.listdir(tmp_path)) == ["in.zip", "out.zip"]
+
+
+def test_python_zipfile_archive_repacks_with_default_modes(tmp_path):
+    source = tmp_path / "py.zip"
+    with zipfile.ZipFile(source, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("z.txt", "z" * 100)
+        archive.writestr(zipfile.ZipInfo("m/"), "")
+        archive.writestr("m/a.txt", "a")
+        archive.comment = b"made by zipfile"
+    out = tmp_path / "out.zip"
+    assert main(["repack", str(source), "-o", str(out), "--timestamp", "1700000000"]) == 0
+    with zipfile.ZipFile(out) as archive:
+        infos = archive.infolist()
+        assert [i.filename for i in infos] == ["m/a.txt", "z.txt"]
+        assert {stat.S_IMODE(i.external_attr >> 16) for i in infos} == {0o644}
+        assert {i.date_time for i in infos} == {(2023, 11, 14, 22, 13, 20)}
+        assert archive.comment == b""
