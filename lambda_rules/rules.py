@@ -35,6 +35,7 @@ from pants.backend.python.util_rules.python_sources import (
     StrippedPythonSourceFiles,
 )
 from pants.core.goals.package import BuiltPackage, BuiltPackageArtifact, PackageFieldSet
+from pants.core.util_rules.distdir import DistDir
 from pants.engine.addresses import Address
 from pants.engine.fs import (
     AddPrefix,
@@ -391,7 +392,9 @@ async def deterministic_zip(
 
 
 @rule(desc="Package Lambda function", level=LogLevel.DEBUG)
-async def package_lambda_function(field_set: LambdaFunctionFieldSet) -> BuiltPackage:
+async def package_lambda_function(
+    field_set: LambdaFunctionFieldSet, dist_dir: DistDir
+) -> BuiltPackage:
     platform = field_set.platform
     staged = await Get(StagedLambda, StageLambdaRequest(field_set))
     output_path = field_set.output_path.value_or_default(file_ending="zip")
@@ -433,22 +436,19 @@ async def package_lambda_function(field_set: LambdaFunctionFieldSet) -> BuiltPac
             ]
         ),
     )
-    size_and_hash = f"{summary['zipped_size']:,} bytes, sha256 {summary['sha256_hex']}"
+    dist = dist_dir.relpath
+
+    def wrote(path: str, details: str) -> BuiltPackageArtifact:
+        # One line per artifact (relpath=None keeps Pants from adding its own "Wrote" line).
+        return BuiltPackageArtifact(None, extra_log_lines=(f"Wrote {dist / path}  {details}",))
+
+    zip_details = f"{summary['zipped_size']:,} bytes  sha256 {summary['sha256_hex']}"
     return BuiltPackage(
         outputs,
         artifacts=(
-            BuiltPackageArtifact(
-                output_path,
-                extra_log_lines=(
-                    f"    {size_and_hash}",
-                    f"    Runtime: {platform.description}",
-                    f"    Handler: {staged.handler}",
-                ),
-            ),
-            BuiltPackageArtifact(content_addressed, extra_log_lines=(f"    {size_and_hash}",)),
-            BuiltPackageArtifact(
-                manifest_path, extra_log_lines=(f"    filebase64sha256: {summary['sha256_base64']}",)
-            ),
+            wrote(output_path, f"{zip_details}  ({platform.description}, handler {staged.handler})"),
+            wrote(content_addressed, zip_details),
+            wrote(manifest_path, f"manifest  filebase64sha256 {summary['sha256_base64']}"),
         ),
     )
 
