@@ -1,0 +1,81 @@
+"""The benchmark harness (bench/) still works. Only the tables' shape is checked, never a timing.
+
+The Pants builds are left out (minutes each); the size and cold-start tables they feed are built
+here from two tiny archives instead.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+from typing import Dict, List
+
+from tests.conftest import REPO_ROOT
+
+sys.path.insert(0, str(REPO_ROOT / "bench"))
+import bench_coldstart  # noqa: E402
+import bench_pants  # noqa: E402
+from common import Artifact  # noqa: E402
+
+
+def table(markdown: str, first_header_cell: str) -> Dict[str, List[str]]:
+    """The markdown table whose header starts with `first_header_cell`: {first cell: row}."""
+    lines = markdown.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"| {first_header_cell} |"))
+    rows = {}
+    for line in [lines[start], *lines[start + 2 :]]:
+        if not line.startswith("|"):
+            break
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        rows[cells[0]] = cells
+    return rows
+
+
+def test_quick_zipper_run_writes_machine_and_table(tmp_path):
+    output = tmp_path / "RESULTS.md"
+    printed = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "bench/run"), "--quick", "--only=zipper", f"--output={output}"],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    ).stdout
+    written = output.read_text()
+    assert printed == written
+    for fact in ("usable cores", "Harness Python", "Pants 2.17.1", "pex 2.", "deflate 0.8.1", "zip 3.0"):
+        assert fact in written
+    rows = table(written, "candidate")
+    assert rows["candidate"][:5] == ["candidate", "MB/s", "median wall s", "output bytes", "peak RSS MiB"]
+    assert {"lambda-zip, 1 worker", "lambda-zip --store", "zip -r -X -D -6", "zipfile level 6"} <= set(rows)
+    assert all(len(row) == len(rows["candidate"]) for row in rows.values())
+
+
+def _archive(path: Path, files: Dict[str, str]) -> Path:
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, text in files.items():
+            archive.writestr(name, text)
+    return path
+
+
+def test_size_and_cold_start_tables(tmp_path):
+    ours = Artifact("ours", _archive(tmp_path / "ours.zip", {"app.py": "def handler(): pass\n"}), "app")
+    builtin = Artifact(
+        "built-in",
+        _archive(
+            tmp_path / "builtin.zip",
+            {"app.py": "def handler(): pass\n", "lambda_function.py": "from app import handler\n"},
+        ),
+        "lambda_function",
+    )
+
+    sizes = table(bench_pants.size_section(ours, builtin), "artifact")
+    assert sizes["artifact"] == ["artifact", "zip bytes", "unzipped bytes", "entries", "files"]
+    assert sizes["ours"][3:] == ["1", "1"] and sizes["built-in"][3:] == ["2", "2"]
+    assert set(sizes) == {"artifact", "ours", "built-in", "ours / built-in"}
+
+    cold_start = table(bench_coldstart.section(ours, builtin, runs=2), "artifact")
+    assert cold_start["artifact"] == ["artifact", "imports", "median ms", "min ms", "max ms"]
+    assert cold_start["built-in"][1] == "`import lambda_function`"
+    assert set(cold_start) == {"artifact", "ours", "built-in", "ours / built-in"}
