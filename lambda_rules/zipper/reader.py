@@ -15,7 +15,7 @@ import stat
 import struct
 import zlib
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import Any, BinaryIO, Callable
 
 from lambda_rules.zipper import format as zf
 from lambda_rules.zipper.errors import CorruptArchiveError, UnsafeArchiveError
@@ -259,7 +259,8 @@ class _ArchiveParser:
                 raise self.corrupt(f"entry name {raw_name!r} is flagged UTF-8 but is not") from None
             return raw_name.decode("cp437")
 
-    def with_local_header(self, **central: object) -> ArchiveEntry:
+    def with_local_header(self, **central: Any) -> ArchiveEntry:
+        """Read the entry's local header, check it against the central fields, and combine both."""
         name = central["name"]
         offset = central["local_header_offset"]
         fixed = zf.LOCAL_FILE_HEADER.unpack(
@@ -301,7 +302,7 @@ class _ArchiveParser:
             )
         return ArchiveEntry(local=local, data_offset=data_offset, data_descriptor=descriptor, **central)
 
-    def read_data_descriptor(self, name: object, offset: int, expected: tuple[int, int, int]) -> bytes:
+    def read_data_descriptor(self, name: str, offset: int, expected: tuple[int, int, int]) -> bytes:
         """The descriptor after the data: optional signature, CRC, then 4- or 8-byte sizes."""
         for length in (16, 24, 12, 20):
             if offset + length > self.size:
@@ -330,7 +331,7 @@ class _ArchiveParser:
                 )
 
 
-def _zip64_extra_values(extra: bytes, corrupt, name: str) -> bytes | None:
+def _zip64_extra_values(extra: bytes, corrupt: Callable[[str], Exception], name: str) -> bytes | None:
     """The payload of the Zip64 extra field, if any; malformed extra blocks are errors."""
     position = 0
     found = None
@@ -347,7 +348,9 @@ def _zip64_extra_values(extra: bytes, corrupt, name: str) -> bytes | None:
     return found
 
 
-def _resolve_zip64(values, zip64_payload, corrupt, name):
+def _resolve_zip64(
+    values: tuple[int, ...], zip64_payload: bytes | None, corrupt: Callable[[str], Exception], name: str
+) -> tuple[int, ...]:
     """Replace sentinel fields, in APPNOTE order, with the values from the Zip64 extra field."""
     sentinels = (zf.UINT32_MAX, zf.UINT32_MAX, zf.UINT32_MAX, zf.UINT16_MAX)
     widths = (8, 8, 8, 4)

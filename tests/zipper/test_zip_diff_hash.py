@@ -108,6 +108,25 @@ def test_order_comment_and_data_descriptor(zipper, tmp_path):
     assert "x.txt: general purpose flags: 0x0000 vs 0x0008" in output
 
 
+def test_entry_comment_internal_and_dos_attributes(zipper, tmp_path):
+    def make(path: Path, **fields) -> Path:
+        info = zipfile.ZipInfo("x.txt", (1980, 1, 1, 0, 0, 0))
+        info.external_attr = 0o100644 << 16
+        for name, value in fields.items():
+            setattr(info, name, value)
+        with zipfile.ZipFile(path, "w") as archive:
+            archive.writestr(info, b"x")
+        return path
+
+    a = make(tmp_path / "a.zip")
+    b = make(tmp_path / "b.zip", comment=b"note", internal_attr=1, external_attr=(0o100644 << 16) | 0x20)
+    output = _diff(zipper, a, b)
+    assert "x.txt: entry comment: b'' vs b'note'" in output
+    assert "x.txt: internal attributes: 0x0000 vs 0x0001" in output
+    assert "x.txt: MS-DOS attribute bits: 0x0000 vs 0x0020" in output
+    assert "x.txt: mode" not in output
+
+
 def test_diff_of_corrupt_archive_is_an_error(zipper, base_zip, tmp_path):
     broken = tmp_path / "broken.zip"
     broken.write_bytes(base_zip.read_bytes()[:100])
