@@ -23,6 +23,10 @@ EXPECTED_RESPONSE = {"statusCode": 200, "body": '{"order_id":"o-1","total_cents"
 
 ELF_MACHINES = {62: "x86_64", 183: "aarch64"}
 
+# The example's package, end to end: fn/, the lockfile, pex's flat layout and the zipper. A change
+# here must be deliberate (a new requirement, a changed fn/app.py, a new zipper format).
+EXAMPLE_GOLDEN_SHA256 = "bccf7943bb72e0ed74d3182561869026f043e22756fffbcc33956ab808f5cca9"
+
 
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
@@ -93,6 +97,7 @@ def test_package_is_byte_identical_across_clones_umask_mtimes_cache_and_pantsd(
     expected = ["fn/lambda.json", "fn/lambda.zip"]
     archive_first = first.root / "dist/fn/lambda.zip"
     digest = sha256(archive_first)
+    assert digest == EXAMPLE_GOLDEN_SHA256
     content_addressed = f"fn/lambda-{digest[:16]}.zip"
     assert first.dist_files() == sorted([*expected, content_addressed])
     assert second.dist_files() == first.dist_files()
