@@ -370,7 +370,7 @@ async def deterministic_zip(
                 request.output_filename,
                 "--summary-json",
                 summary_file,
-                "--workers",
+                "--max-workers",
                 # Filled in by Pants with the cores it grants; not part of the cache key.
                 "{pants_concurrency}",
                 *level_args,

@@ -25,6 +25,7 @@ def build_zip(
     includes: Iterable[str] = (),
     timestamp: int | None = None,
     workers: int | None = None,
+    max_workers: int | None = None,
 ) -> ZipSummary:
     """Zip every file under `root` into `out`; the bytes depend only on names, contents and exec bits.
 
@@ -42,7 +43,7 @@ def build_zip(
         [PlannedEntry(f.name, f.executable, f) for f in files],
         level=compress_level,
         timestamp=timestamp,
-        workers=resolve_workers(workers, sum(f.size for f in files)),
+        workers=resolve_workers(workers, sum(f.size for f in files), max_workers),
     )
 
 

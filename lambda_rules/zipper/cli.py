@@ -124,7 +124,13 @@ def _add_write_options(parser: argparse.ArgumentParser) -> None:
         "--timestamp", metavar="EPOCH",
         help="Unix time for every entry, in UTC (default: $SOURCE_DATE_EPOCH, else 1980-01-01)",
     )
-    parser.add_argument("--workers", type=int, metavar="N", help="compression processes (default: all CPUs)")
+    workers = parser.add_mutually_exclusive_group()
+    workers.add_argument("--workers", type=int, metavar="N", help="compression processes (default: all CPUs)")
+    workers.add_argument(
+        "--max-workers", type=int, metavar="N",
+        help="at most N compression processes; inputs under 8 MiB use one (what a build tool "
+        "that grants N cores wants)",
+    )
     parser.add_argument(
         "--summary-json", type=Path, metavar="PATH",
         help="also write hashes, sizes and entries as JSON",
@@ -144,6 +150,7 @@ def _write_options(args: argparse.Namespace) -> dict:
         includes=args.include,
         timestamp=timestamp,
         workers=args.workers,
+        max_workers=args.max_workers,
     )
 
 

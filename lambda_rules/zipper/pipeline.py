@@ -47,13 +47,17 @@ def available_cpus() -> int:
     return os.cpu_count() or 1
 
 
-def resolve_workers(workers: int | None, total_bytes: int) -> int:
-    """An explicit count is honoured; None means all CPUs, or 1 for small inputs."""
-    if workers is None:
-        return available_cpus() if total_bytes >= PARALLEL_MIN_BYTES else 1
-    if workers < 1:
-        raise ZipError(f"--workers must be at least 1, got {workers}")
-    return workers
+def resolve_workers(workers: int | None, total_bytes: int, max_workers: int | None = None) -> int:
+    """An explicit count is honoured; None means all CPUs (at most `max_workers`), or 1 for
+    small inputs."""
+    for flag, value in (("--workers", workers), ("--max-workers", max_workers)):
+        if value is not None and value < 1:
+            raise ZipError(f"{flag} must be at least 1, got {value}")
+    if workers is not None:
+        return workers
+    if total_bytes < PARALLEL_MIN_BYTES:
+        return 1
+    return min(available_cpus(), max_workers or available_cpus())
 
 
 def compress_all(items: Sequence[Content], level: int | None, workers: int) -> Iterator[CompressedEntry]:

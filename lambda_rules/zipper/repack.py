@@ -77,6 +77,7 @@ def repack_zip(
     includes: Iterable[str] = (),
     timestamp: int | None = None,
     workers: int | None = None,
+    max_workers: int | None = None,
     limits: RepackLimits = RepackLimits(),
 ) -> ZipSummary:
     """Rewrite `archive` into canonical form at `out` (which may be the same path)."""
@@ -90,7 +91,7 @@ def repack_zip(
         planned,
         level=compress_level,
         timestamp=timestamp,
-        workers=resolve_workers(workers, sum(p.content.size for p in planned)),
+        workers=resolve_workers(workers, sum(p.content.size for p in planned), max_workers),
     )
 
 
