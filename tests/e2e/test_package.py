@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import hashlib
 import base64
+import hashlib
 import json
 import os
 import re
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from lambda_rules.platforms import RUNTIMES
-from tests.conftest import Clone, pyenv_python
+from tests.conftest import pyenv_python
 
 pytestmark = pytest.mark.e2e
 
@@ -90,9 +90,7 @@ def test_package_is_byte_identical_across_clones_umask_mtimes_cache_and_pantsd(
             os.utime(path, (1_234_567_890, 1_234_567_890))
 
     out_first = first.pants("package", "//fn:lambda", umask=0o022, pantsd=True)
-    out_second = second.pants(
-        "--no-local-cache", "package", "//fn:lambda", umask=0o077, pantsd=False
-    )
+    second.pants("--no-local-cache", "package", "//fn:lambda", umask=0o077, pantsd=False)
 
     expected = ["fn/lambda.json", "fn/lambda.zip"]
     archive_first = first.root / "dist/fn/lambda.zip"
