@@ -55,12 +55,23 @@ class LambdaManifest:
         return json.dumps(document, indent=2, sort_keys=True) + "\n"
 
 
-def content_addressed_name(stable_path: str, sha256_hex: str) -> str:
-    """`fn/lambda.zip` -> `fn/lambda-<first 16 hex of sha256>.zip`: a new name for new bytes."""
+def _stem_and_extension(stable_path: str) -> tuple[str, str]:
+    """`fn/lambda.zip` -> (`fn/lambda`, `zip`); a path without an extension counts as a zip."""
     stem, dot, ext = stable_path.rpartition(".")
     if not dot or "/" in ext:
-        stem, ext = stable_path, "zip"
+        return stable_path, "zip"
+    return stem, ext
+
+
+def content_addressed_name(stable_path: str, sha256_hex: str) -> str:
+    """`fn/lambda.zip` -> `fn/lambda-<first 16 hex of sha256>.zip`: a new name for new bytes."""
+    stem, ext = _stem_and_extension(stable_path)
     return f"{stem}-{sha256_hex[:16]}.{ext}"
+
+
+def manifest_name(stable_path: str) -> str:
+    """`fn/lambda.zip` -> `fn/lambda.json`, beside the archive."""
+    return f"{_stem_and_extension(stable_path)[0]}.json"
 
 
 def size_warnings(zipped_size: int) -> list[str]:

@@ -410,7 +410,7 @@ async def package_lambda_function(
         logger.warning(f"{field_set.address}: {warning}")
 
     content_addressed = manifest.content_addressed_name(output_path, summary["sha256_hex"])
-    manifest_path = f"{output_path.rpartition('.')[0] or output_path}.json"
+    manifest_path = manifest.manifest_name(output_path)
     document = manifest.LambdaManifest(
         artifact=Path(output_path).name,
         content_addressed_artifact=Path(content_addressed).name,

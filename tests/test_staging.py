@@ -73,6 +73,10 @@ def test_handler_syntax_error_names_the_file():
 
 def test_content_addressed_name_and_manifest():
     assert manifest.content_addressed_name("fn/lambda.zip", "ab" * 32) == "fn/lambda-abababababababab.zip"
+    assert manifest.manifest_name("fn/lambda.zip") == "fn/lambda.json"
+    # A dot in a directory name is not an extension.
+    assert manifest.manifest_name("fn.v2/lambda") == "fn.v2/lambda.json"
+    assert manifest.content_addressed_name("fn.v2/lambda", "ab" * 32) == "fn.v2/lambda-abababababababab.zip"
     document = manifest.LambdaManifest(
         artifact="lambda.zip",
         content_addressed_artifact="lambda-abababababababab.zip",
