@@ -7,6 +7,7 @@ Terraform's `filebase64sha256` form, sizes against Lambda's limits, and what is 
 from __future__ import annotations
 
 import json
+import posixpath
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -63,15 +64,35 @@ def _stem_and_extension(stable_path: str) -> tuple[str, str]:
     return stem, ext
 
 
-def content_addressed_name(stable_path: str, sha256_hex: str) -> str:
-    """`fn/lambda.zip` -> `fn/lambda-<first 16 hex of sha256>.zip`: a new name for new bytes."""
-    stem, ext = _stem_and_extension(stable_path)
-    return f"{stem}-{sha256_hex[:16]}.{ext}"
+@dataclass(frozen=True)
+class ArtifactPaths:
+    """Where one package's files go in the dist directory, all derived from its `output_path`.
 
+    The content-addressed copy lives in a directory of its own (`fn/lambda.cas/`) that `package`
+    clears before writing, so dist/ keeps the current build's copy, not one per build ever made.
+    """
 
-def manifest_name(stable_path: str) -> str:
-    """`fn/lambda.zip` -> `fn/lambda.json`, beside the archive."""
-    return f"{_stem_and_extension(stable_path)[0]}.json"
+    archive: str
+    content_addressed: str
+    manifest: str
+
+    @classmethod
+    def for_output(cls, stable_path: str, sha256_hex: str) -> ArtifactPaths:
+        stem, ext = _stem_and_extension(stable_path)
+        name = posixpath.basename(stem)
+        return cls(
+            archive=stable_path,
+            content_addressed=f"{stem}.cas/{name}-{sha256_hex[:16]}.{ext}",
+            manifest=f"{stem}.json",
+        )
+
+    @property
+    def content_addressed_directory(self) -> str:
+        return posixpath.dirname(self.content_addressed)
+
+    def relative_to_manifest(self, path: str) -> str:
+        """A path as the manifest names it: relative to the manifest's own directory."""
+        return posixpath.relpath(path, posixpath.dirname(self.manifest) or ".")
 
 
 def size_warnings(zipped_size: int) -> list[str]:

@@ -77,6 +77,12 @@ class LambdaPlatform:
                 result.append(f"{legacy}_{self.machine}")
         return result
 
+    @property
+    def interpreter_constraint(self) -> str:
+        """The CPython this runtime is, as a constraint (`CPython==3.12.*`)."""
+        major, minor = self.runtime.python_version
+        return f"CPython=={major}.{minor}.*"
+
     def tag_summary(self) -> str:
         """A short human description of the accepted wheel tags, for error messages."""
         major, minor = self.runtime.python_version

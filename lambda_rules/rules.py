@@ -28,14 +28,20 @@ from pants.backend.python.util_rules.pex import (
     VenvPexProcess,
 )
 from pants.backend.python.util_rules.pex_from_targets import PexFromTargetsRequest
-from pants.backend.python.util_rules.pex_requirements import PexRequirements, Resolve
+from pants.backend.python.util_rules.pex_environment import PythonExecutable
+from pants.backend.python.util_rules.pex_requirements import (
+    EntireLockfile,
+    Lockfile,
+    PexRequirements,
+    Resolve,
+)
 from pants.backend.python.util_rules.pex_venv import PexVenv, PexVenvLayout, PexVenvRequest
 from pants.backend.python.util_rules.python_sources import (
     PythonSourceFilesRequest,
     StrippedPythonSourceFiles,
 )
 from pants.core.goals.package import BuiltPackage, BuiltPackageArtifact, PackageFieldSet
-from pants.core.util_rules.distdir import DistDir
+from pants.core.util_rules.adhoc_binaries import PythonBuildStandaloneBinary
 from pants.engine.addresses import Address
 from pants.engine.fs import (
     AddPrefix,
@@ -52,14 +58,18 @@ from pants.engine.fs import (
 )
 from pants.engine.process import ProcessExecutionFailure, ProcessResult
 from pants.engine.rules import Get, MultiGet, collect_rules, rule
-from pants.engine.target import TransitiveTargets, TransitiveTargetsRequest
+from pants.engine.target import (
+    AllTargets,
+    TransitiveTargets,
+    TransitiveTargetsRequest,
+)
 from pants.engine.unions import UnionRule
 from pants.option.option_types import IntOption, StrOption
 from pants.option.subsystem import Subsystem
 from pants.util.logging import LogLevel
 from pants.util.strutil import help_text, softwrap
 
-from lambda_rules import manifest, staging
+from lambda_rules import manifest, staging, units
 from lambda_rules.platforms import LambdaPlatform, lambda_platform
 from lambda_rules.target_types import (
     LambdaArchitectureField,
@@ -72,6 +82,9 @@ logger = logging.getLogger(__name__)
 
 _PLUGIN_ROOT = Path(__file__).parent
 _STAGED_DIR = "staged"
+_PART_FILE = "part.zip"
+_PARALLEL_UNIT_BYTES = 8 << 20
+_TOOL_LOCKFILE_URL = "resource://lambda_rules/lambda-zip.lock"
 _SITE_PACKAGES_DIR = "site-packages"
 
 
@@ -79,12 +92,15 @@ class LambdaZipSubsystem(Subsystem):
     options_scope = "lambda-zip"
     help = "The deterministic zipper that writes `lambda_function` deployment packages."
 
-    resolve = StrOption(
-        default="lambda-zip",
+    install_from_resolve = StrOption(
+        advanced=True,
+        default=None,
         help=help_text(
             """
-            The resolve (in `[python].resolves`) that pins the zipper's tool environment, i.e.
-            the `deflate` (libdeflate) version: the compressed bytes of every package depend on it.
+            Install the zipper's tool environment (the `deflate` package, i.e. libdeflate) from
+            this resolve in `[python].resolves` instead of the lockfile shipped inside the
+            plugin. The compressed bytes of every package depend on the `deflate` version, so
+            the resolve must pin the same one (`deflate==0.8.1`); any other version is refused.
             """
         ),
     )
@@ -123,17 +139,31 @@ class LambdaDistributions:
 
 
 @dataclass(frozen=True)
+class DistributionUnit:
+    """One distribution's bundled files at their package paths: the unit of caching."""
+
+    distribution: staging.Distribution | None
+    digest: Digest
+    size: int
+    description: str
+
+
+@dataclass(frozen=True)
 class StageLambdaRequest:
     field_set: LambdaFunctionFieldSet
 
 
 @dataclass(frozen=True)
 class StagedLambda:
-    """Exactly the files of the deployment package, at their paths inside the zip."""
+    """Exactly the files of the deployment package, as first-party code and distribution units."""
 
-    digest: Digest
+    first_party: DistributionUnit
+    units: tuple[DistributionUnit, ...]
     handler: str
-    distributions: tuple[staging.Distribution, ...]
+
+    @property
+    def distributions(self) -> tuple[staging.Distribution, ...]:
+        return tuple(unit.distribution for unit in self.units if unit.distribution is not None)
 
 
 @dataclass(frozen=True)
@@ -151,8 +181,20 @@ class CheckedLambdaHandler:
 
 
 @dataclass(frozen=True)
-class DeterministicZipRequest:
-    staged: Digest
+class ZipPartRequest:
+    unit: DistributionUnit
+
+
+@dataclass(frozen=True)
+class ZipPart:
+    """A canonical archive of one unit, named `part.zip` at the digest root."""
+
+    digest: Digest
+
+
+@dataclass(frozen=True)
+class MergeZipPartsRequest:
+    parts: tuple[ZipPart, ...]
     output_filename: str
     description: str
 
@@ -161,6 +203,11 @@ class DeterministicZipRequest:
 class DeterministicZip:
     digest: Digest
     summary: dict
+
+
+@dataclass(frozen=True)
+class UniqueOutputPath:
+    path: str
 
 
 @dataclass(frozen=True)
@@ -192,6 +239,11 @@ async def resolve_lambda_distributions(
                 layout=PexLayout.PACKED,
                 include_source_files=False,
                 complete_platforms=complete_platforms,
+                # The runtime decides the interpreter, not the repository's default constraints:
+                # a lockfile made for this one Lambda version must be usable.
+                hardcoded_interpreter_constraints=InterpreterConstraints(
+                    [platform.interpreter_constraint]
+                ),
                 additional_args=wheels_only,
                 additional_lockfile_args=wheels_only,
                 description=f"Resolve requirements of {request.address} for {platform.description}",
@@ -235,13 +287,19 @@ async def stage_lambda(request: StageLambdaRequest) -> StagedLambda:
         ),
     )
     source_snapshot = sources.stripped_source_files.snapshot
-    distribution_entries = await Get(DigestEntries, Digest, distributions.digest)
-    bundled = [
-        entry
+    distribution_entries, records = await MultiGet(
+        Get(DigestEntries, Digest, distributions.digest),
+        Get(
+            DigestContents,
+            DigestSubset(distributions.digest, PathGlobs(["*.dist-info/RECORD"])),
+        ),
+    )
+    bundled = {
+        entry.path: entry
         for entry in distribution_entries
         if isinstance(entry, FileEntry) and staging.is_bundled_distribution_path(entry.path)
-    ]
-    bundled_paths = [entry.path for entry in bundled]
+    }
+    bundled_paths = sorted(bundled)
 
     collisions = staging.path_collisions(source_snapshot.files, bundled_paths)
     if collisions:
@@ -261,25 +319,44 @@ async def stage_lambda(request: StageLambdaRequest) -> StagedLambda:
             "the package is unzipped on a case-insensitive file system (macOS, Windows)."
         )
 
-    bundled_digest, _ = await MultiGet(
-        Get(Digest, CreateDigest(bundled)),
-        Get(
-            CheckedLambdaHandler,
-            CheckLambdaHandlerRequest(
-                address,
-                field_set.handler.value,
-                handler,
-                source_snapshot.digest,
-                frozenset(all_paths),
-            ),
+    plans = units.split_into_units(bundled_paths, {c.path: c.content for c in records})
+    platform = field_set.platform
+    unit_digests = await MultiGet(
+        Get(Digest, CreateDigest([bundled[path] for path in plan.paths])) for plan in plans
+    )
+    await Get(
+        CheckedLambdaHandler,
+        CheckLambdaHandlerRequest(
+            address,
+            field_set.handler.value,
+            handler,
+            source_snapshot.digest,
+            frozenset(all_paths),
         ),
     )
-    staged = await Get(Digest, MergeDigests([source_snapshot.digest, bundled_digest]))
+    source_entries = await Get(DigestEntries, Digest, source_snapshot.digest)
     return StagedLambda(
-        digest=staged,
+        first_party=DistributionUnit(
+            None,
+            source_snapshot.digest,
+            _total_size(source_entries),
+            f"first-party code of {address}",
+        ),
+        units=tuple(
+            DistributionUnit(
+                plan.distribution,
+                digest,
+                sum(bundled[path].file_digest.serialized_bytes_length for path in plan.paths),
+                f"{plan.label} for {platform.runtime.name} on {platform.architecture}",
+            )
+            for plan, digest in zip(plans, unit_digests)
+        ),
         handler=f"{handler.module}.{handler.func}",
-        distributions=staging.distributions(bundled_paths),
     )
+
+
+def _total_size(entries: DigestEntries) -> int:
+    return sum(e.file_digest.serialized_bytes_length for e in entries if isinstance(e, FileEntry))
 
 
 @rule(desc="Check Lambda handler", level=LogLevel.DEBUG)
@@ -301,7 +378,7 @@ async def check_lambda_handler(request: CheckLambdaHandlerRequest) -> CheckedLam
         )
     contents = await Get(DigestContents, DigestSubset(request.sources, PathGlobs([module_file])))
     # A handler module from a third-party distribution is not among the sources: not checked.
-    if contents and not staging.module_defines(
+    if contents and not staging.module_may_define(
         contents[0].content, handler.func, filename=module_file
     ):
         raise staging.StagingError(
@@ -317,48 +394,75 @@ async def check_lambda_handler(request: CheckLambdaHandlerRequest) -> CheckedLam
 
 
 @rule
-async def lambda_zip_tool(subsystem: LambdaZipSubsystem, python_setup: PythonSetup) -> LambdaZipTool:
+async def lambda_zip_tool(
+    subsystem: LambdaZipSubsystem,
+    python_setup: PythonSetup,
+    pants_python: PythonBuildStandaloneBinary,
+) -> LambdaZipTool:
     # The zipper's own sources travel as file contents, never as paths, so the process that runs
     # them is cacheable across checkouts and machines.
     zipper_files = [
-        FileContent(
-            path.relative_to(_PLUGIN_ROOT.parent).as_posix(),
-            path.read_bytes(),
-        )
+        FileContent(path.relative_to(_PLUGIN_ROOT.parent).as_posix(), path.read_bytes())
         for path in sorted(
             [_PLUGIN_ROOT / "__init__.py", *(_PLUGIN_ROOT / "zipper").glob("*.py")]
         )
     ]
     sources = await Get(Digest, CreateDigest(zipper_files))
-    interpreter_constraints = InterpreterConstraints(
-        python_setup.resolves_to_interpreter_constraints.get(
-            subsystem.resolve, python_setup.interpreter_constraints
+    if subsystem.install_from_resolve:
+        tool_environment: dict = dict(
+            requirements=PexRequirements(
+                from_superset=Resolve(subsystem.install_from_resolve, use_entire_lockfile=True),
+                description_of_origin="the `[lambda-zip].install_from_resolve` option",
+            ),
+            interpreter_constraints=InterpreterConstraints(
+                python_setup.resolves_to_interpreter_constraints.get(
+                    subsystem.install_from_resolve, python_setup.interpreter_constraints
+                )
+            ),
         )
-    )
+    else:
+        # The lockfile shipped in the plugin, run on the interpreter Pants itself runs on (Pants'
+        # convention for rule scripts): no interpreter search, which on a fresh machine costs
+        # seconds and cannot be cached. No resolve name, so Pants does not add a resolve's
+        # interpreter constraints to a request that names its interpreter.
+        tool_environment = dict(
+            requirements=EntireLockfile(
+                Lockfile(
+                    url=_TOOL_LOCKFILE_URL,
+                    url_description_of_origin="the lockfile shipped with lambda_rules",
+                    resolve_name="",
+                )
+            ),
+            python=PythonExecutable(pants_python.path),
+        )
     pex = await Get(
         VenvPex,
         PexRequest(
             output_filename="lambda_zip.pex",
             internal_only=True,
-            requirements=PexRequirements(
-                from_superset=Resolve(subsystem.resolve, use_entire_lockfile=True),
-                description_of_origin="the `[lambda-zip].resolve` option",
-            ),
-            interpreter_constraints=interpreter_constraints,
             main=EntryPoint("lambda_rules.zipper.cli", "main"),
             sources=sources,
+            **tool_environment,
         ),
     )
     return LambdaZipTool(pex)
 
 
-@rule(desc="Write deterministic zip", level=LogLevel.DEBUG)
-async def deterministic_zip(
-    request: DeterministicZipRequest, tool: LambdaZipTool, subsystem: LambdaZipSubsystem
-) -> DeterministicZip:
-    summary_file = "zip-summary.json"
-    level_args = () if subsystem.compression_level is None else ("--level", str(subsystem.compression_level))
-    staged = await Get(Digest, AddPrefix(request.staged, _STAGED_DIR))
+def _level_args(subsystem: LambdaZipSubsystem) -> tuple[str, ...]:
+    level = subsystem.compression_level
+    return () if level is None else ("--level", str(level))
+
+
+@rule(desc="Compress a distribution unit", level=LogLevel.DEBUG)
+async def zip_part(
+    request: ZipPartRequest, tool: LambdaZipTool, subsystem: LambdaZipSubsystem
+) -> ZipPart:
+    """Compress one unit. The inputs are only the unit's files and the tool, so the result is
+    shared by every function, layer and machine that resolves the same distribution."""
+    unit = request.unit
+    staged = await Get(Digest, AddPrefix(unit.digest, _STAGED_DIR))
+    # Small units zip in one process; large ones may use the cores Pants grants.
+    cores = 1 if unit.size < _PARALLEL_UNIT_BYTES else 8
     result = await Get(
         ProcessResult,
         VenvPexProcess(
@@ -367,41 +471,92 @@ async def deterministic_zip(
                 "build",
                 _STAGED_DIR,
                 "-o",
-                request.output_filename,
-                "--summary-json",
-                summary_file,
+                _PART_FILE,
                 "--max-workers",
                 # Filled in by Pants with the cores it grants; not part of the cache key.
                 "{pants_concurrency}",
-                *level_args,
+                *_level_args(subsystem),
             ),
             input_digest=staged,
+            output_files=(_PART_FILE,),
+            description=f"Compress {unit.description}",
+            level=LogLevel.DEBUG,
+            concurrency_available=cores,
+        ),
+    )
+    return ZipPart(result.output_digest)
+
+
+@rule(desc="Merge zip parts", level=LogLevel.DEBUG)
+async def merge_zip_parts(request: MergeZipPartsRequest, tool: LambdaZipTool) -> DeterministicZip:
+    """Assemble the archive by copying the parts' compressed entries: nothing is recompressed."""
+    summary_file = "zip-summary.json"
+    prefixed = await MultiGet(
+        Get(Digest, AddPrefix(part.digest, f"parts/{index}"))
+        for index, part in enumerate(request.parts)
+    )
+    result = await Get(
+        ProcessResult,
+        VenvPexProcess(
+            tool.pex,
+            argv=(
+                "merge",
+                *(f"parts/{index}/{_PART_FILE}" for index in range(len(request.parts))),
+                "-o",
+                request.output_filename,
+                "--summary-json",
+                summary_file,
+            ),
+            input_digest=await Get(Digest, MergeDigests(prefixed)),
             output_files=(request.output_filename, summary_file),
             description=request.description,
             level=LogLevel.DEBUG,
-            concurrency_available=8,
         ),
     )
-    summary_contents = await Get(
-        DigestContents, DigestSubset(result.output_digest, PathGlobs([summary_file]))
-    )
-    archive = await Get(
-        Digest, DigestSubset(result.output_digest, PathGlobs([request.output_filename]))
+    summary_contents, archive = await MultiGet(
+        Get(DigestContents, DigestSubset(result.output_digest, PathGlobs([summary_file]))),
+        Get(Digest, DigestSubset(result.output_digest, PathGlobs([request.output_filename]))),
     )
     return DeterministicZip(archive, json.loads(summary_contents[0].content))
 
 
-@rule(desc="Package Lambda function", level=LogLevel.DEBUG)
-async def package_lambda_function(
-    field_set: LambdaFunctionFieldSet, dist_dir: DistDir
-) -> BuiltPackage:
-    platform = field_set.platform
-    staged = await Get(StagedLambda, StageLambdaRequest(field_set))
+@rule(desc="Check Lambda output paths", level=LogLevel.DEBUG)
+async def check_unique_output_path(field_set: LambdaFunctionFieldSet) -> UniqueOutputPath:
+    """Two targets writing one path would overwrite each other's package: name both."""
+    all_targets = await Get(AllTargets)
     output_path = field_set.output_path.value_or_default(file_ending="zip")
+    clashing = sorted(
+        str(target.address)
+        for target in all_targets
+        if target.has_field(LambdaFunctionOutputPathField)
+        and target.address != field_set.address
+        and target[LambdaFunctionOutputPathField].value_or_default(file_ending="zip")
+        == output_path
+    )
+    if clashing:
+        raise staging.StagingError(
+            f"{field_set.address} and {', '.join(clashing)} all write `{output_path}` in the "
+            "dist directory; give each target its own `output_path`."
+        )
+    return UniqueOutputPath(output_path)
+
+
+@rule(desc="Package Lambda function", level=LogLevel.DEBUG)
+async def package_lambda_function(field_set: LambdaFunctionFieldSet) -> BuiltPackage:
+    platform = field_set.platform
+    output_path, staged = await MultiGet(
+        Get(UniqueOutputPath, LambdaFunctionFieldSet, field_set),
+        Get(StagedLambda, StageLambdaRequest(field_set)),
+    )
+    parts = await MultiGet(
+        Get(ZipPart, ZipPartRequest(unit)) for unit in (staged.first_party, *staged.units)
+    )
     zipped = await Get(
         DeterministicZip,
-        DeterministicZipRequest(
-            staged.digest, output_path, description=f"Zip {field_set.address} ({platform.description})"
+        MergeZipPartsRequest(
+            parts,
+            output_path.path,
+            description=f"Zip {field_set.address} ({platform.description})",
         ),
     )
     summary = zipped.summary
@@ -409,11 +564,10 @@ async def package_lambda_function(
     for warning in manifest.size_warnings(summary["zipped_size"]):
         logger.warning(f"{field_set.address}: {warning}")
 
-    content_addressed = manifest.content_addressed_name(output_path, summary["sha256_hex"])
-    manifest_path = manifest.manifest_name(output_path)
+    paths = manifest.ArtifactPaths.for_output(output_path.path, summary["sha256_hex"])
     document = manifest.LambdaManifest(
-        artifact=Path(output_path).name,
-        content_addressed_artifact=Path(content_addressed).name,
+        artifact=paths.relative_to_manifest(paths.archive),
+        content_addressed_artifact=paths.relative_to_manifest(paths.content_addressed),
         sha256_hex=summary["sha256_hex"],
         sha256_base64=summary["sha256_base64"],
         zipped_size=summary["zipped_size"],
@@ -431,24 +585,25 @@ async def package_lambda_function(
         CreateDigest(
             [
                 archive_entry,
-                FileEntry(content_addressed, archive_entry.file_digest),
-                FileContent(manifest_path, document.to_json().encode()),
+                FileEntry(paths.content_addressed, archive_entry.file_digest),
+                FileContent(paths.manifest, document.to_json().encode()),
             ]
         ),
     )
-    dist = dist_dir.relpath
-
-    def wrote(path: str, details: str) -> BuiltPackageArtifact:
-        # One line per artifact (relpath=None keeps Pants from adding its own "Wrote" line).
-        return BuiltPackageArtifact(None, extra_log_lines=(f"Wrote {dist / path}  {details}",))
-
     zip_details = f"{summary['zipped_size']:,} bytes  sha256 {summary['sha256_hex']}"
     return BuiltPackage(
         outputs,
         artifacts=(
-            wrote(output_path, f"{zip_details}  ({platform.description}, handler {staged.handler})"),
-            wrote(content_addressed, zip_details),
-            wrote(manifest_path, f"manifest  filebase64sha256 {summary['sha256_base64']}"),
+            BuiltPackageArtifact(
+                paths.archive,
+                (f"  {zip_details}  ({platform.description}, handler {staged.handler})",),
+            ),
+            # The directory, not the file: `package` clears it first, so it holds only the
+            # current build's copy instead of one per build ever made.
+            BuiltPackageArtifact(paths.content_addressed_directory, (f"  {zip_details}",)),
+            BuiltPackageArtifact(
+                paths.manifest, (f"  manifest  filebase64sha256 {summary['sha256_base64']}",)
+            ),
         ),
     )
 

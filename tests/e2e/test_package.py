@@ -96,7 +96,7 @@ def test_package_is_byte_identical_across_clones_umask_mtimes_cache_and_pantsd(
     archive_first = first.root / "dist/fn/lambda.zip"
     digest = sha256(archive_first)
     assert digest == EXAMPLE_GOLDEN_SHA256
-    content_addressed = f"fn/lambda-{digest[:16]}.zip"
+    content_addressed = f"fn/lambda.cas/lambda-{digest[:16]}.zip"
     assert first.dist_files() == sorted([*expected, content_addressed])
     assert second.dist_files() == first.dist_files()
     for relpath in first.dist_files():
@@ -113,7 +113,7 @@ def test_package_is_byte_identical_across_clones_umask_mtimes_cache_and_pantsd(
     assert manifest["runtime"] == "python3.12" and manifest["architecture"] == "x86_64"
     assert manifest["handler"] == "app.handler"
     names = {d["name"] for d in manifest["distributions"]}
-    assert {"orjson", "pydantic", "pydantic_core", "typing_extensions"} <= names
+    assert {"orjson", "pydantic", "pydantic-core", "typing-extensions"} <= names
     with zipfile.ZipFile(archive_first) as zf:
         entries = zf.namelist()
         assert manifest["entry_count"] == len(entries)

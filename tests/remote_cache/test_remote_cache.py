@@ -18,9 +18,18 @@ pytestmark = [pytest.mark.e2e, pytest.mark.remote_cache]
 
 SERVE = REPO_ROOT / "tools/buildgrid/serve"
 
-# The processes our rules run for one lambda_function, by the start of their descriptions.
-# (Pants also runs a few uncacheable probes per run, e.g. "Find interpreter for constraints".)
-CACHED_PROCESSES = ("Resolve requirements of", "Lay out distributions of", "Building lambda_zip.pex", "Zip ")
+# The processes our rules run for one lambda_function, by the start of their descriptions: one
+# "Compress" per distribution unit and one for the first-party code, then "Zip" merges the parts.
+CACHED_PROCESSES = (
+    "Resolve requirements of",
+    "Lay out distributions of",
+    "Building lambda_zip.pex",
+    "Compress ",
+    "Zip ",
+)
+# //fn:lambda: six distributions and its first-party code.
+COMPRESS_PROCESSES = 7
+CACHED_PROCESS_COUNT = len(CACHED_PROCESSES) - 1 + COMPRESS_PROCESSES
 
 BIG_BLOB_BYTES = 25 * 1024 * 1024
 BIG_LAMBDA_BUILD = """
@@ -126,11 +135,11 @@ def assert_all_hit_nothing_run_locally(run: CacheRun) -> None:
     for process in CACHED_PROCESSES:
         assert run.hit(process), f"no remote cache hit for {process!r}: hits={run.hits} misses={run.misses}"
     assert run.misses == []
-    assert run.counters["remote_cache_requests_cached"] == len(CACHED_PROCESSES)
+    assert run.counters["remote_cache_requests_cached"] == len(run.hits)
     # Pants 2.17 starts each process locally at once, in case the lookup is slow, and drops it
     # when the hit arrives: `local_execution_requests` counts those starts, this counts results.
     assert run.counters["remote_cache_speculation_local_completed_first"] == 0
-    assert run.counters["remote_cache_speculation_remote_completed_first"] == len(CACHED_PROCESSES)
+    assert run.counters["remote_cache_speculation_remote_completed_first"] == len(run.hits)
 
 
 @pytest.fixture(scope="module")
@@ -148,10 +157,12 @@ def test_second_clone_gets_every_process_from_the_cache(clone_factory, buildgrid
     written = package(first, buildgrid)
     assert all(written.missed(p) for p in CACHED_PROCESSES), written.misses
     assert written.counters["remote_cache_write_errors"] == 0
-    assert written.counters["remote_cache_write_successes"] == len(CACHED_PROCESSES)
+    assert written.counters["remote_cache_write_successes"] == CACHED_PROCESS_COUNT
 
     read = package(second, buildgrid)
     assert_all_hit_nothing_run_locally(read)
+    # No distribution is compressed again: every unit's part comes from the cache.
+    assert len([d for d in read.hits if d.startswith("Compress ")]) == COMPRESS_PROCESSES
     assert dist(second) == dist(first) == reference_dist
 
 

@@ -1,0 +1,103 @@
+"""Distributions as shared, cached units: a second function on the same requirements compresses
+no distribution again, and every assembled archive equals a one-shot build of its contents."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Clone
+
+pytestmark = pytest.mark.e2e
+
+SECOND_FUNCTION_BUILD = """
+lambda_function(
+    name="other",
+    handler="other.py:handler",
+    runtime="python3.12",
+)
+"""
+SECOND_HANDLER = '''"""A second function on the example's requirements, with a different handler."""
+
+import orjson
+import pydantic
+
+
+def handler(event, context):
+    return {"body": orjson.dumps({"pydantic": pydantic.VERSION}).decode()}
+'''
+
+WORKUNIT_LOGGER = "pants.backend.experimental.tools.workunit_logger"
+
+
+def processes(clone: Clone, logdir: Path) -> list[dict]:
+    """Every process of the last run, from Pants' own workunit log: description and source."""
+    (log,) = logdir.glob("*.json")
+    return [
+        {"description": json.loads(w["metadata"]["definition"])["description"], **w["metadata"]}
+        for w in json.loads(log.read_text())
+        if w["name"] == "process" and "definition" in w.get("metadata", {})
+    ]
+
+
+def package_logging_processes(clone: Clone, target: str, logdir: Path) -> list[dict]:
+    logdir.mkdir()
+    clone.pants(
+        f"--backend-packages=+['{WORKUNIT_LOGGER}']",
+        "--workunit-logger-enabled",
+        f"--workunit-logger-logdir={logdir}",
+        "package",
+        target,
+    )
+    return processes(clone, logdir)
+
+
+def rebuilt_in_one_go(archive: Path, tmp_path: Path) -> bytes:
+    """`lambda-zip build` over the archive's own extracted contents."""
+    extracted = tmp_path / f"{archive.stem}-extracted"
+    subprocess.run(["unzip", "-q", str(archive), "-d", str(extracted)], check=True)
+    out = tmp_path / f"{archive.stem}-rebuilt.zip"
+    subprocess.run(
+        [sys.executable, "-m", "lambda_rules.zipper", "build", str(extracted), "-o", str(out)],
+        check=True,
+        capture_output=True,
+    )
+    return out.read_bytes()
+
+
+def test_second_function_compresses_no_distribution_again(clone_factory, tmp_path):
+    clone = clone_factory()
+    clone.write("fn/BUILD", (clone.root / "fn/BUILD").read_text() + SECOND_FUNCTION_BUILD)
+    clone.write("fn/other.py", SECOND_HANDLER)
+
+    first = package_logging_processes(clone, "//fn:lambda", tmp_path / "first")
+    compressed_first = [p for p in first if p["description"].startswith("Compress ")]
+    distributions = [p for p in compressed_first if "first-party" not in p["description"]]
+    # One unit per distribution of the example (pydantic, pydantic-core, orjson, ...).
+    assert len(distributions) == 6, [p["description"] for p in compressed_first]
+    assert all(p["source"] == "Ran" for p in compressed_first)
+
+    second = package_logging_processes(clone, "//fn:other", tmp_path / "second")
+    ran = [p["description"] for p in second if p["source"] == "Ran"]
+    compressed_second = [p for p in second if p["description"].startswith("Compress ")]
+    assert {p["description"] for p in compressed_second} == {
+        *(p["description"] for p in distributions),
+        "Compress first-party code of fn:other",
+    }
+    assert [d for d in ran if d.startswith("Compress ")] == [
+        "Compress first-party code of fn:other"
+    ]
+
+    for name in ("lambda", "other"):
+        archive = clone.root / f"dist/fn/{name}.zip"
+        assert archive.read_bytes() == rebuilt_in_one_go(archive, tmp_path), name
+    with_other = json.loads((clone.root / "dist/fn/other.json").read_text())
+    assert with_other["handler"] == "other.handler"
+    assert (
+        with_other["distributions"]
+        == json.loads((clone.root / "dist/fn/lambda.json").read_text())["distributions"]
+    )
