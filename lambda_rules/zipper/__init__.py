@@ -18,6 +18,7 @@ from lambda_rules.zipper.errors import (
     ZipError,
 )
 from lambda_rules.zipper.filters import DEFAULT_EXCLUDES
+from lambda_rules.zipper.merge import MergeConflictError, NonCanonicalPartError, merge_zips
 from lambda_rules.zipper.repack import RepackLimits, repack_zip
 from lambda_rules.zipper.summary import EntrySummary, ZipSummary, file_sha256
 from lambda_rules.zipper.timestamps import timestamp_from_environment
@@ -29,6 +30,8 @@ __all__ = [
     "EntrySummary",
     "FormatLimitError",
     "InputTreeError",
+    "MergeConflictError",
+    "NonCanonicalPartError",
     "RepackLimits",
     "UnsafeArchiveError",
     "ZipError",
@@ -36,6 +39,7 @@ __all__ = [
     "build_zip",
     "diff_archives",
     "file_sha256",
+    "merge_zips",
     "repack_zip",
     "timestamp_from_environment",
 ]

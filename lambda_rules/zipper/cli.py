@@ -1,4 +1,4 @@
-"""The `lambda-zip` command line: build, repack, diff, hash.
+"""The `lambda-zip` command line: build, repack, merge, diff, hash.
 
 Exit codes: 0 success (diff: identical), 1 diff found differences,
 2 bad input or usage (message on stderr, never a traceback), 130 interrupted.
@@ -17,6 +17,7 @@ from lambda_rules.zipper.build import build_zip
 from lambda_rules.zipper.compress import DEFAULT_LEVEL, MAX_LEVEL, MIN_LEVEL
 from lambda_rules.zipper.diff import diff_archives
 from lambda_rules.zipper.errors import ZipError
+from lambda_rules.zipper.merge import merge_zips
 from lambda_rules.zipper.output import replaced_atomically
 from lambda_rules.zipper.repack import DEFAULT_MAX_RATIO, DEFAULT_MAX_UNZIPPED_SIZE, RepackLimits, repack_zip
 from lambda_rules.zipper.summary import ZipSummary, file_sha256
@@ -81,6 +82,25 @@ def _parser() -> argparse.ArgumentParser:
         help=f"refuse archives declaring more than BYTES in total (default {DEFAULT_MAX_UNZIPPED_SIZE})",
     )
     repack.set_defaults(run=_run_repack)
+
+    merge = commands.add_parser(
+        "merge",
+        help="merge archives made by build from disjoint files into one",
+        description="Merge PART.zip archives, each made by `lambda-zip build` from disjoint files "
+        "of one tree at the same level and timestamp, into OUT.zip: byte-identical to a build of "
+        "the whole tree, with the same --summary-json. Compressed data is copied, never "
+        "recompressed, so it takes the parts' timestamp and ignores SOURCE_DATE_EPOCH. Parts not "
+        "in canonical form are refused, not repacked: run `lambda-zip repack` on them first. A "
+        "path in two parts, or parts with different timestamps, are refused too; on any error no "
+        "output is written. Payload CRCs are not checked here (readers of OUT.zip check them).",
+    )
+    merge.add_argument("parts", metavar="PART.zip", type=Path, nargs="+")
+    merge.add_argument("-o", "--output", metavar="OUT.zip", type=Path, required=True)
+    merge.add_argument(
+        "--summary-json", type=Path, metavar="PATH",
+        help="also write hashes, sizes and entries as JSON (the document build writes)",
+    )
+    merge.set_defaults(run=_run_merge)
 
     diff = commands.add_parser(
         "diff",
@@ -169,6 +189,10 @@ def _run_build(args: argparse.Namespace) -> int:
 def _run_repack(args: argparse.Namespace) -> int:
     limits = RepackLimits(max_ratio=args.max_ratio, max_unzipped_size=args.max_unzipped_size)
     return _report(args, repack_zip(args.archive, args.output, limits=limits, **_write_options(args)))
+
+
+def _run_merge(args: argparse.Namespace) -> int:
+    return _report(args, merge_zips(args.parts, args.output))
 
 
 def _run_diff(args: argparse.Namespace) -> int:

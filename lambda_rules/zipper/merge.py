@@ -1,0 +1,298 @@
+"""merge_zips: canonical archives of disjoint files into one archive, recompressing nothing.
+
+Each entry is compressed on its own, and its headers depend only on its own
+record and offset (format.py). So the canonical archive of a tree is its
+entries' payloads in name order under freshly encoded headers, and merging
+canonical parts built from disjoint subsets of a tree (at one level and one
+timestamp) gives exactly the bytes `build` gives for the whole tree. Payloads
+are copied in bounded chunks; only central-directory metadata is kept in memory.
+
+This only holds for canonical parts, so anything else is refused instead of
+silently repacked (repack recompresses, which is what merge exists to avoid):
+a part's headers and end records must be exactly what format.py encodes for
+its parsed records. Payloads are not inflated, so a bad CRC inside a part is
+left to readers of the output to find; and the level a part was deflated at is
+not visible in its bytes, so building every part at one level is the caller's job.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import os
+import stat
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Sequence
+
+from lambda_rules.zipper import format as zf
+from lambda_rules.zipper.errors import CorruptArchiveError, ZipError
+from lambda_rules.zipper.output import replaced_atomically
+from lambda_rules.zipper.reader import ArchiveEntry, read_archive
+from lambda_rules.zipper.summary import EntrySummary, ZipSummary, sha256_forms
+from lambda_rules.zipper.timestamps import describe_dos_date_time
+
+COPY_CHUNK = 1 << 20
+
+_LOCAL_FIELDS = (
+    "signature", "version needed", "flags", "method", "time", "date", "CRC-32",
+    "compressed size", "uncompressed size", "name length", "extra field length",
+)
+_CENTRAL_FIELDS = (
+    "signature", "version made by", "version needed", "flags", "method", "time", "date", "CRC-32",
+    "compressed size", "uncompressed size", "name length", "extra field length",
+    "comment length", "disk number", "internal attributes", "external attributes",
+    "local header offset",
+)
+
+
+class NonCanonicalPartError(ZipError):
+    """A part is a readable archive, but not byte-for-byte what `lambda-zip build` writes."""
+
+
+class MergeConflictError(ZipError):
+    """Parts that are each canonical cannot be merged: they share a path or differ in timestamp."""
+
+
+@dataclass(frozen=True)
+class CanonicalPart:
+    """A part that passed check_canonical_part: its entries and its one DOS timestamp."""
+
+    path: str
+    dos_date: int
+    dos_time: int
+    entries: tuple[ArchiveEntry, ...]
+
+
+def merge_zips(parts: Sequence[Path], out: Path) -> ZipSummary:
+    """Merge canonical `parts` into `out`, atomically; the summary is what build reports."""
+    if not parts:
+        raise ZipError(f"{out}: no parts to merge; pass archives made by `lambda-zip build`")
+    checked = [check_canonical_part(part) for part in parts]
+    _refuse_mixed_timestamps(checked)
+    ordered = _merged_order(checked)
+    dos_date, dos_time = checked[0].dos_date, checked[0].dos_time
+    with replaced_atomically(Path(out)) as out_file:
+        writer = _HashingWriter(out_file)
+        records = []
+        for part_index, run in itertools.groupby(ordered, key=lambda item: item[0]):
+            part = checked[part_index]
+            with open(part.path, "rb") as source:
+                for _, entry in run:
+                    record = _record(entry, writer.offset)
+                    writer.write(zf.local_file_header(record, dos_date, dos_time))
+                    _copy_payload(source, part.path, entry, writer)
+                    records.append(record)
+        central_directory_offset = writer.offset
+        for record in records:
+            writer.write(zf.central_directory_header(record, dos_date, dos_time))
+        writer.write(
+            zf.end_of_archive(
+                len(records), central_directory_offset, writer.offset - central_directory_offset
+            )
+        )
+    sha256_hex, sha256_base64 = sha256_forms(writer.sha256.digest())
+    summaries = tuple(
+        EntrySummary(
+            name=entry.name,
+            size=entry.uncompressed_size,
+            mode=stat.S_IMODE(record.unix_mode),
+            crc32=entry.crc32,
+        )
+        for (_, entry), record in zip(ordered, records)
+    )
+    return ZipSummary(
+        sha256_hex=sha256_hex,
+        sha256_base64=sha256_base64,
+        zipped_size=writer.offset,
+        unzipped_size=sum(s.size for s in summaries),
+        entry_count=len(summaries),
+        entries=summaries,
+    )
+
+
+def check_canonical_part(path: Path) -> CanonicalPart:
+    """Parse `path` and check that re-encoding its records reproduces every header byte."""
+    shown = os.fspath(path)
+    archive = read_archive(path)
+
+    def refuse(problem: str) -> NonCanonicalPartError:
+        return NonCanonicalPartError(
+            f"{shown} is not in the canonical form `lambda-zip build` writes ({problem}), so merge "
+            f"refuses it. Run `lambda-zip repack {shown} -o FIXED.zip` and merge FIXED.zip instead."
+        )
+
+    if not archive.entries:
+        raise refuse("it has no entries")
+    first = archive.entries[0]
+    dos_date, dos_time = first.dos_date, first.dos_time
+    offset = 0
+    previous = None
+    with open(path, "rb") as f:
+        for entry in archive.entries:
+            problem = _entry_problem(entry, previous, first)
+            if problem is None and entry.local_header_offset != offset:
+                problem = (
+                    f"entry {entry.name!r} starts at offset {entry.local_header_offset}, "
+                    f"not right after the previous one ({offset})"
+                )
+            if problem is None:
+                expected = zf.local_file_header(_record(entry, offset), dos_date, dos_time)
+                actual = _read_exact(f, shown, offset, entry.data_offset - offset)
+                problem = _header_difference(
+                    f"local header of {entry.name!r}", zf.LOCAL_FILE_HEADER, _LOCAL_FIELDS,
+                    actual, expected,
+                )
+            if problem is not None:
+                raise refuse(problem)
+            offset = entry.data_offset + entry.compressed_size
+            previous = entry
+        if offset != archive.central_directory_offset:
+            raise refuse("it has bytes between its last entry and its central directory")
+        tail = _read_exact(f, shown, offset, archive.size - offset)
+    position = 0
+    for entry in archive.entries:
+        expected = zf.central_directory_header(
+            _record(entry, entry.local_header_offset), dos_date, dos_time
+        )
+        problem = _header_difference(
+            f"central header of {entry.name!r}", zf.CENTRAL_DIRECTORY_HEADER, _CENTRAL_FIELDS,
+            tail[position : position + len(expected)], expected,
+        )
+        if problem is not None:
+            raise refuse(problem)
+        position += len(expected)
+    if tail[position:] != zf.end_of_archive(len(archive.entries), offset, position):
+        raise refuse(
+            "its end records are not the canonical ones: an archive comment, or Zip64 records "
+            "where none are needed"
+        )
+    return CanonicalPart(shown, dos_date, dos_time, archive.entries)
+
+
+def _entry_problem(
+    entry: ArchiveEntry, previous: ArchiveEntry | None, first: ArchiveEntry
+) -> str | None:
+    """What about this entry, beyond its header bytes, build would never write."""
+    if entry.is_directory:
+        return f"it has a directory entry {entry.name!r}"
+    segments = entry.name.split("/")
+    if any(s in ("", ".", "..") for s in segments) or "\\" in entry.name or "\0" in entry.name:
+        return f"entry name {entry.name!r} is not a plain relative path with '/' separators"
+    if previous is not None and entry.raw_name == previous.raw_name:
+        return f"it holds {entry.name!r} twice"
+    if previous is not None and entry.raw_name < previous.raw_name:
+        return (
+            f"its entries are not sorted by UTF-8 name bytes "
+            f"({previous.name!r} comes before {entry.name!r})"
+        )
+    if (entry.dos_date, entry.dos_time) != (first.dos_date, first.dos_time):
+        return (
+            f"its entries carry more than one timestamp ({first.name!r}: "
+            f"{describe_dos_date_time(first.dos_date, first.dos_time)}, {entry.name!r}: "
+            f"{describe_dos_date_time(entry.dos_date, entry.dos_time)})"
+        )
+    if entry.method not in (zf.METHOD_STORED, zf.METHOD_DEFLATED):
+        return f"entry {entry.name!r} uses compression method {entry.method}"
+    if entry.method == zf.METHOD_STORED and entry.compressed_size != entry.uncompressed_size:
+        return (
+            f"stored entry {entry.name!r} holds {entry.compressed_size} bytes "
+            f"but declares {entry.uncompressed_size}"
+        )
+    return None
+
+
+def _header_difference(
+    what: str, layout: struct.Struct, fields: Sequence[str], actual: bytes, expected: bytes
+) -> str | None:
+    """None if the header bytes are canonical, else the first field that differs."""
+    if actual == expected:
+        return None
+    pairs = zip(fields, layout.unpack_from(actual), layout.unpack_from(expected))
+    for field, found, wanted in pairs:
+        if found != wanted:
+            return f"{what}: {field} is {found:#x}, the canonical value is {wanted:#x}"
+    return f"{what}: its extra field bytes differ from the canonical ones"
+
+
+def _record(entry: ArchiveEntry, offset: int) -> zf.EntryRecord:
+    """The record build would have written for this entry at `offset`."""
+    return zf.EntryRecord(
+        name=entry.raw_name,
+        executable=entry.external_attr >> 16 == zf.EXECUTABLE_FILE_MODE,
+        method=entry.method,
+        crc32=entry.crc32,
+        compressed_size=entry.compressed_size,
+        uncompressed_size=entry.uncompressed_size,
+        local_header_offset=offset,
+    )
+
+
+def _refuse_mixed_timestamps(parts: Sequence[CanonicalPart]) -> None:
+    first = parts[0]
+    for part in parts[1:]:
+        if (part.dos_date, part.dos_time) != (first.dos_date, first.dos_time):
+            raise MergeConflictError(
+                f"{first.path} has timestamp {_timestamp(first)} but {part.path} has "
+                f"{_timestamp(part)}; build every part with the same --timestamp "
+                "(or SOURCE_DATE_EPOCH)"
+            )
+
+
+def _timestamp(part: CanonicalPart) -> str:
+    return describe_dos_date_time(part.dos_date, part.dos_time)
+
+
+def _merged_order(parts: Sequence[CanonicalPart]) -> list[tuple[int, ArchiveEntry]]:
+    """(part index, entry) for every entry, sorted by name bytes; a name in two parts is refused."""
+    ordered = sorted(
+        ((index, entry) for index, part in enumerate(parts) for entry in part.entries),
+        key=lambda item: item[1].raw_name,
+    )
+    for (first_index, first), (second_index, second) in zip(ordered, ordered[1:]):
+        if first.raw_name == second.raw_name:
+            raise MergeConflictError(
+                f"{first.name!r} is in both {parts[first_index].path} and "
+                f"{parts[second_index].path}; every path must come from exactly one part, so "
+                "split the tree into disjoint subsets"
+            )
+    return ordered
+
+
+class _HashingWriter:
+    """Counts and hashes every byte written, so offsets and the digest need no second pass."""
+
+    def __init__(self, out: BinaryIO) -> None:
+        self._out = out
+        self.offset = 0
+        self.sha256 = hashlib.sha256()
+
+    def write(self, data: bytes) -> None:
+        self._out.write(data)
+        self.sha256.update(data)
+        self.offset += len(data)
+
+
+def _copy_payload(
+    source: BinaryIO, shown: str, entry: ArchiveEntry, writer: _HashingWriter
+) -> None:
+    source.seek(entry.data_offset)
+    remaining = entry.compressed_size
+    while remaining:
+        chunk = source.read(min(COPY_CHUNK, remaining))
+        if not chunk:
+            raise CorruptArchiveError(
+                f"{shown}: ends inside the data of {entry.name!r}; "
+                "it changed during the merge, so merge again"
+            )
+        writer.write(chunk)
+        remaining -= len(chunk)
+
+
+def _read_exact(f: BinaryIO, shown: str, offset: int, length: int) -> bytes:
+    f.seek(offset)
+    data = f.read(length)
+    if len(data) != length:
+        raise CorruptArchiveError(f"{shown}: truncated at offset {offset + len(data)}")
+    return data
