@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+import re
+
 from lambda_rules.zipper.errors import InputTreeError, UnsafeArchiveError
+
+# C0 controls, DEL and C1 controls (Unicode category Cc). Legal in Linux file names, but a
+# newline splits every line-based listing, an escape sequence rewrites the terminal showing it,
+# a NUL cuts the name short in C-based readers, and C1 U+009B is a terminal escape as well.
+_CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 def name_from_relative_path(relative_path: str, root: str) -> str:
@@ -18,6 +25,12 @@ def name_from_relative_path(relative_path: str, root: str) -> str:
         raise InputTreeError(
             f"{root}/{relative_path!r}: file name is not valid UTF-8; rename it"
         ) from None
+    control = _CONTROL_CHARACTER.search(relative_path)
+    if control:
+        raise InputTreeError(
+            f"{root}/{relative_path!r}: file name contains the control character "
+            f"{control.group()!r}, which listings, shells and terminals mangle; rename it"
+        )
     if "\\" in relative_path:
         raise InputTreeError(
             f"{root}/{relative_path}: file name contains a backslash, which ZIP readers "
@@ -32,6 +45,14 @@ def normalize_archive_name(name: str, archive: str) -> str:
     `.` and empty segments are dropped (so `./a//b` is `a/b`); a trailing `/`
     marks a directory entry and is kept for the caller to recognize.
     """
+    control = _CONTROL_CHARACTER.search(name)
+    if control:
+        raise UnsafeArchiveError(
+            f"{archive}: entry {name!r} contains the control character {control.group()!r}; "
+            "repack refuses it because listings, shells and terminals mangle such names and "
+            "C-based readers stop at a NUL. Recreate the archive without control characters "
+            "in names."
+        )
     if "\\" in name:
         raise UnsafeArchiveError(
             f"{archive}: entry {name!r} uses a backslash; repack refuses Windows-style "
@@ -42,8 +63,6 @@ def normalize_archive_name(name: str, archive: str) -> str:
             f"{archive}: entry {name!r} is an absolute path; repack refuses it because "
             "extracting it would write outside the target directory."
         )
-    if "\0" in name:
-        raise UnsafeArchiveError(f"{archive}: entry {name!r} contains a NUL byte; repack refuses it.")
     segments = [segment for segment in name.split("/") if segment not in ("", ".")]
     if ".." in segments:
         raise UnsafeArchiveError(

@@ -212,3 +212,22 @@ def test_sigint_to_the_cli_mid_build_leaves_nothing(tmp_path):
     assert process.returncode == 130, err
     assert "interrupted; no output was written" in err and "Traceback" not in err
     assert os.listdir(out_dir) == []
+
+
+@pytest.mark.parametrize(
+    "name, shown",
+    [("a\nb.py", "'\\n'"), ("esc\x1b[2J.txt", "'\\x1b'"), ("nel\u0085.txt", "'\\x85'")],
+)
+def test_control_characters_in_file_names_are_errors(tmp_path, capsys, name, shown):
+    relative = f"pkg/{name}"
+    tree = _tree(tmp_path / "tree", {"a.py": b"a", relative: b"x"})
+    err = _build_fails(tmp_path, capsys, tree)
+    assert f"{tree}/{relative!r}: file name contains the control character {shown}" in err
+    assert err.count("\n") == 1, "the control character must not reach the terminal raw"
+
+
+def test_control_characters_in_directory_names_are_errors(tmp_path, capsys):
+    tree = _tree(tmp_path / "tree", {"a.py": b"a", "new\nline/b.py": b"b"})
+    assert "'new\\nline/b.py': file name contains the control character '\\n'" in _build_fails(
+        tmp_path, capsys, tree
+    )

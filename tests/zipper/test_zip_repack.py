@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+import resource
 import stat
 import struct
 import subprocess
+import sys
 import zlib
 import zipfile
 from pathlib import Path
@@ -258,3 +260,86 @@ def test_python_zipfile_archive_repacks_with_default_modes(tmp_path):
         assert {stat.S_IMODE(i.external_attr >> 16) for i in infos} == {0o644}
         assert {i.date_time for i in infos} == {(2023, 11, 14, 22, 13, 20)}
         assert archive.comment == b""
+
+
+@pytest.mark.parametrize(
+    "raw_name, flags, shown",
+    [
+        (b"a\0b.txt", 0x0800, "'a\\x00b.txt'"),
+        (b"a\nb.txt", 0x0800, "'a\\nb.txt'"),
+        (b"dir\x1b[31m/x.txt", 0x0800, "'dir\\x1b[31m/x.txt'"),
+        (b"tab\t.txt", 0x0800, "'tab\\t.txt'"),
+        (b"del\x7f.txt", 0x0800, "'del\\x7f.txt'"),
+        ("csi\u009b.txt".encode("utf-8"), 0x0800, "'csi\\x9b.txt'"),  # C1, as UTF-8
+        (b"\x82\x01.txt", 0, "'\u00e9\\x01.txt'"),  # not UTF-8: read as CP437
+    ],
+)
+def test_control_characters_in_names_are_refused(
+    tmp_path, capsys, crafter, raw_name, flags, shown
+):
+    source = crafter.write(tmp_path / "in.zip", [crafter.Entry(raw_name, flags=flags)])
+    err = _refused(tmp_path, capsys, source)
+    assert f"in.zip: entry {shown} contains the control character" in err
+    assert "Recreate the archive without control characters in names" in err
+    assert err.count("\n") == 1, "the control character must not reach the terminal raw"
+
+
+def test_nul_in_a_zipfile_written_name_is_refused(tmp_path, capsys):
+    # ZipInfo("a\0b.txt") truncates the name to "a" (a defence of zipfile's own), so an archive
+    # made that way holds an ordinary entry "a"; only a name set afterwards writes the NUL.
+    source = tmp_path / "in.zip"
+    with zipfile.ZipFile(source, "w") as archive:
+        info = zipfile.ZipInfo("placeholder")
+        info.filename = "a\0b.txt"
+        archive.writestr(info, b"content")
+    assert b"a\0b.txt" in source.read_bytes()
+    assert "entry 'a\\x00b.txt' contains the control character '\\x00'" in _refused(
+        tmp_path, capsys, source
+    )
+
+
+def _write_zero_filled_archive(path: Path, name: bytes, size_mib: int) -> Path:
+    """One deflated entry of `size_mib` MiB of zeros, about a thousandth of that on disk.
+
+    A fully flushed deflate segment starts on a byte boundary and refers to nothing before it,
+    so one compressed MiB repeated is a valid stream: no need to deflate the whole size.
+    """
+    mebibyte = bytes(1 << 20)
+    compressor = zlib.compressobj(9, zlib.DEFLATED, -15)
+    segment = compressor.compress(mebibyte) + compressor.flush(zlib.Z_FULL_FLUSH)
+    payload = segment * size_mib + zlib.compressobj(9, zlib.DEFLATED, -15).flush()
+    crc = 0
+    for _ in range(size_mib):
+        crc = zlib.crc32(mebibyte, crc)
+    fields = (0x0800, 8, 0, 0x21, crc, len(payload), size_mib << 20, len(name))
+    local = struct.pack("<IHHHHHIIIHH", 0x04034B50, 20, *fields, 0) + name
+    central = struct.pack(
+        "<IHHHHHHIIIHHHHHII", 0x02014B50, (CREATOR_UNIX << 8) | 20, 20, *fields, 0, 0, 0, 0,
+        0o100644 << 16, 0,
+    ) + name
+    end = struct.pack(
+        "<IHHHHIIH", 0x06054B50, 0, 0, 1, 1, len(central), len(local) + len(payload), 0
+    )
+    path.write_bytes(local + payload + central + end)
+    return path
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])  # inflated in this process, or in a worker
+def test_out_of_memory_is_one_line_naming_the_input(tmp_path, workers):
+    source = _write_zero_filled_archive(tmp_path / "big.zip", b"zeros.bin", size_mib=512)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    address_space = 256 << 20  # inherited by the spawned workers
+    result = subprocess.run(
+        [sys.executable, "-m", "lambda_rules.zipper", "repack", str(source),
+         "-o", str(out_dir / "out.zip"), "--workers", workers,
+         "--max-ratio", "100000", "--max-unzipped-size", str(512 << 20)],
+        env=dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2])),
+        capture_output=True, text=True,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (address_space, address_space)),
+    )
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith(f"lambda-zip: error: {source}: not enough memory to repack;")
+    assert "--workers" in result.stderr and "Traceback" not in result.stderr
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert os.listdir(out_dir) == []
