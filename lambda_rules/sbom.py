@@ -1,0 +1,500 @@
+"""A reproducible CycloneDX SBOM of a built Lambda archive (no Pants imports).
+
+What is listed comes from the archive itself (its `*.dist-info` directories), not from what the
+build meant to bundle, so excluded distributions never appear. The lockfile only supplies the
+SHA-256 of the wheel each distribution was installed from. Nothing depends on the clock, the
+host or randomness: the serial number is a UUID v5 of the archive's digest, the timestamp is
+SOURCE_DATE_EPOCH or absent, bom-refs are purls, and the library sorts everything it writes.
+"""
+
+from __future__ import annotations
+
+import email.message
+import email.parser
+import email.policy
+import json
+import posixpath
+import re
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+from cyclonedx.builder.this import this_component
+from cyclonedx.factory.license import LicenseFactory
+from cyclonedx.model import (
+    ExternalReference,
+    ExternalReferenceType,
+    HashAlgorithm,
+    HashType,
+    Property,
+    XsUri,
+)
+from cyclonedx.model.bom import Bom
+from cyclonedx.model.component import Component, ComponentType
+from cyclonedx.model.license import DisjunctiveLicense, License, LicenseAcknowledgement
+from cyclonedx.output.json import JsonV1Dot6
+from cyclonedx.schema import SchemaVersion
+from packageurl import PackageURL
+from packaging.markers import UndefinedComparison, UndefinedEnvironmentName
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.tags import Tag, parse_tag
+from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
+from packaging.version import InvalidVersion, Version
+
+from lambda_rules.platforms import LambdaPlatform
+from lambda_rules.zipper.errors import ZipError
+from lambda_rules.zipper.reader import ArchiveEntry, read_archive, read_entry_data
+from lambda_rules.zipper.summary import file_sha256
+
+SCHEMA_VERSION = SchemaVersion.V1_6
+KINDS = ("function", "layer")
+# A function is the application; a layer is a bundle of libraries that functions import.
+_COMPONENT_TYPES = {"function": ComponentType.APPLICATION, "layer": ComponentType.LIBRARY}
+# uuid5(NAMESPACE_URL, "https://github.com/lambda-rules/lambda_rules/sbom/serialNumber"), fixed
+# forever: changing it would change every SBOM's serial number.
+_SERIAL_NAMESPACE = uuid.UUID("9183e47e-6105-57bc-b226-22db4e04b716")
+_PROPERTY_PREFIX = "lambda_rules:"
+# Where Lambda puts importable code: the function root, and a layer's python/ directories.
+_DIST_INFO_FILE = re.compile(
+    r"^(?P<dir>(?:python/(?:lib/python3\.\d+/site-packages/)?)?[^/]+\.dist-info)"
+    r"/(?P<file>METADATA|WHEEL)$"
+)
+_MAX_METADATA_BYTES = 16 * 1024 * 1024
+# A License field longer than this, or spanning lines, is the license's text, not its name.
+_MAX_LICENSE_NAME = 100
+_SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
+
+
+class SbomError(ZipError):
+    """The archive, lockfile or arguments cannot give a truthful SBOM; the message says why."""
+
+
+@dataclass(frozen=True)
+class LayerReference:
+    """A layer the function runs with: its SBOM is the one whose serial derives from `sha256`.
+
+    `provides` (canonical distribution names) lets a bundled distribution's requirement on
+    something the layer bundles become an edge to the layer instead of being dropped.
+    """
+
+    name: str
+    sha256: str
+    provides: frozenset = field(default_factory=frozenset)
+
+
+@dataclass(frozen=True)
+class BundledDistribution:
+    """One `*.dist-info` in the archive, with the lockfile artifact it was installed from."""
+
+    name: str  # canonical (PEP 503)
+    version: str
+    metadata: email.message.Message
+    wheel_tags: frozenset
+    wheel_filename: str
+    wheel_url: str
+    wheel_sha256: str
+
+    @property
+    def purl(self) -> str:
+        return PackageURL(type="pypi", name=self.name, version=self.version).to_string()
+
+
+def serial_number(archive_sha256: str) -> uuid.UUID:
+    """The SBOM's serial number: the same archive always gets the same one, on any host."""
+    return uuid.uuid5(_SERIAL_NAMESPACE, archive_sha256)
+
+
+def layer_reference_from_archive(name: str, path: str | Path) -> LayerReference:
+    """A reference to a built layer, with the distributions it bundles read from the archive."""
+    sha256_hex, _ = file_sha256(path)
+    provides = frozenset(
+        canonicalize_name(_metadata_name(m)) for m, _ in _dist_infos(path).values()
+    )
+    return LayerReference(name, sha256_hex, provides)
+
+
+def generate_sbom(
+    archive: str | Path,
+    lockfile: str | Path,
+    *,
+    name: str,
+    platform: LambdaPlatform,
+    kind: str = "function",
+    layers: Sequence[LayerReference] = (),
+    source_date_epoch: int | None = None,
+) -> str:
+    """The CycloneDX 1.6 JSON document for `archive`, ending in a newline.
+
+    `name` is the root component's name (the target address); `platform` is the runtime and
+    architecture whose marker environment decides which `Requires-Dist` lines apply.
+    """
+    if kind not in KINDS:
+        raise SbomError(f"SBOM kind must be one of {', '.join(KINDS)}, got {kind!r}")
+    if not name:
+        raise SbomError("the SBOM's root component needs a name (the target address)")
+    archive_sha256, _ = file_sha256(archive)
+    layers = _checked_layers(layers, name)
+    distributions = bundled_distributions(archive, read_lockfile_artifacts(lockfile))
+
+    root = Component(
+        type=_COMPONENT_TYPES[kind],
+        name=name,
+        version=archive_sha256,
+        bom_ref=name,
+        hashes=[HashType(alg=HashAlgorithm.SHA_256, content=archive_sha256)],
+        properties=[
+            Property(name=f"{_PROPERTY_PREFIX}kind", value=kind),
+            Property(name=f"{_PROPERTY_PREFIX}runtime", value=platform.runtime.name),
+            Property(name=f"{_PROPERTY_PREFIX}architecture", value=platform.architecture),
+        ],
+    )
+    bom = Bom(serial_number=serial_number(archive_sha256))
+    bom.metadata.component = root
+    bom.metadata.tools.components.add(this_component())
+    # The library stamps "now" when given no timestamp: reproducible is SOURCE_DATE_EPOCH or none.
+    bom.metadata.timestamp = (  # type: ignore[assignment]
+        None
+        if source_date_epoch is None
+        else datetime.fromtimestamp(source_date_epoch, tz=timezone.utc)
+    )
+
+    components = {d.name: _distribution_component(d) for d in distributions}
+    layer_components = {layer.name: _layer_component(layer) for layer in layers}
+    for component in [*components.values(), *layer_components.values()]:
+        bom.components.add(component)
+
+    environment = {**platform.marker_environment(), "extra": ""}
+    providers = {
+        dist: layer.name
+        for layer in reversed(layers)
+        for dist in layer.provides
+        if dist not in components
+    }
+    required: dict[str, set[str]] = {}
+    for distribution in distributions:
+        targets = set()
+        for requirement in _requirements(distribution, environment):
+            if requirement in components and requirement != distribution.name:
+                targets.add(requirement)
+            elif requirement in providers:
+                targets.add(f"layer:{providers[requirement]}")
+        required[distribution.name] = targets
+        bom.register_dependency(
+            components[distribution.name],
+            [_target(t, components, layer_components) for t in sorted(targets)],
+        )
+    for layer_component in layer_components.values():
+        bom.register_dependency(layer_component, [])
+    direct = [*_graph_tops(required), *(f"layer:{layer.name}" for layer in layers)]
+    bom.register_dependency(root, [_target(t, components, layer_components) for t in direct])
+
+    document = json.loads(JsonV1Dot6(bom).output_as_string())
+    # The library appends these three; a reader looks for them first.
+    head = {key: document.pop(key) for key in ("$schema", "bomFormat", "specVersion")}
+    return json.dumps({**head, **document}, indent=2, sort_keys=False, ensure_ascii=False) + "\n"
+
+
+def bundled_distributions(
+    archive: str | Path, artifacts: Mapping[tuple[str, Version], Sequence[LockedArtifact]]
+) -> list[BundledDistribution]:
+    """Every distribution installed in the archive, sorted by name, matched to its locked wheel."""
+    result = {}
+    for directory, (metadata, wheel) in sorted(_dist_infos(archive).items()):
+        name = canonicalize_name(_metadata_name(metadata))
+        version = metadata.get("Version", "").strip()
+        if name in result:
+            raise SbomError(
+                f"{archive}: {directory} installs {name} a second time; an archive must hold one "
+                "copy of each distribution"
+            )
+        if wheel is None:
+            raise SbomError(
+                f"{archive}: {directory} has no WHEEL file, so its wheel cannot be identified"
+            )
+        tags = _wheel_tags(wheel)
+        artifact = _matching_artifact(archive, name, version, tags, artifacts)
+        result[name] = BundledDistribution(
+            name, version, metadata, tags, artifact.filename, artifact.url, artifact.sha256
+        )
+    return [result[n] for n in sorted(result)]
+
+
+@dataclass(frozen=True)
+class LockedArtifact:
+    url: str
+    filename: str
+    sha256: str
+    tags: frozenset
+
+
+def read_lockfile_artifacts(
+    lockfile: str | Path,
+) -> dict[tuple[str, Version], list[LockedArtifact]]:
+    """The sha256 wheels of a Pants/pex lockfile, by (canonical project name, version)."""
+    text = Path(lockfile).read_text(encoding="utf-8")
+    body = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("//"))
+    try:
+        document = json.loads(body)
+        resolves = document["locked_resolves"]
+        locked = [r for resolve in resolves for r in resolve["locked_requirements"]]
+    except (ValueError, KeyError, TypeError) as error:
+        raise SbomError(
+            f"{lockfile}: not a Pants/pex lockfile (expected `//` comments, then JSON with "
+            f"locked_resolves[].locked_requirements[]): {error}"
+        ) from None
+    result: dict[tuple[str, Version], list[LockedArtifact]] = {}
+    for requirement in locked:
+        try:
+            key = (canonicalize_name(requirement["project_name"]), Version(requirement["version"]))
+            artifacts = requirement["artifacts"]
+        except (KeyError, TypeError, InvalidVersion) as error:
+            raise SbomError(
+                f"{lockfile}: malformed locked requirement {requirement!r}: {error}"
+            ) from None
+        for artifact in artifacts:
+            url = artifact.get("url", "")
+            filename = posixpath.basename(url.split("#", 1)[0].split("?", 1)[0])
+            if artifact.get("algorithm") != "sha256" or not filename.endswith(".whl"):
+                continue
+            try:
+                _, _, _, tags = parse_wheel_filename(filename)
+            except InvalidWheelFilename:
+                continue
+            entry = LockedArtifact(url, filename, artifact["hash"].lower(), frozenset(tags))
+            if entry not in result.setdefault(key, []):
+                result[key].append(entry)
+    return result
+
+
+def _checked_layers(layers: Sequence[LayerReference], root: str) -> list[LayerReference]:
+    seen = {root}
+    for layer in layers:
+        if not layer.name or layer.name in seen:
+            raise SbomError(
+                f"layer names must be non-empty and differ from each other and from the SBOM's "
+                f"name, got {layer.name!r}"
+            )
+        if not _SHA256_HEX.match(layer.sha256):
+            raise SbomError(f"layer {layer.name}: {layer.sha256!r} is not a lowercase hex SHA-256")
+        seen.add(layer.name)
+    return sorted(layers, key=lambda layer: layer.name)
+
+
+def _dist_infos(archive: str | Path) -> dict[str, tuple[email.message.Message, bytes | None]]:
+    """`*.dist-info` directory -> (parsed METADATA, WHEEL bytes), read with the strict reader."""
+    parsed = read_archive(archive)
+    files: dict[str, dict[str, ArchiveEntry]] = {}
+    for entry in parsed.entries:
+        match = _DIST_INFO_FILE.match(entry.name)
+        if match and not entry.is_directory:
+            files.setdefault(match["dir"], {})[match["file"]] = entry
+    result = {}
+    with open(archive, "rb") as f:
+        for directory, entries in files.items():
+            if "METADATA" not in entries:
+                raise SbomError(f"{archive}: {directory} has no METADATA file")
+            metadata = _parse_metadata(
+                archive, directory, _read(f, parsed.path, entries["METADATA"])
+            )
+            wheel = _read(f, parsed.path, entries["WHEEL"]) if "WHEEL" in entries else None
+            result[directory] = (metadata, wheel)
+    return result
+
+
+def _read(f: Any, archive: str, entry: ArchiveEntry) -> bytes:
+    if entry.uncompressed_size > _MAX_METADATA_BYTES:
+        raise SbomError(
+            f"{archive}: {entry.name} declares {entry.uncompressed_size} bytes, too large for "
+            "a metadata file"
+        )
+    return read_entry_data(f, archive, entry)
+
+
+def _parse_metadata(archive: str | Path, directory: str, data: bytes) -> email.message.Message:
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise SbomError(f"{archive}: {directory}/METADATA is not UTF-8") from None
+    metadata = email.parser.Parser(policy=email.policy.compat32).parsestr(text, headersonly=True)
+    if not metadata.get("Name") or not metadata.get("Version"):
+        raise SbomError(f"{archive}: {directory}/METADATA lacks a Name or Version field")
+    return metadata
+
+
+def _metadata_name(metadata: email.message.Message) -> str:
+    return str(metadata["Name"]).strip()
+
+
+def _wheel_tags(wheel: bytes) -> frozenset:
+    tags: set[Tag] = set()
+    for line in wheel.decode("utf-8", "replace").splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "Tag" and value.strip():
+            tags.update(parse_tag(value.strip()))
+    return frozenset(tags)
+
+
+def _matching_artifact(
+    archive: str | Path,
+    name: str,
+    version: str,
+    tags: frozenset,
+    artifacts: Mapping[tuple[str, Version], Sequence[LockedArtifact]],
+) -> LockedArtifact:
+    """The locked wheel this distribution came from: same project, version and tags.
+
+    Without one the SBOM could not say which wheel was shipped, and a hash-less component would
+    hide that the archive was not built from this lockfile, so it is an error, not an omission.
+    """
+    try:
+        candidates = artifacts.get((name, Version(version)), [])
+    except InvalidVersion:
+        raise SbomError(
+            f"{archive}: distribution {name} has an invalid version {version!r}"
+        ) from None
+    exact = [a for a in candidates if a.tags == tags]
+    matching = exact or [a for a in candidates if a.tags & tags]
+    if len({a.sha256 for a in matching}) == 1:
+        return matching[0]
+    if matching:
+        names = ", ".join(sorted(a.filename for a in matching))
+        raise SbomError(
+            f"{archive}: distribution {name} {version} matches several locked wheels: {names}"
+        )
+    locked_versions = sorted(str(v) for (n, v) in artifacts if n == name)
+    if not candidates:
+        found = (
+            f"the lockfile has {name} {', '.join(locked_versions)}"
+            if locked_versions
+            else f"the lockfile has no {name}"
+        )
+        raise SbomError(
+            f"{archive}: distribution {name} {version} is not in the lockfile ({found}); build the "
+            "archive from this lockfile, or pass the lockfile it was built from"
+        )
+    shown = ", ".join(sorted(str(t) for t in tags)) or "none"
+    raise SbomError(
+        f"{archive}: distribution {name} {version} was installed from a wheel tagged {shown}, and "
+        f"no locked wheel of {name} {version} has those tags"
+    )
+
+
+def _requirements(
+    distribution: BundledDistribution, environment: Mapping[str, str]
+) -> Iterable[str]:
+    """Canonical names this distribution requires on the platform, extras not requested."""
+    for line in distribution.metadata.get_all("Requires-Dist") or []:
+        try:
+            requirement = Requirement(str(line).strip())
+        except InvalidRequirement as error:
+            raise SbomError(
+                f"distribution {distribution.name} {distribution.version} has an invalid "
+                f"Requires-Dist {str(line).strip()!r}: {error}"
+            ) from None
+        if requirement.marker is not None:
+            try:
+                if not requirement.marker.evaluate(dict(environment)):
+                    continue
+            except (UndefinedComparison, UndefinedEnvironmentName):
+                continue
+        yield canonicalize_name(requirement.name)
+
+
+def _graph_tops(required: Mapping[str, set[str]]) -> list[str]:
+    """What the root depends on: distributions nothing else bundled requires, plus whatever cycles
+    would otherwise leave unreachable, so every component is reachable from the root."""
+    names = sorted(required)
+    wanted = {t for targets in required.values() for t in targets}
+    tops = [n for n in names if n not in wanted]
+    reached: set[str] = set()
+
+    def reach(name: str) -> None:
+        stack = [name]
+        while stack:
+            current = stack.pop()
+            if current not in reached:
+                reached.add(current)
+                stack.extend(t for t in required.get(current, ()) if t in required)
+
+    for top in tops:
+        reach(top)
+    for name in names:
+        if name not in reached:
+            tops.append(name)
+            reach(name)
+    return sorted(tops)
+
+
+def _target(
+    key: str, components: Mapping[str, Component], layers: Mapping[str, Component]
+) -> Component:
+    return layers[key[len("layer:") :]] if key.startswith("layer:") else components[key]
+
+
+def _distribution_component(distribution: BundledDistribution) -> Component:
+    wheel_hash = HashType(alg=HashAlgorithm.SHA_256, content=distribution.wheel_sha256)
+    return Component(
+        type=ComponentType.LIBRARY,
+        name=distribution.name,
+        version=distribution.version,
+        bom_ref=distribution.purl,
+        purl=PackageURL(type="pypi", name=distribution.name, version=distribution.version),
+        hashes=[wheel_hash],
+        licenses=_licenses(distribution.metadata),
+        external_references=[
+            ExternalReference(
+                type=ExternalReferenceType.DISTRIBUTION,
+                url=XsUri(distribution.wheel_url),
+                hashes=[wheel_hash],
+            )
+        ],
+        properties=[Property(name=f"{_PROPERTY_PREFIX}wheel", value=distribution.wheel_filename)],
+    )
+
+
+def _layer_component(layer: LayerReference) -> Component:
+    """A referenced layer, named and versioned as that layer's own SBOM names its root."""
+    return Component(
+        type=_COMPONENT_TYPES["layer"],
+        name=layer.name,
+        version=layer.sha256,
+        bom_ref=layer.name,  # the bom-ref of the root component of the layer's own SBOM
+        hashes=[HashType(alg=HashAlgorithm.SHA_256, content=layer.sha256)],
+        external_references=[
+            ExternalReference(
+                type=ExternalReferenceType.BOM,
+                url=XsUri.make_bom_link(serial_number(layer.sha256), 1, layer.name),
+            )
+        ],
+        properties=[Property(name=f"{_PROPERTY_PREFIX}kind", value="layer")],
+    )
+
+
+def _licenses(metadata: email.message.Message) -> list[License]:
+    """The declared license: License-Expression (PEP 639), else a short License field, else the
+    trove classifiers; nothing when the metadata states none."""
+    factory = LicenseFactory()
+    declared = LicenseAcknowledgement.DECLARED
+    expression = " ".join(str(metadata.get("License-Expression", "")).split())
+    if expression:
+        return [factory.make_from_string(expression, license_acknowledgement=declared)]
+    text = str(metadata.get("License", "")).strip()
+    if (
+        text
+        and "\n" not in text
+        and len(text) <= _MAX_LICENSE_NAME
+        and text.upper() not in {"UNKNOWN", "NONE"}
+    ):
+        return [factory.make_from_string(text, license_acknowledgement=declared)]
+    names = set()
+    for classifier in metadata.get_all("Classifier") or []:
+        parts = [part.strip() for part in str(classifier).split("::")]
+        if (
+            len(parts) >= 2
+            and parts[0] == "License"
+            and parts[-1] not in {"OSI Approved", "License"}
+        ):
+            names.add(parts[-1])
+    return [DisjunctiveLicense(name=n, acknowledgement=declared) for n in sorted(names)]
