@@ -217,7 +217,7 @@ class LambdaZipTool:
 
 @rule(desc="Resolve Lambda distributions", level=LogLevel.DEBUG)
 async def resolve_lambda_distributions(
-    request: ResolveLambdaDistributionsRequest,
+    request: ResolveLambdaDistributionsRequest, python_setup: PythonSetup
 ) -> LambdaDistributions:
     platform = request.platform
     platform_file = f"__lambda_platform_{platform.runtime.name}_{platform.architecture}.json"
@@ -226,6 +226,16 @@ async def resolve_lambda_distributions(
         CreateDigest([FileContent(platform_file, platform.complete_platform_json().encode())]),
     )
     complete_platforms = CompletePlatforms([platform_file], digest=platform_digest)
+    # The runtime decides the interpreter, not the repository's default constraints, so a lockfile
+    # made for this one Lambda version is usable. Pants 2.17 can only compare constraints within
+    # `[python].interpreter_versions_universe` (3.12 at most by default): beyond it, the target's
+    # own constraints apply, as before.
+    major, minor = platform.runtime.python_version
+    runtime_constraints = (
+        InterpreterConstraints([platform.interpreter_constraint])
+        if f"{major}.{minor}" in python_setup.interpreter_versions_universe
+        else None
+    )
     # Wheels only: building an sdist would run arbitrary code on this machine and could give a
     # wheel for the host instead of for Lambda.
     wheels_only = ("--no-build",)
@@ -239,11 +249,7 @@ async def resolve_lambda_distributions(
                 layout=PexLayout.PACKED,
                 include_source_files=False,
                 complete_platforms=complete_platforms,
-                # The runtime decides the interpreter, not the repository's default constraints:
-                # a lockfile made for this one Lambda version must be usable.
-                hardcoded_interpreter_constraints=InterpreterConstraints(
-                    [platform.interpreter_constraint]
-                ),
+                hardcoded_interpreter_constraints=runtime_constraints,
                 additional_args=wheels_only,
                 additional_lockfile_args=wheels_only,
                 description=f"Resolve requirements of {request.address} for {platform.description}",

@@ -37,6 +37,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(str(error))
     except OSError as error:
         return _fail(f"{error.filename}: {error.strerror}" if error.filename else str(error))
+    except MemoryError:  # here or in a compression worker, which hands it back to us
+        inputs = []
+        for name in ("directory", "archive", "parts", "a", "b"):
+            value = getattr(args, name, [])
+            inputs.extend(map(str, value if isinstance(value, list) else [value]))
+        return _fail(
+            f"{' and '.join(inputs)}: not enough memory to {args.command}; free memory or raise "
+            "the memory limit, pass fewer --workers (each holds whole files in memory), or split "
+            "the input into smaller archives"
+        )
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted; no output was written", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -120,6 +130,42 @@ def _parser() -> argparse.ArgumentParser:
     hash_.add_argument("archive", metavar="FILE", type=Path)
     hash_.add_argument("--json", action="store_true", help="print a JSON object instead")
     hash_.set_defaults(run=_run_hash)
+
+    sbom = commands.add_parser(
+        "sbom",
+        help="write a CycloneDX SBOM of a built archive",
+        description="Write a reproducible CycloneDX 1.6 JSON SBOM of ARCHIVE.zip: the "
+        "distributions it really bundles (from their .dist-info), each with the SHA-256 of its "
+        "wheel from LOCK, "
+        "its declared license and its dependencies on the Lambda platform. The serial number "
+        "derives from the archive's SHA-256; the timestamp is --timestamp or SOURCE_DATE_EPOCH, "
+        "else absent. Needs cyclonedx-python-lib (3rdparty/python/sbom-requirements.txt).",
+    )
+    sbom.add_argument("archive", metavar="ARCHIVE.zip", type=Path)
+    sbom.add_argument(
+        "--lockfile", metavar="LOCK", type=Path, required=True, help="the Pants/pex lockfile"
+    )
+    sbom.add_argument(
+        "--name", required=True, help="the root component's name (the target address)"
+    )
+    sbom.add_argument("--kind", choices=("function", "layer"), default="function")
+    sbom.add_argument("--runtime", required=True, help="the Lambda runtime, e.g. python3.12")
+    sbom.add_argument("--architecture", default="x86_64", help="x86_64 (default) or arm64")
+    sbom.add_argument(
+        "--layer", action="append", default=[], metavar="NAME=SHA256",
+        help="a layer the function uses, by its archive's SHA-256 (repeatable)",
+    )
+    sbom.add_argument(
+        "--layer-archive", action="append", default=[], metavar="NAME=PATH",
+        help="a layer the function uses, by its archive: requirements it bundles become edges "
+        "(repeatable)",
+    )
+    sbom.add_argument(
+        "--timestamp", metavar="EPOCH",
+        help="Unix time for the SBOM, in UTC (default: $SOURCE_DATE_EPOCH, else none)",
+    )
+    sbom.add_argument("-o", "--output", metavar="OUT.cdx.json", type=Path, required=True)
+    sbom.set_defaults(run=_run_sbom)
     return parser
 
 
@@ -213,3 +259,46 @@ def _run_hash(args: argparse.Namespace) -> int:
     else:
         print(f"{sha256_hex}  {sha256_base64}  {args.archive}")
     return 0
+
+
+def _run_sbom(args: argparse.Namespace) -> int:
+    # Imported here: the zipper must work without cyclonedx-python-lib installed.
+    try:
+        from lambda_rules import sbom
+        from lambda_rules.platforms import UnknownPlatformError, lambda_platform
+    except ModuleNotFoundError as error:
+        raise ZipError(
+            f"sbom needs the {error.name} module; install 3rdparty/python/sbom-requirements.txt"
+        ) from None
+    try:
+        platform = lambda_platform(args.runtime, args.architecture)
+    except UnknownPlatformError as error:
+        raise ZipError(str(error)) from None
+    layers = [sbom.LayerReference(name, sha256) for name, sha256 in _pairs(args.layer, "--layer")]
+    layers += [
+        sbom.layer_reference_from_archive(name, path)
+        for name, path in _pairs(args.layer_archive, "--layer-archive")
+    ]
+    timestamp = (
+        parse_epoch(args.timestamp, "--timestamp")
+        if args.timestamp is not None
+        else timestamp_from_environment(os.environ)
+    )
+    document = sbom.generate_sbom(
+        args.archive, args.lockfile, name=args.name, platform=platform, kind=args.kind,
+        layers=layers, source_date_epoch=timestamp,
+    )
+    with replaced_atomically(args.output) as f:
+        f.write(document.encode("utf-8"))
+    print(f"{args.output}  {len(document.encode('utf-8'))} bytes")
+    return 0
+
+
+def _pairs(values: Sequence[str], option: str) -> list[tuple[str, str]]:
+    pairs = []
+    for value in values:
+        name, equals, rest = value.partition("=")
+        if not equals or not name or not rest:
+            raise ZipError(f"{option} takes NAME=VALUE, got {value!r}")
+        pairs.append((name, rest))
+    return pairs

@@ -22,6 +22,12 @@ lambda_function(
     runtime="python3.12",
     dependencies=[":src", "3rdparty/python:reqs#pydantic"],
 )
+lambda_function(
+    name="same-path-a", handler="app.py:handler", runtime="python3.12", output_path="shared/fn.zip"
+)
+lambda_function(
+    name="same-path-b", handler="app.py:handler", runtime="python3.12", output_path="shared/fn.zip"
+)
 """
 
 # Targets of the e2e-fixtures resolve need first-party sources of that resolve.
@@ -112,6 +118,10 @@ def failing_package(clone: Clone, target: str) -> str:
              "docopt-0.6.2.tar.gz", "never built"],
         ),
         ("bad:collision", ["bad:collision", "typing_extensions.py", "first-party", "distribution"]),
+        (
+            "bad:same-path-a",
+            ["bad:same-path-a and bad:same-path-b", "`shared/fn.zip`", "own `output_path`"],
+        ),
     ],
 )
 def test_bad_input_fails_clearly_and_leaves_nothing(clone, target, expected):

@@ -95,6 +95,11 @@ def test_second_function_compresses_no_distribution_again(clone_factory, tmp_pat
     for name in ("lambda", "other"):
         archive = clone.root / f"dist/fn/{name}.zip"
         assert archive.read_bytes() == rebuilt_in_one_go(archive, tmp_path), name
+    # Old content-addressed copies do not pile up: `package` clears the target's directory.
+    clone.write("fn/other.py", SECOND_HANDLER + "# edited\n")
+    clone.pants("package", "//fn:other")
+    copies = list((clone.root / "dist/fn/other.cas").iterdir())
+    assert [c.read_bytes() for c in copies] == [(clone.root / "dist/fn/other.zip").read_bytes()]
     with_other = json.loads((clone.root / "dist/fn/other.json").read_text())
     assert with_other["handler"] == "other.handler"
     assert (
