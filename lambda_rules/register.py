@@ -1,6 +1,7 @@
 """Pants backend entry point: `backend_packages = ["lambda_rules"]`."""
 
 from lambda_rules import rules as lambda_rules
+from lambda_rules import run_rules
 from lambda_rules.target_types import LambdaFunctionTarget
 
 
@@ -9,4 +10,4 @@ def target_types():
 
 
 def rules():
-    return [*lambda_rules.rules()]
+    return [*lambda_rules.rules(), *run_rules.rules()]

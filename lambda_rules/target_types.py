@@ -6,6 +6,8 @@ from pants.backend.python.target_types import PythonResolveField
 from pants.backend.python.util_rules.faas import PythonFaaSDependencies, PythonFaaSHandlerField
 from pants.core.goals.package import OutputPathField
 from pants.engine.target import COMMON_TARGET_FIELDS, StringField, Target
+from pants.engine.addresses import Address
+from pants.engine.target import IntField, InvalidFieldException, StringSequenceField
 from pants.util.strutil import help_text
 
 from lambda_rules.platforms import ARCHITECTURES, RUNTIMES
@@ -68,6 +70,60 @@ class LambdaFunctionOutputPathField(OutputPathField):
     )
 
 
+class LambdaTimeoutField(IntField):
+    alias = "timeout"
+    default = 3
+    help = help_text(
+        """
+        Seconds an invocation may run, 1 to 900 (Lambda's default and limit). `run` stops a
+        handler that runs longer and reports `Task timed out after N.00 seconds`; the handler's
+        `context.get_remaining_time_in_millis()` counts down from it.
+        """
+    )
+
+    @classmethod
+    def compute_value(cls, raw_value: int | None, address: Address) -> int:
+        value = super().compute_value(raw_value, address)
+        if not 1 <= value <= 900:
+            raise InvalidFieldException(
+                f"The `{cls.alias}` field of {address} must be 1 to 900 seconds, not {value}."
+            )
+        return value
+
+
+class LambdaMemorySizeField(IntField):
+    alias = "memory_size"
+    default = 128
+    help = help_text(
+        """
+        Memory in MB, 128 to 10240 (Lambda's range). `run` reports it to the handler
+        (`AWS_LAMBDA_FUNCTION_MEMORY_SIZE`, `context.memory_limit_in_mb`) but does not enforce it.
+        """
+    )
+
+    @classmethod
+    def compute_value(cls, raw_value: int | None, address: Address) -> int:
+        value = super().compute_value(raw_value, address)
+        if not 128 <= value <= 10240:
+            raise InvalidFieldException(
+                f"The `{cls.alias}` field of {address} must be 128 to 10240 MB, not {value}."
+            )
+        return value
+
+
+class LambdaExtraEnvVarsField(StringSequenceField):
+    alias = "extra_env_vars"
+    help = help_text(
+        """
+        Extra environment variables for the handler when invoked locally with `run`, as
+        `NAME=value`, or `NAME` to copy it from the environment `pants run` was started in (only
+        when set there), e.g. `["STAGE=dev", "AWS_PROFILE"]`. They are not part of the package:
+        set the deployed function's variables with your deployment tool. The variables the
+        runtime sets (`AWS_REGION`, `LAMBDA_TASK_ROOT`, `_HANDLER`, ...) cannot be overridden.
+        """
+    )
+
+
 class LambdaFunctionTarget(Target):
     alias = "lambda_function"
     core_fields = (
@@ -78,6 +134,9 @@ class LambdaFunctionTarget(Target):
         LambdaRuntimeField,
         LambdaArchitectureField,
         PythonResolveField,
+        LambdaTimeoutField,
+        LambdaMemorySizeField,
+        LambdaExtraEnvVarsField,
     )
     help = help_text(
         """
