@@ -37,6 +37,9 @@ class LambdaManifest:
     architecture: str
     handler: str
     distributions: Sequence[Distribution]
+    sbom: str
+    sbom_sha256: str
+    kind: str = "function"
 
     def to_json(self) -> str:
         document: dict[str, Any] = {
@@ -52,6 +55,8 @@ class LambdaManifest:
             "architecture": self.architecture,
             "handler": self.handler,
             "distributions": [{"name": d.name, "version": d.version} for d in self.distributions],
+            "kind": self.kind,
+            "sbom": {"file": self.sbom, "sha256": self.sbom_sha256},
         }
         return json.dumps(document, indent=2, sort_keys=True) + "\n"
 
@@ -75,6 +80,7 @@ class ArtifactPaths:
     archive: str
     content_addressed: str
     manifest: str
+    sbom: str
 
     @classmethod
     def for_output(cls, stable_path: str, sha256_hex: str) -> ArtifactPaths:
@@ -84,6 +90,7 @@ class ArtifactPaths:
             archive=stable_path,
             content_addressed=f"{stem}.cas/{name}-{sha256_hex[:16]}.{ext}",
             manifest=f"{stem}.json",
+            sbom=f"{stem}.cdx.json",
         )
 
     @property

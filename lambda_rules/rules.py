@@ -7,6 +7,7 @@ locally and in a remote cache and a second machine can skip them.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from dataclasses import dataclass
@@ -31,6 +32,8 @@ from pants.backend.python.util_rules.pex_from_targets import PexFromTargetsReque
 from pants.backend.python.util_rules.pex_environment import PythonExecutable
 from pants.backend.python.util_rules.pex_requirements import (
     EntireLockfile,
+    LoadedLockfile,
+    LoadedLockfileRequest,
     Lockfile,
     PexRequirements,
     Resolve,
@@ -203,6 +206,23 @@ class MergeZipPartsRequest:
 class DeterministicZip:
     digest: Digest
     summary: dict
+
+
+@dataclass(frozen=True)
+class SbomRequest:
+    """A CycloneDX SBOM of a built archive, with wheel hashes from the resolve's lockfile."""
+
+    archive: Digest
+    archive_path: str
+    name: str
+    kind: str
+    platform: LambdaPlatform
+    resolve: str
+
+
+@dataclass(frozen=True)
+class Sbom:
+    content: bytes
 
 
 @dataclass(frozen=True)
@@ -410,7 +430,10 @@ async def lambda_zip_tool(
     zipper_files = [
         FileContent(path.relative_to(_PLUGIN_ROOT.parent).as_posix(), path.read_bytes())
         for path in sorted(
-            [_PLUGIN_ROOT / "__init__.py", *(_PLUGIN_ROOT / "zipper").glob("*.py")]
+            [
+                *(_PLUGIN_ROOT / name for name in ("__init__.py", "platforms.py", "sbom.py")),
+                *(_PLUGIN_ROOT / "zipper").glob("*.py"),
+            ]
         )
     ]
     sources = await Get(Digest, CreateDigest(zipper_files))
@@ -526,6 +549,44 @@ async def merge_zip_parts(request: MergeZipPartsRequest, tool: LambdaZipTool) ->
     return DeterministicZip(archive, json.loads(summary_contents[0].content))
 
 
+@rule(desc="Write SBOM", level=LogLevel.DEBUG)
+async def write_sbom(request: SbomRequest, tool: LambdaZipTool) -> Sbom:
+    lockfile = await Get(Lockfile, Resolve(request.resolve, use_entire_lockfile=True))
+    loaded = await Get(LoadedLockfile, LoadedLockfileRequest(lockfile))
+    output = "sbom.cdx.json"
+    platform = request.platform
+    result = await Get(
+        ProcessResult,
+        VenvPexProcess(
+            tool.pex,
+            argv=(
+                "sbom",
+                request.archive_path,
+                "--lockfile",
+                loaded.lockfile_path,
+                "--name",
+                request.name,
+                "--kind",
+                request.kind,
+                "--runtime",
+                platform.runtime.name,
+                "--architecture",
+                platform.architecture,
+                "-o",
+                output,
+            ),
+            input_digest=await Get(
+                Digest, MergeDigests([request.archive, loaded.lockfile_digest])
+            ),
+            output_files=(output,),
+            description=f"Write SBOM of {request.name}",
+            level=LogLevel.DEBUG,
+        ),
+    )
+    (content,) = await Get(DigestContents, Digest, result.output_digest)
+    return Sbom(content.content)
+
+
 @rule(desc="Check Lambda output paths", level=LogLevel.DEBUG)
 async def check_unique_output_path(field_set: LambdaFunctionFieldSet) -> UniqueOutputPath:
     """Two targets writing one path would overwrite each other's package: name both."""
@@ -548,7 +609,9 @@ async def check_unique_output_path(field_set: LambdaFunctionFieldSet) -> UniqueO
 
 
 @rule(desc="Package Lambda function", level=LogLevel.DEBUG)
-async def package_lambda_function(field_set: LambdaFunctionFieldSet) -> BuiltPackage:
+async def package_lambda_function(
+    field_set: LambdaFunctionFieldSet, python_setup: PythonSetup
+) -> BuiltPackage:
     platform = field_set.platform
     output_path, staged = await MultiGet(
         Get(UniqueOutputPath, LambdaFunctionFieldSet, field_set),
@@ -571,6 +634,17 @@ async def package_lambda_function(field_set: LambdaFunctionFieldSet) -> BuiltPac
         logger.warning(f"{field_set.address}: {warning}")
 
     paths = manifest.ArtifactPaths.for_output(output_path.path, summary["sha256_hex"])
+    sbom = await Get(
+        Sbom,
+        SbomRequest(
+            zipped.digest,
+            output_path.path,
+            name=str(field_set.address),
+            kind="function",
+            platform=platform,
+            resolve=field_set.resolve.normalized_value(python_setup),
+        ),
+    )
     document = manifest.LambdaManifest(
         artifact=paths.relative_to_manifest(paths.archive),
         content_addressed_artifact=paths.relative_to_manifest(paths.content_addressed),
@@ -583,6 +657,8 @@ async def package_lambda_function(field_set: LambdaFunctionFieldSet) -> BuiltPac
         architecture=platform.architecture,
         handler=staged.handler,
         distributions=staged.distributions,
+        sbom=paths.relative_to_manifest(paths.sbom),
+        sbom_sha256=hashlib.sha256(sbom.content).hexdigest(),
     )
     (archive_entry,) = await Get(DigestEntries, Digest, zipped.digest)
     assert isinstance(archive_entry, FileEntry)
@@ -593,6 +669,7 @@ async def package_lambda_function(field_set: LambdaFunctionFieldSet) -> BuiltPac
                 archive_entry,
                 FileEntry(paths.content_addressed, archive_entry.file_digest),
                 FileContent(paths.manifest, document.to_json().encode()),
+                FileContent(paths.sbom, sbom.content),
             ]
         ),
     )
@@ -610,6 +687,7 @@ async def package_lambda_function(field_set: LambdaFunctionFieldSet) -> BuiltPac
             BuiltPackageArtifact(
                 paths.manifest, (f"  manifest  filebase64sha256 {summary['sha256_base64']}",)
             ),
+            BuiltPackageArtifact(paths.sbom, ("  CycloneDX SBOM",)),
         ),
     )
 

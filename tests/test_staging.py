@@ -76,6 +76,7 @@ def test_content_addressed_name_and_manifest():
     assert paths.content_addressed == "fn/lambda.cas/lambda-abababababababab.zip"
     assert paths.content_addressed_directory == "fn/lambda.cas"
     assert paths.manifest == "fn/lambda.json"
+    assert paths.sbom == "fn/lambda.cdx.json"
     assert paths.relative_to_manifest(paths.content_addressed) == "lambda.cas/lambda-abababababababab.zip"
     assert paths.relative_to_manifest(paths.archive) == "lambda.zip"
     top_level = manifest.ArtifactPaths.for_output("lambda.zip", "ab" * 32)
@@ -96,6 +97,8 @@ def test_content_addressed_name_and_manifest():
         architecture="arm64",
         handler="app.handler",
         distributions=[staging.Distribution("orjson", "3.11.5")],
+        sbom="lambda.cdx.json",
+        sbom_sha256="cd" * 32,
     ).to_json()
     assert '"filebase64sha256": "q6ur"' in document
     assert '"distributions": [\n    {\n      "name": "orjson",' in document

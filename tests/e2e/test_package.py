@@ -13,8 +13,11 @@ from pathlib import Path
 
 import pytest
 
+from cyclonedx.schema import SchemaVersion
+from cyclonedx.validation.json import JsonStrictValidator
+
 from lambda_rules.platforms import RUNTIMES
-from tests.conftest import pyenv_python
+from tests.conftest import REPO_ROOT, pyenv_python
 
 pytestmark = pytest.mark.e2e
 
@@ -92,7 +95,7 @@ def test_package_is_byte_identical_across_clones_umask_mtimes_cache_and_pantsd(
     out_first = first.pants("package", "//fn:lambda", umask=0o022, pantsd=True)
     second.pants("--no-local-cache", "package", "//fn:lambda", umask=0o077, pantsd=False)
 
-    expected = ["fn/lambda.json", "fn/lambda.zip"]
+    expected = ["fn/lambda.cdx.json", "fn/lambda.json", "fn/lambda.zip"]
     archive_first = first.root / "dist/fn/lambda.zip"
     digest = sha256(archive_first)
     assert digest == EXAMPLE_GOLDEN_SHA256
@@ -122,6 +125,8 @@ def test_package_is_byte_identical_across_clones_umask_mtimes_cache_and_pantsd(
     assert not [e for e in entries if e.startswith(("pip/", "setuptools/", "bin/", "fn/"))]
     assert not [e for e in entries if "__pycache__" in e or e.endswith(".pyc")]
 
+    assert_sbom_matches_lockfile(first.root / "dist/fn/lambda.cdx.json", manifest)
+
     # One line per artifact with its path, size and sha256.
     log = out_first.stderr
     assert "dist/fn/lambda.zip" in log and digest in log and f"{manifest['zipped_size']:,} bytes" in log
@@ -129,6 +134,46 @@ def test_package_is_byte_identical_across_clones_umask_mtimes_cache_and_pantsd(
     assert call_handler(pyenv_python(12), extract_read_only(archive_first, tmp_path / "x")) == (
         EXPECTED_RESPONSE
     )
+
+
+SBOM_DISTRIBUTIONS = {
+    "pydantic",
+    "pydantic-core",
+    "orjson",
+    "typing-extensions",
+    "annotated-types",
+    "typing-inspection",
+}
+
+
+def locked_wheels() -> dict[tuple[str, str], set[str]]:
+    """(project, version) -> the sha256 of every wheel the example's lockfile records."""
+    text = (REPO_ROOT / "3rdparty/python/default.lock").read_text()
+    document = json.loads("\n".join(l for l in text.splitlines() if not l.startswith("//")))
+    return {
+        (r["project_name"], r["version"]): {a["hash"] for a in r["artifacts"]}
+        for resolve in document["locked_resolves"]
+        for r in resolve["locked_requirements"]
+    }
+
+
+def assert_sbom_matches_lockfile(sbom_path: Path, manifest: dict) -> None:
+    text = sbom_path.read_text()
+    assert JsonStrictValidator(SchemaVersion.V1_6).validate_str(text) is None
+    assert manifest["sbom"] == {"file": "lambda.cdx.json", "sha256": sha256(sbom_path)}
+    sbom = json.loads(text)
+    root = sbom["metadata"]["component"]
+    assert root["hashes"] == [{"alg": "SHA-256", "content": manifest["sha256"]}]
+    components = {c["name"]: c for c in sbom["components"]}
+    assert set(components) == SBOM_DISTRIBUTIONS
+    locked = locked_wheels()
+    for name, component in components.items():
+        assert component["purl"] == f"pkg:pypi/{name}@{component['version']}"
+        (wheel_hash,) = [h["content"] for h in component["hashes"] if h["alg"] == "SHA-256"]
+        assert wheel_hash in locked[(name, component["version"])], name
+    assert {d["name"]: d["version"] for d in manifest["distributions"]} == {
+        name: c["version"] for name, c in components.items()
+    }
 
 
 MATRIX_BUILD = """
