@@ -84,10 +84,11 @@ def _parse_requirement(value: str, owner: str) -> Requirement:
     try:
         return Requirement(value)
     except InvalidRequirement as e:
+        where = f"the METADATA of {owner} has a `Requires-Dist`" if owner else "a requirement"
         raise LayerError(
-            f"the METADATA of {owner} has a `Requires-Dist` that cannot be parsed ({value!r}: "
-            f"{e}), so its dependencies are unknown and no distribution can safely be left out. "
-            "Drop `exclude_distributions`, or report the broken metadata upstream."
+            f"{where} that cannot be parsed ({value!r}: {e}), so what it needs is unknown and "
+            "no distribution can safely be left out. Drop `exclude_distributions`, or fix or "
+            "report the broken requirement."
         ) from e
 
 
@@ -134,7 +135,7 @@ def direct_requirement_names(
     apply on the Lambda platform: the roots of `excluded_closure`."""
     return {
         canonicalize_name(requirement.name)
-        for requirement in (_parse_requirement(value, "a requirement") for value in requirements)
+        for requirement in (_parse_requirement(value, "") for value in requirements)
         if _applies(requirement, marker_environment, ())
     }
 
@@ -156,7 +157,7 @@ def requirement_graph(
         parsed[canonicalize_name(key)] = [_parse_requirement(v, name) for v in values]
     wanted_extras: dict[str, set[str]] = {name: set() for name in parsed}
     for value in root_requirements:
-        requirement = _parse_requirement(value, "a requirement")
+        requirement = _parse_requirement(value, "")
         name = canonicalize_name(requirement.name)
         if name in wanted_extras and _applies(requirement, marker_environment, ()):
             wanted_extras[name] |= set(requirement.extras)

@@ -248,6 +248,11 @@ def test_unknown_name_in_an_empty_package():
         excluded_closure("fn:fn", ["boto3"], {}, roots=set())
 
 
+def test_unparsable_direct_requirement():
+    with pytest.raises(LayerError, match="a requirement that cannot be parsed"):
+        direct_requirement_names(["boto3 >= >= 1"], ENV)
+
+
 # --- layers ---------------------------------------------------------------------------------
 
 
