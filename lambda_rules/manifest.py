@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import posixpath
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from lambda_rules.staging import Distribution
 
@@ -35,11 +35,14 @@ class LambdaManifest:
     entry_count: int
     runtime: str
     architecture: str
-    handler: str
+    handler: str | None
     distributions: Sequence[Distribution]
     sbom: str
     sbom_sha256: str
     kind: str = "function"
+    bytecode_compiled_by: str | None = None
+    # A function's layers: address, sha256 and filebase64sha256 of each, in `layers` order.
+    layers: Sequence[Mapping[str, str]] = ()
 
     def to_json(self) -> str:
         document: dict[str, Any] = {
@@ -56,6 +59,9 @@ class LambdaManifest:
             "handler": self.handler,
             "distributions": [{"name": d.name, "version": d.version} for d in self.distributions],
             "kind": self.kind,
+            "layers": [dict(layer) for layer in self.layers],
+            # The exact CPython that compiled the shipped .pyc files, or null: none shipped.
+            "bytecode_compiled_by": self.bytecode_compiled_by,
             "sbom": {"file": self.sbom, "sha256": self.sbom_sha256},
         }
         return json.dumps(document, indent=2, sort_keys=True) + "\n"

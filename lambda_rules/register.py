@@ -2,11 +2,11 @@
 
 from lambda_rules import rules as lambda_rules
 from lambda_rules import run_rules
-from lambda_rules.target_types import LambdaFunctionTarget
+from lambda_rules.target_types import LambdaFunctionTarget, LambdaLayerTarget
 
 
 def target_types():
-    return [LambdaFunctionTarget]
+    return [LambdaFunctionTarget, LambdaLayerTarget]
 
 
 def rules():

@@ -7,6 +7,7 @@ locally and in a remote cache and a second machine can skip them.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -14,7 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pants.backend.python.subsystems.setup import PythonSetup
-from pants.backend.python.target_types import EntryPoint, PexLayout, PythonResolveField
+from pants.backend.python.target_types import (
+    EntryPoint,
+    PexLayout,
+    PythonRequirementsField,
+    PythonResolveField,
+)
 from pants.backend.python.util_rules.faas import (
     ResolvedPythonFaaSHandler,
     ResolvePythonFaaSHandlerRequest,
@@ -45,7 +51,7 @@ from pants.backend.python.util_rules.python_sources import (
 )
 from pants.core.goals.package import BuiltPackage, BuiltPackageArtifact, PackageFieldSet
 from pants.core.util_rules.adhoc_binaries import PythonBuildStandaloneBinary
-from pants.engine.addresses import Address
+from pants.engine.addresses import Address, Addresses, UnparsedAddressInputs
 from pants.engine.fs import (
     AddPrefix,
     CreateDigest,
@@ -59,10 +65,11 @@ from pants.engine.fs import (
     PathGlobs,
     RemovePrefix,
 )
-from pants.engine.process import ProcessExecutionFailure, ProcessResult
+from pants.engine.process import Process, ProcessExecutionFailure, ProcessResult
 from pants.engine.rules import Get, MultiGet, collect_rules, rule
 from pants.engine.target import (
     AllTargets,
+    Targets,
     TransitiveTargets,
     TransitiveTargetsRequest,
 )
@@ -72,11 +79,16 @@ from pants.option.subsystem import Subsystem
 from pants.util.logging import LogLevel
 from pants.util.strutil import help_text, softwrap
 
-from lambda_rules import manifest, staging, units
+from lambda_rules import layers, manifest, staging, units
 from lambda_rules.platforms import LambdaPlatform, lambda_platform
 from lambda_rules.target_types import (
     LambdaArchitectureField,
+    LambdaCompileBytecodeField,
+    LambdaExcludeDistributionsField,
     LambdaFunctionHandlerField,
+    LambdaLayerDependencies,
+    LambdaLayerOutputPathField,
+    LambdaLayersField,
     LambdaFunctionOutputPathField,
     LambdaRuntimeField,
 )
@@ -87,6 +99,7 @@ _PLUGIN_ROOT = Path(__file__).parent
 _STAGED_DIR = "staged"
 _PART_FILE = "part.zip"
 _PARALLEL_UNIT_BYTES = 8 << 20
+_BYTECODE_SCRIPT = "__lambda_bytecode.py"
 _TOOL_LOCKFILE_URL = "resource://lambda_rules/lambda-zip.lock"
 _SITE_PACKAGES_DIR = "site-packages"
 
@@ -122,6 +135,25 @@ class LambdaFunctionFieldSet(PackageFieldSet):
     architecture: LambdaArchitectureField
     resolve: PythonResolveField
     output_path: LambdaFunctionOutputPathField
+    compile_bytecode: LambdaCompileBytecodeField
+    layers: LambdaLayersField
+    exclude_distributions: LambdaExcludeDistributionsField
+
+    @property
+    def platform(self) -> LambdaPlatform:
+        return lambda_platform(self.runtime.value, self.architecture.value)
+
+
+@dataclass(frozen=True)
+class LambdaLayerFieldSet(PackageFieldSet):
+    required_fields = (LambdaLayerDependencies, LambdaRuntimeField)
+
+    runtime: LambdaRuntimeField
+    architecture: LambdaArchitectureField
+    resolve: PythonResolveField
+    output_path: LambdaLayerOutputPathField
+    compile_bytecode: LambdaCompileBytecodeField
+    exclude_distributions: LambdaExcludeDistributionsField
 
     @property
     def platform(self) -> LambdaPlatform:
@@ -150,23 +182,85 @@ class DistributionUnit:
     size: int
     description: str
 
+    @property
+    def first_party(self) -> bool:
+        return self.description.startswith("first-party")
+
 
 @dataclass(frozen=True)
 class StageLambdaRequest:
-    field_set: LambdaFunctionFieldSet
+    """What goes into a function's (`handler` set) or a layer's (`path_prefix` "python/") zip."""
+
+    address: Address
+    platform: LambdaPlatform
+    exclude_distributions: tuple[str, ...]
+    handler: LambdaFunctionHandlerField | None = None
+    layers: tuple[layers.LayerContents, ...] = ()
+    path_prefix: str = ""
 
 
 @dataclass(frozen=True)
 class StagedLambda:
-    """Exactly the files of the deployment package, as first-party code and distribution units."""
+    """Exactly the files of the deployment package, as first-party code and distribution units.
 
-    first_party: DistributionUnit
+    `first_party_fingerprints`: package path (no layer prefix) -> content digest, so a function
+    can leave out what its layers already hold."""
+
+    first_party: DistributionUnit | None
     units: tuple[DistributionUnit, ...]
-    handler: str
+    handler: str | None
+    first_party_fingerprints: tuple[tuple[str, str], ...]
 
     @property
     def distributions(self) -> tuple[staging.Distribution, ...]:
         return tuple(unit.distribution for unit in self.units if unit.distribution is not None)
+
+    @property
+    def all_units(self) -> tuple[DistributionUnit, ...]:
+        return (self.first_party, *self.units) if self.first_party else self.units
+
+
+@dataclass(frozen=True)
+class BuiltLambdaLayer:
+    """A packaged layer, and what a function that uses it must know about it."""
+
+    package: BuiltPackage
+    contents: layers.LayerContents
+    archive: Digest
+    archive_path: str
+
+
+@dataclass(frozen=True)
+class LambdaFunctionLayersRequest:
+    field_set: LambdaFunctionFieldSet
+
+
+@dataclass(frozen=True)
+class LambdaFunctionLayers:
+    layers: tuple[BuiltLambdaLayer, ...]
+
+
+@dataclass(frozen=True)
+class AssembleLambdaRequest:
+    """Compress the staged units, merge them, and write the manifest and SBOM beside the zip."""
+
+    address: Address
+    kind: str
+    platform: LambdaPlatform
+    staged: StagedLambda
+    output_path: str
+    compile_bytecode: bool
+    resolve: str
+    layers: tuple[BuiltLambdaLayer, ...] = ()
+
+
+@dataclass(frozen=True)
+class AssembledLambda:
+    package: BuiltPackage
+    archive: Digest
+    sha256_hex: str
+    sha256_base64: str
+    unzipped_size: int
 
 
 @dataclass(frozen=True)
@@ -184,15 +278,49 @@ class CheckedLambdaHandler:
 
 
 @dataclass(frozen=True)
+class BytecodeCompilerRequest:
+    address: Address
+    platform: LambdaPlatform
+
+
+@dataclass(frozen=True)
+class BytecodeCompiler:
+    """The runtime's CPython, and where Lambda loads the package from (for `co_filename`)."""
+
+    python: str
+    cache_tag: str
+    prefix: str = "/var/task"
+
+
+@dataclass(frozen=True)
+class CompileBytecodeRequest:
+    staged: Digest
+    unit: DistributionUnit
+    compiler: BytecodeCompiler
+    cores: int
+
+
+@dataclass(frozen=True)
+class CompiledBytecode:
+    """The unit's staged tree with `.pyc` beside its sources, and the compiler's exact version."""
+
+    digest: Digest
+    python_version: str
+
+
+@dataclass(frozen=True)
 class ZipPartRequest:
     unit: DistributionUnit
+    bytecode: BytecodeCompiler | None = None
 
 
 @dataclass(frozen=True)
 class ZipPart:
-    """A canonical archive of one unit, named `part.zip` at the digest root."""
+    """A canonical archive of one unit, named `part.zip` at the digest root; with bytecode, the
+    exact version of the CPython that compiled it."""
 
     digest: Digest
+    compiled_by: str | None = None
 
 
 @dataclass(frozen=True)
@@ -218,11 +346,18 @@ class SbomRequest:
     kind: str
     platform: LambdaPlatform
     resolve: str
+    layers: tuple[BuiltLambdaLayer, ...] = ()
 
 
 @dataclass(frozen=True)
 class Sbom:
     content: bytes
+
+
+@dataclass(frozen=True)
+class UniqueOutputPathRequest:
+    address: Address
+    output_path: str
 
 
 @dataclass(frozen=True)
@@ -296,15 +431,11 @@ async def resolve_lambda_distributions(
 
 @rule(desc="Stage Lambda package", level=LogLevel.DEBUG)
 async def stage_lambda(request: StageLambdaRequest) -> StagedLambda:
-    field_set = request.field_set
-    address = field_set.address
-    transitive_targets, handler, distributions = await MultiGet(
+    address = request.address
+    platform = request.platform
+    transitive_targets, distributions = await MultiGet(
         Get(TransitiveTargets, TransitiveTargetsRequest([address])),
-        Get(ResolvedPythonFaaSHandler, ResolvePythonFaaSHandlerRequest(field_set.handler)),
-        Get(
-            LambdaDistributions,
-            ResolveLambdaDistributionsRequest(address, field_set.platform),
-        ),
+        Get(LambdaDistributions, ResolveLambdaDistributionsRequest(address, platform)),
     )
     sources = await Get(
         StrippedPythonSourceFiles,
@@ -313,12 +444,17 @@ async def stage_lambda(request: StageLambdaRequest) -> StagedLambda:
         ),
     )
     source_snapshot = sources.stripped_source_files.snapshot
-    distribution_entries, records = await MultiGet(
+    distribution_entries, records, metadata, source_entries = await MultiGet(
         Get(DigestEntries, Digest, distributions.digest),
         Get(
             DigestContents,
             DigestSubset(distributions.digest, PathGlobs(["*.dist-info/RECORD"])),
         ),
+        Get(
+            DigestContents,
+            DigestSubset(distributions.digest, PathGlobs(["*.dist-info/METADATA"])),
+        ),
+        Get(DigestEntries, Digest, source_snapshot.digest),
     )
     bundled = {
         entry.path: entry
@@ -344,41 +480,98 @@ async def stage_lambda(request: StageLambdaRequest) -> StagedLambda:
             f"{address}: the paths {', '.join(group)} differ only by case; they collide when "
             "the package is unzipped on a case-insensitive file system (macOS, Windows)."
         )
+    if request.handler is not None:
+        handler = await Get(
+            ResolvedPythonFaaSHandler, ResolvePythonFaaSHandlerRequest(request.handler)
+        )
+        # Checked against everything the function sees, its layers' files included.
+        await Get(
+            CheckedLambdaHandler,
+            CheckLambdaHandlerRequest(
+                address,
+                request.handler.value,
+                handler,
+                source_snapshot.digest,
+                frozenset(all_paths),
+            ),
+        )
 
     plans = units.split_into_units(bundled_paths, {c.path: c.content for c in records})
-    platform = field_set.platform
-    unit_digests = await MultiGet(
-        Get(Digest, CreateDigest([bundled[path] for path in plan.paths])) for plan in plans
+    versions = {p.distribution.name: p.distribution.version for p in plans if p.distribution}
+    left_out = _left_out_distributions(request, transitive_targets, metadata, versions)
+    plans = tuple(p for p in plans if p.distribution is None or p.distribution.name not in left_out)
+    source_files = {e.path: e for e in source_entries if isinstance(e, FileEntry)}
+    fingerprints = {path: e.file_digest.fingerprint for path, e in source_files.items()}
+    held_by_layers = layers.first_party_coverage(fingerprints, request.layers)
+
+    first_party_files = [e for p, e in sorted(source_files.items()) if p not in held_by_layers]
+    first_party_digest, *unit_digests = await MultiGet(
+        Get(Digest, CreateDigest(first_party_files)),
+        *(Get(Digest, CreateDigest([bundled[path] for path in plan.paths])) for plan in plans),
     )
-    await Get(
-        CheckedLambdaHandler,
-        CheckLambdaHandlerRequest(
-            address,
-            field_set.handler.value,
-            handler,
-            source_snapshot.digest,
-            frozenset(all_paths),
-        ),
-    )
-    source_entries = await Get(DigestEntries, Digest, source_snapshot.digest)
+    if request.path_prefix:
+        first_party_digest, *unit_digests = await MultiGet(
+            Get(Digest, AddPrefix(d, request.path_prefix))
+            for d in (first_party_digest, *unit_digests)
+        )
     return StagedLambda(
+        # A layer of requirements only, or a function whose layers hold all its code: no part.
         first_party=DistributionUnit(
             None,
-            source_snapshot.digest,
-            _total_size(source_entries),
+            first_party_digest,
+            sum(e.file_digest.serialized_bytes_length for e in first_party_files),
             f"first-party code of {address}",
-        ),
+        )
+        if first_party_files
+        else None,
         units=tuple(
             DistributionUnit(
                 plan.distribution,
                 digest,
                 sum(bundled[path].file_digest.serialized_bytes_length for path in plan.paths),
-                f"{plan.label} for {platform.runtime.name} on {platform.architecture}",
+                f"{plan.label} for {platform.runtime.name} on {platform.architecture}"
+                + (" in a layer" if request.path_prefix else ""),
             )
             for plan, digest in zip(plans, unit_digests)
         ),
-        handler=f"{handler.module}.{handler.func}",
+        handler=f"{handler.module}.{handler.func}" if request.handler is not None else None,
+        first_party_fingerprints=tuple(sorted(fingerprints.items())),
     )
+
+
+def _left_out_distributions(
+    request: StageLambdaRequest,
+    transitive_targets: TransitiveTargets,
+    metadata: DigestContents,
+    versions: dict[str, str],
+) -> set[str]:
+    """What `exclude_distributions` and the function's layers keep out of the package."""
+    left_out: set[str] = set()
+    if request.exclude_distributions:
+        environment = request.platform.marker_environment()
+        requirement_strings = [
+            str(requirement)
+            for target in transitive_targets.closure
+            if target.has_field(PythonRequirementsField)
+            for requirement in target[PythonRequirementsField].value
+        ]
+        graph = layers.requirement_graph(
+            {staging.distributions([c.path])[0].name: c.content for c in metadata},
+            environment,
+            requirement_strings,
+        )
+        left_out |= layers.excluded_closure(
+            str(request.address),
+            request.exclude_distributions,
+            graph,
+            roots=layers.direct_requirement_names(requirement_strings, environment),
+        )
+    if request.layers:
+        kept = {name: version for name, version in versions.items() if name not in left_out}
+        left_out |= layers.layer_coverage(
+            str(request.address), request.platform, kept, request.layers
+        )
+    return left_out
 
 
 def _total_size(entries: DigestEntries) -> int:
@@ -477,9 +670,78 @@ async def lambda_zip_tool(
     return LambdaZipTool(pex)
 
 
+@rule(desc="Find the runtime's CPython", level=LogLevel.DEBUG)
+async def find_bytecode_compiler(request: BytecodeCompilerRequest) -> BytecodeCompiler:
+    """The interpreter is found the way Pants finds interpreters (search path, pyenv)."""
+    major, minor = request.platform.runtime.python_version
+    try:
+        python = await Get(
+            PythonExecutable,
+            InterpreterConstraints,
+            InterpreterConstraints([request.platform.interpreter_constraint]),
+        )
+    except ProcessExecutionFailure as e:
+        raise staging.StagingError(
+            softwrap(
+                f"""
+                {request.address}: `compile_bytecode=True` needs CPython {major}.{minor}, the
+                interpreter of the {request.platform.runtime.name} runtime, to compile `.pyc` that
+                the runtime uses, and none was found on `[python-bootstrap].search_path`. Install
+                it (e.g. `pyenv install {major}.{minor}`) or set `compile_bytecode=False`.
+                """
+            )
+        ) from e
+    return BytecodeCompiler(python.path, f"cpython-{major}{minor}")
+
+
 def _level_args(subsystem: LambdaZipSubsystem) -> tuple[str, ...]:
     level = subsystem.compression_level
     return () if level is None else ("--level", str(level))
+
+
+@rule(desc="Compile bytecode", level=LogLevel.DEBUG)
+async def compile_bytecode(request: CompileBytecodeRequest) -> CompiledBytecode:
+    """The unit's tree with reproducible `.pyc` beside its sources (see `bytecode.py`), and the
+    compiler's exact version. A distribution's file that does not compile is skipped, as pip does
+    at install time; a first-party one is an error."""
+    unit, compiler = request.unit, request.compiler
+    script = await Get(
+        Digest,
+        CreateDigest([FileContent(_BYTECODE_SCRIPT, (_PLUGIN_ROOT / "bytecode.py").read_bytes())]),
+    )
+    invalid = () if unit.first_party else ("--on-invalid", "skip")
+    try:
+        result = await Get(
+            ProcessResult,
+            Process(
+                argv=(
+                    compiler.python,
+                    "-I",
+                    "-B",
+                    _BYTECODE_SCRIPT,
+                    "compile",
+                    "--root",
+                    _STAGED_DIR,
+                    "--prefix",
+                    compiler.prefix,
+                    "--workers",
+                    "{pants_concurrency}",
+                    *invalid,
+                ),
+                input_digest=await Get(Digest, MergeDigests([request.staged, script])),
+                output_directories=(_STAGED_DIR,),
+                description=f"Compile bytecode of {unit.description}",
+                level=LogLevel.DEBUG,
+                concurrency_available=request.cores,
+            ),
+        )
+    except ProcessExecutionFailure as e:
+        raise staging.StagingError(
+            f"Cannot compile bytecode of {unit.description}:\n"
+            f"{e.stderr.decode(errors='replace').strip()}\nFix the source or set "
+            "`compile_bytecode=False`."
+        ) from e
+    return CompiledBytecode(result.output_digest, json.loads(result.stdout)["python"])
 
 
 @rule(desc="Compress a distribution unit", level=LogLevel.DEBUG)
@@ -492,6 +754,14 @@ async def zip_part(
     staged = await Get(Digest, AddPrefix(unit.digest, _STAGED_DIR))
     # Small units zip in one process; large ones may use the cores Pants grants.
     cores = 1 if unit.size < _PARALLEL_UNIT_BYTES else 8
+    compiled_by = None
+    include_bytecode: tuple[str, ...] = ()
+    if request.bytecode:
+        compiled = await Get(
+            CompiledBytecode, CompileBytecodeRequest(staged, unit, request.bytecode, cores)
+        )
+        staged, compiled_by = compiled.digest, compiled.python_version
+        include_bytecode = ("--include", f"*.{request.bytecode.cache_tag}.pyc")
     result = await Get(
         ProcessResult,
         VenvPexProcess(
@@ -504,6 +774,7 @@ async def zip_part(
                 "--max-workers",
                 # Filled in by Pants with the cores it grants; not part of the cache key.
                 "{pants_concurrency}",
+                *include_bytecode,
                 *_level_args(subsystem),
             ),
             input_digest=staged,
@@ -513,7 +784,8 @@ async def zip_part(
             concurrency_available=cores,
         ),
     )
-    return ZipPart(result.output_digest)
+    return ZipPart(result.output_digest, compiled_by)
+
 
 
 @rule(desc="Merge zip parts", level=LogLevel.DEBUG)
@@ -555,6 +827,18 @@ async def write_sbom(request: SbomRequest, tool: LambdaZipTool) -> Sbom:
     loaded = await Get(LoadedLockfile, LoadedLockfileRequest(lockfile))
     output = "sbom.cdx.json"
     platform = request.platform
+    layer_inputs = await MultiGet(
+        Get(Digest, AddPrefix(layer.archive, f"layers/{index}"))
+        for index, layer in enumerate(request.layers)
+    )
+    layer_args = [
+        arg
+        for index, layer in enumerate(request.layers)
+        for arg in (
+            "--layer-archive",
+            f"{layer.contents.address}=layers/{index}/{layer.archive_path}",
+        )
+    ]
     result = await Get(
         ProcessResult,
         VenvPexProcess(
@@ -572,11 +856,12 @@ async def write_sbom(request: SbomRequest, tool: LambdaZipTool) -> Sbom:
                 platform.runtime.name,
                 "--architecture",
                 platform.architecture,
+                *layer_args,
                 "-o",
                 output,
             ),
             input_digest=await Get(
-                Digest, MergeDigests([request.archive, loaded.lockfile_digest])
+                Digest, MergeDigests([request.archive, loaded.lockfile_digest, *layer_inputs])
             ),
             output_files=(output,),
             description=f"Write SBOM of {request.name}",
@@ -588,61 +873,65 @@ async def write_sbom(request: SbomRequest, tool: LambdaZipTool) -> Sbom:
 
 
 @rule(desc="Check Lambda output paths", level=LogLevel.DEBUG)
-async def check_unique_output_path(field_set: LambdaFunctionFieldSet) -> UniqueOutputPath:
+async def check_unique_output_path(request: UniqueOutputPathRequest) -> UniqueOutputPath:
     """Two targets writing one path would overwrite each other's package: name both."""
     all_targets = await Get(AllTargets)
-    output_path = field_set.output_path.value_or_default(file_ending="zip")
     clashing = sorted(
         str(target.address)
         for target in all_targets
-        if target.has_field(LambdaFunctionOutputPathField)
-        and target.address != field_set.address
-        and target[LambdaFunctionOutputPathField].value_or_default(file_ending="zip")
-        == output_path
+        for field in (LambdaFunctionOutputPathField, LambdaLayerOutputPathField)
+        if target.has_field(field)
+        and target.address != request.address
+        and target[field].value_or_default(file_ending="zip") == request.output_path
     )
     if clashing:
         raise staging.StagingError(
-            f"{field_set.address} and {', '.join(clashing)} all write `{output_path}` in the "
-            "dist directory; give each target its own `output_path`."
+            f"{request.address} and {', '.join(clashing)} all write `{request.output_path}` in "
+            "the dist directory; give each target its own `output_path`."
         )
-    return UniqueOutputPath(output_path)
+    return UniqueOutputPath(request.output_path)
 
 
-@rule(desc="Package Lambda function", level=LogLevel.DEBUG)
-async def package_lambda_function(
-    field_set: LambdaFunctionFieldSet, python_setup: PythonSetup
-) -> BuiltPackage:
-    platform = field_set.platform
-    output_path, staged = await MultiGet(
-        Get(UniqueOutputPath, LambdaFunctionFieldSet, field_set),
-        Get(StagedLambda, StageLambdaRequest(field_set)),
-    )
-    parts = await MultiGet(
-        Get(ZipPart, ZipPartRequest(unit)) for unit in (staged.first_party, *staged.units)
-    )
+@rule(desc="Assemble Lambda package", level=LogLevel.DEBUG)
+async def assemble_lambda(request: AssembleLambdaRequest) -> AssembledLambda:
+    platform, staged, address = request.platform, request.staged, request.address
+    if not staged.all_units:
+        raise staging.StagingError(
+            f"{address}: the {request.kind} would hold no files; give it `dependencies`."
+        )
+    bytecode = None
+    if request.compile_bytecode:
+        bytecode = await Get(BytecodeCompiler, BytecodeCompilerRequest(address, platform))
+        if request.kind == "layer":
+            # Layer paths start with python/, and Lambda mounts the layer at /opt.
+            bytecode = dataclasses.replace(bytecode, prefix="/opt")
+    parts = await MultiGet(Get(ZipPart, ZipPartRequest(unit, bytecode)) for unit in staged.all_units)
     zipped = await Get(
         DeterministicZip,
         MergeZipPartsRequest(
-            parts,
-            output_path.path,
-            description=f"Zip {field_set.address} ({platform.description})",
+            parts, request.output_path, description=f"Zip {address} ({platform.description})"
         ),
     )
     summary = zipped.summary
-    manifest.check_unzipped_size(summary["unzipped_size"], what=str(field_set.address))
+    layer_contents = [layer.contents for layer in request.layers]
+    if layer_contents:
+        layers.combined_size_check(str(address), summary["unzipped_size"], layer_contents)
+    else:
+        manifest.check_unzipped_size(summary["unzipped_size"], what=str(address))
     for warning in manifest.size_warnings(summary["zipped_size"]):
-        logger.warning(f"{field_set.address}: {warning}")
+        logger.warning(f"{address}: {warning}")
 
-    paths = manifest.ArtifactPaths.for_output(output_path.path, summary["sha256_hex"])
+    paths = manifest.ArtifactPaths.for_output(request.output_path, summary["sha256_hex"])
     sbom = await Get(
         Sbom,
         SbomRequest(
             zipped.digest,
-            output_path.path,
-            name=str(field_set.address),
-            kind="function",
+            request.output_path,
+            name=str(address),
+            kind=request.kind,
             platform=platform,
-            resolve=field_set.resolve.normalized_value(python_setup),
+            resolve=request.resolve,
+            layers=request.layers,
         ),
     )
     document = manifest.LambdaManifest(
@@ -659,6 +948,9 @@ async def package_lambda_function(
         distributions=staged.distributions,
         sbom=paths.relative_to_manifest(paths.sbom),
         sbom_sha256=hashlib.sha256(sbom.content).hexdigest(),
+        kind=request.kind,
+        bytecode_compiled_by=next((p.compiled_by for p in parts if p.compiled_by), None),
+        layers=tuple(layers.layer_manifest_entries(layer_contents)),
     )
     (archive_entry,) = await Get(DigestEntries, Digest, zipped.digest)
     assert isinstance(archive_entry, FileEntry)
@@ -674,12 +966,12 @@ async def package_lambda_function(
         ),
     )
     zip_details = f"{summary['zipped_size']:,} bytes  sha256 {summary['sha256_hex']}"
-    return BuiltPackage(
+    what = f"handler {staged.handler}" if staged.handler else "layer"
+    package = BuiltPackage(
         outputs,
         artifacts=(
             BuiltPackageArtifact(
-                paths.archive,
-                (f"  {zip_details}  ({platform.description}, handler {staged.handler})",),
+                paths.archive, (f"  {zip_details}  ({platform.description}, {what})",)
             ),
             # The directory, not the file: `package` clears it first, so it holds only the
             # current build's copy instead of one per build ever made.
@@ -690,6 +982,124 @@ async def package_lambda_function(
             BuiltPackageArtifact(paths.sbom, ("  CycloneDX SBOM",)),
         ),
     )
+    return AssembledLambda(
+        package,
+        zipped.digest,
+        summary["sha256_hex"],
+        summary["sha256_base64"],
+        summary["unzipped_size"],
+    )
+
+
+@rule(desc="Build Lambda layer", level=LogLevel.DEBUG)
+async def build_lambda_layer(
+    field_set: LambdaLayerFieldSet, python_setup: PythonSetup
+) -> BuiltLambdaLayer:
+    platform = field_set.platform
+    output_path = field_set.output_path.value_or_default(file_ending="zip")
+    _, staged = await MultiGet(
+        Get(UniqueOutputPath, UniqueOutputPathRequest(field_set.address, output_path)),
+        Get(
+            StagedLambda,
+            StageLambdaRequest(
+                field_set.address,
+                platform,
+                tuple(field_set.exclude_distributions.value or ()),
+                path_prefix=f"{layers.LAYER_PYTHON_DIR}/",
+            ),
+        ),
+    )
+    assembled = await Get(
+        AssembledLambda,
+        AssembleLambdaRequest(
+            field_set.address,
+            "layer",
+            platform,
+            staged,
+            output_path,
+            field_set.compile_bytecode.value,
+            field_set.resolve.normalized_value(python_setup),
+        ),
+    )
+    contents = layers.LayerContents(
+        address=str(field_set.address),
+        runtime=platform.runtime.name,
+        architecture=platform.architecture,
+        distributions={d.name: d.version for d in staged.distributions},
+        first_party=dict(staged.first_party_fingerprints),
+        unzipped_size=assembled.unzipped_size,
+        sha256_hex=assembled.sha256_hex,
+        sha256_base64=assembled.sha256_base64,
+    )
+    return BuiltLambdaLayer(assembled.package, contents, assembled.archive, output_path)
+
+
+@rule(desc="Package Lambda layer", level=LogLevel.DEBUG)
+async def package_lambda_layer(field_set: LambdaLayerFieldSet) -> BuiltPackage:
+    layer = await Get(BuiltLambdaLayer, LambdaLayerFieldSet, field_set)
+    return layer.package
+
+
+@rule(desc="Find a Lambda function's layers", level=LogLevel.DEBUG)
+async def lambda_function_layers(request: LambdaFunctionLayersRequest) -> LambdaFunctionLayers:
+    """`layers` are addresses, not dependencies: a layer's requirements must not join the
+    function's resolve, only what it holds matters."""
+    field_set = request.field_set
+    addresses = await Get(
+        Addresses,
+        UnparsedAddressInputs(
+            field_set.layers.value or (),
+            owning_address=field_set.address,
+            description_of_origin=f"the `layers` field of {field_set.address}",
+        ),
+    )
+    targets = await Get(Targets, Addresses, addresses)
+    not_layers = [str(t.address) for t in targets if not LambdaLayerFieldSet.is_applicable(t)]
+    if not_layers:
+        raise staging.StagingError(
+            f"{field_set.address}: `layers` must name `lambda_layer` targets, but "
+            f"{', '.join(not_layers)} is not one."
+        )
+    built = await MultiGet(
+        Get(BuiltLambdaLayer, LambdaLayerFieldSet, LambdaLayerFieldSet.create(t)) for t in targets
+    )
+    return LambdaFunctionLayers(tuple(built))
+
+
+@rule(desc="Package Lambda function", level=LogLevel.DEBUG)
+async def package_lambda_function(
+    field_set: LambdaFunctionFieldSet, python_setup: PythonSetup
+) -> BuiltPackage:
+    platform = field_set.platform
+    output_path = field_set.output_path.value_or_default(file_ending="zip")
+    _, function_layers = await MultiGet(
+        Get(UniqueOutputPath, UniqueOutputPathRequest(field_set.address, output_path)),
+        Get(LambdaFunctionLayers, LambdaFunctionLayersRequest(field_set)),
+    )
+    staged = await Get(
+        StagedLambda,
+        StageLambdaRequest(
+            field_set.address,
+            platform,
+            tuple(field_set.exclude_distributions.value or ()),
+            handler=field_set.handler,
+            layers=tuple(layer.contents for layer in function_layers.layers),
+        ),
+    )
+    assembled = await Get(
+        AssembledLambda,
+        AssembleLambdaRequest(
+            field_set.address,
+            "function",
+            platform,
+            staged,
+            output_path,
+            field_set.compile_bytecode.value,
+            field_set.resolve.normalized_value(python_setup),
+            function_layers.layers,
+        ),
+    )
+    return assembled.package
 
 
 def rules():
@@ -697,4 +1107,5 @@ def rules():
         *collect_rules(),
         *faas_rules(),
         UnionRule(PackageFieldSet, LambdaFunctionFieldSet),
+        UnionRule(PackageFieldSet, LambdaLayerFieldSet),
     )

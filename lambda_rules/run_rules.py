@@ -27,7 +27,11 @@ from pants.util.logging import LogLevel
 from pants.util.strutil import help_text
 
 from lambda_rules import invoke
-from lambda_rules.rules import LambdaFunctionFieldSet
+from lambda_rules.rules import (
+    LambdaFunctionFieldSet,
+    LambdaFunctionLayers,
+    LambdaFunctionLayersRequest,
+)
 from lambda_rules.target_types import (
     LambdaArchitectureField,
     LambdaExtraEnvVarsField,
@@ -102,9 +106,10 @@ async def run_lambda_function(
         WrappedTargetRequest(field_set.address, description_of_origin="the `run` goal"),
     )
     package_field_set = LambdaFunctionFieldSet.create(wrapped.target)
-    built, handler = await MultiGet(
+    built, handler, function_layers = await MultiGet(
         Get(BuiltPackage, LambdaFunctionFieldSet, package_field_set),
         Get(ResolvedPythonFaaSHandler, ResolvePythonFaaSHandlerRequest(field_set.handler)),
+        Get(LambdaFunctionLayers, LambdaFunctionLayersRequest(package_field_set)),
     )
     entries = await Get(DigestEntries, Digest, built.digest)
     archive = _package_zip(
@@ -112,12 +117,21 @@ async def run_lambda_function(
     )
     archive_path = f"{_RUN_DIR}/{Path(archive.path).name}"
     invoker_path = f"{_RUN_DIR}/invoke.py"
+    # Each layer's zip, extracted by the invoker under /opt as Lambda does.
+    layer_zips = await MultiGet(
+        Get(DigestEntries, Digest, layer.archive) for layer in function_layers.layers
+    )
+    layer_files = [
+        FileEntry(f"{_RUN_DIR}/layers/{index}/{Path(entry.path).name}", entry.file_digest)
+        for index, (entry,) in enumerate(layer_zips)
+    ]
     digest = await Get(
         Digest,
         CreateDigest(
             [
                 FileEntry(archive_path, archive.file_digest),
                 FileContent(invoker_path, _INVOKER.read_bytes()),
+                *layer_files,
             ]
         ),
     )
@@ -147,6 +161,7 @@ async def run_lambda_function(
             "--region",
             subsystem.region,
             *env_args,
+            *(arg for f in layer_files for arg in ("--layer", f"{{chroot}}/{f.path}")),
         ),
     )
 

@@ -5,7 +5,13 @@ from __future__ import annotations
 from pants.backend.python.target_types import PythonResolveField
 from pants.backend.python.util_rules.faas import PythonFaaSDependencies, PythonFaaSHandlerField
 from pants.core.goals.package import OutputPathField
-from pants.engine.target import COMMON_TARGET_FIELDS, StringField, Target
+from pants.engine.target import (
+    COMMON_TARGET_FIELDS,
+    BoolField,
+    Dependencies,
+    StringField,
+    Target,
+)
 from pants.engine.addresses import Address
 from pants.engine.target import IntField, InvalidFieldException, StringSequenceField
 from pants.util.strutil import help_text
@@ -124,6 +130,51 @@ class LambdaExtraEnvVarsField(StringSequenceField):
     )
 
 
+class LambdaCompileBytecodeField(BoolField):
+    alias = "compile_bytecode"
+    default = False
+    help = help_text(
+        """
+        Ship `__pycache__/*.pyc` next to every `.py`, compiled by a CPython of exactly the
+        runtime's version in PEP 552 unchecked-hash mode, byte-for-byte reproducible, with code
+        paths as Lambda loads them (`/var/task/...`, or `/opt/python/...` in a layer). Lambda's
+        file system is read-only, so without them every cold start compiles every imported module
+        again: measured with a numpy + pandas function, importing the handler took 0.24x the time
+        (2.95 s to 0.71 s). The cost is size: the README example grows from 2.72 to 3.67 MB
+        zipped and from 7.5 to 9.7 MB unzipped (see bench/RESULTS.md). Needs that CPython on this
+        machine, found as Pants finds interpreters (`[python-bootstrap].search_path`, pyenv); the
+        manifest records its exact version as `bytecode_compiled_by`.
+        """
+    )
+
+
+class LambdaLayersField(StringSequenceField):
+    alias = "layers"
+    help = help_text(
+        """
+        Addresses of `lambda_layer` targets the function is deployed with. The package leaves
+        out every distribution a layer holds at the same version, and every first-party file a
+        layer holds with the same content. A layer for another runtime or architecture, or one
+        holding another version of a distribution the function needs, is an error. The
+        function's manifest lists its layers (address, sha256, filebase64sha256), and Lambda's
+        250 MB unzipped limit is checked for the function and its layers together.
+        """
+    )
+
+
+class LambdaExcludeDistributionsField(StringSequenceField):
+    alias = "exclude_distributions"
+    help = help_text(
+        """
+        Distributions (any spelling: `Boto3`, `python_dateutil`) to leave out of the package,
+        together with their own dependencies that nothing else in the package needs. The Lambda
+        Python runtime provides boto3, botocore and s3transfer (and their dependencies), so
+        `exclude_distributions=["boto3"]` keeps the AWS SDK out of the package while code can
+        still import it. A name the package does not hold is an error, so a typo never passes.
+        """
+    )
+
+
 class LambdaFunctionTarget(Target):
     alias = "lambda_function"
     core_fields = (
@@ -137,6 +188,9 @@ class LambdaFunctionTarget(Target):
         LambdaTimeoutField,
         LambdaMemorySizeField,
         LambdaExtraEnvVarsField,
+        LambdaCompileBytecodeField,
+        LambdaLayersField,
+        LambdaExcludeDistributionsField,
     )
     help = help_text(
         """
@@ -148,5 +202,47 @@ class LambdaFunctionTarget(Target):
         pip, setuptools, wheel, console scripts and bytecode are left out. The same inputs give
         the same bytes on every machine, so deployment tools that compare hashes see no change
         when nothing changed.
+        """
+    )
+
+
+class LambdaLayerDependencies(Dependencies):
+    help = help_text(
+        """
+        What the layer holds: requirements (`python_requirement` targets) and, optionally,
+        first-party sources, resources and files. Nothing is inferred: a layer has no handler.
+        """
+    )
+
+
+class LambdaLayerOutputPathField(OutputPathField):
+    help = help_text(
+        """
+        Where the layer's zip goes, relative to the dist directory; beside it, as for
+        `lambda_function`, a content-addressed copy, a `.json` manifest and a CycloneDX SBOM.
+
+        If unset, `path.to.dir/target_name.zip`.
+        """
+    )
+
+
+class LambdaLayerTarget(Target):
+    alias = "lambda_layer"
+    core_fields = (
+        *COMMON_TARGET_FIELDS,
+        LambdaLayerOutputPathField,
+        LambdaLayerDependencies,
+        LambdaRuntimeField,
+        LambdaArchitectureField,
+        PythonResolveField,
+        LambdaExcludeDistributionsField,
+        LambdaCompileBytecodeField,
+    )
+    help = help_text(
+        """
+        A Lambda layer of Python distributions (and optionally first-party code), packaged by
+        `package` as a byte-for-byte reproducible zip with everything under `python/`, where the
+        Python runtime finds it (`/opt/python`). Functions name it in their `layers` field and
+        leave out what it holds; a layer shared by many functions is built once.
         """
     )
