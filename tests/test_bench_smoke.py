@@ -79,3 +79,37 @@ def test_size_and_cold_start_tables(tmp_path):
     assert cold_start["artifact"] == ["artifact", "imports", "median ms", "min ms", "max ms"]
     assert cold_start["built-in"][1] == "`import lambda_function`"
     assert set(cold_start) == {"artifact", "ours", "built-in", "ours / built-in"}
+
+
+def test_bytecode_table(tmp_path):
+    import bench_bytecode
+
+    plain = _archive(tmp_path / "plain.zip", {"app.py": "X = 1\n"})
+    compiled = _archive(
+        tmp_path / "compiled.zip", {"app.py": "X = 1\n", "__pycache__/app.cpython-312.pyc": "not read\n"}
+    )
+    text = bench_bytecode.section([bench_bytecode.Pair("tiny", plain, compiled, "app")], runs=2)
+    imports = table(text, "function")
+    assert imports["function"][:5] == ["function", "imports", "without ms", "with ms", "with / without"]
+    assert imports["tiny"][1] == "`import app`"
+    size_table = text[text.index("Size cost:") :]
+    sizes = table(size_table, "function")
+    assert sizes["tiny"][-1] == "1 → 2"
+
+
+def test_heavy_clone_setup(tmp_path):
+    """The bench-only `heavy` resolve goes into a clone's pants.toml and BUILD files only."""
+    import bench_heavy
+
+    (tmp_path / "fn").mkdir()
+    (tmp_path / "pants.toml").write_text((REPO_ROOT / "pants.toml").read_text())
+    (tmp_path / "fn/BUILD").write_text((REPO_ROOT / "fn/BUILD").read_text())
+    bench_heavy.prepare(tmp_path, functions=2)
+    config = (tmp_path / "pants.toml").read_text()
+    assert f'heavy = "{bench_heavy.LOCKFILE}"' in config and 'heavy = ["CPython==3.12.*"]' in config
+    assert (REPO_ROOT / bench_heavy.LOCKFILE).exists()
+    build = (tmp_path / "heavy/BUILD").read_text()
+    assert build.count("lambda_function(") == 3 and build.count("python_awslambda(") == 2
+    assert "compile_bytecode=True" in build and "lambda_pyc" in (tmp_path / "fn/BUILD").read_text()
+    assert sorted(p.name for p in (tmp_path / "heavy").glob("fn_*.py")) == ["fn_0.py", "fn_1.py"]
+    compile((tmp_path / "heavy/fn_1.py").read_text(), "fn_1.py", "exec")

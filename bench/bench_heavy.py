@@ -1,0 +1,433 @@
+"""Heavy functions: numpy + pandas on python3.12, our `lambda_function` against the built-in
+`python_awslambda` (issue "Distributions as shared, cached units").
+
+- One function, one source file edited, with pantsd.
+- Ten functions on the same requirements (different handlers), `package` of all ten with no
+  process cache (`--no-local-cache`) but warm named caches (downloads): every process runs, and
+  ours wins only by Pants memoising identical processes within the run (the ten functions'
+  distribution units are identical requests). The workunit logger's log shows how many
+  "Compress ..." processes ran.
+- Peak RSS of `lambda-zip merge` over the parts of the numpy + pandas function.
+
+The requirements live in a bench-only resolve, `heavy` (bench/heavy/requirements.txt, lockfile
+bench/heavy/heavy.lock), added to the pants.toml of the bench's clones only. numpy and pandas are
+pinned below 2.3 because the built-in `python_awslambda` caps wheels at manylinux2014.
+
+    python bench/bench_heavy.py --generate-lockfile    # rewrite bench/heavy/heavy.lock (network)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from collections import Counter
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from common import REPO_ROOT, RUNTIME, markdown_table, ratio, runtime_python
+
+HEAVY_DIR = "heavy"  # in the clones, a source root of its own
+REQUIREMENTS = REPO_ROOT / "bench/heavy/requirements.txt"
+LOCKFILE = "bench/heavy/heavy.lock"
+RESOLVE_CONSTRAINTS = '["CPython==3.12.*"]'
+FUNCTIONS = 10
+WORKUNIT_LOGGER = "pants.backend.experimental.tools.workunit_logger"
+
+HANDLER = '''"""A numpy + pandas function for the benchmarks (number {n})."""
+
+import numpy as np
+import pandas as pd
+
+
+def handler(event, context):
+    frame = pd.DataFrame(event.get("rows") or [{{"x": 1, "y": 2.5}}, {{"x": 3, "y": 4.5}}])
+    totals = frame.select_dtypes(include=[np.number]).sum()
+    return {{"statusCode": 200, "function": {n}, "body": totals.to_json()}}
+'''
+
+
+def ours_name(n: int, bytecode: bool = False) -> str:
+    return f"fn{n}_pyc" if bytecode else f"fn{n}"
+
+
+def builtin_name(n: int) -> str:
+    return f"builtin{n}"
+
+
+def address(name: str) -> str:
+    return f"//{HEAVY_DIR}:{name}"
+
+
+def artifact(root: Path, name: str) -> Path:
+    return root / "dist" / HEAVY_DIR / f"{name}.zip"
+
+
+def handler_module(n: int) -> str:
+    return f"fn_{n}"
+
+
+def _replace_once(text: str, old: str, new: str, where: str) -> str:
+    if text.count(old) != 1:
+        raise RuntimeError(f"{where}: expected exactly one `{old}` to extend")
+    return text.replace(old, new)
+
+
+def prepare(root: Path, functions: int = FUNCTIONS) -> None:
+    """Add the `heavy` resolve, the heavy functions and bytecode variants to a clone at `root`."""
+    config = root / "pants.toml"
+    text = config.read_text()
+    text = _replace_once(text, "root_patterns = [", f'root_patterns = ["/{HEAVY_DIR}", ', "pants.toml")
+    text = _replace_once(text, "[python.resolves]\n", f'[python.resolves]\nheavy = "{LOCKFILE}"\n', "pants.toml")
+    text = _replace_once(
+        text,
+        "[python.resolves_to_interpreter_constraints]\n",
+        f"[python.resolves_to_interpreter_constraints]\nheavy = {RESOLVE_CONSTRAINTS}\n",
+        "pants.toml",
+    )
+    config.write_text(text)
+    directory = root / HEAVY_DIR
+    directory.mkdir()
+    shutil.copy(REQUIREMENTS, directory / "requirements.txt")
+    build = [
+        f'python_requirements(name="reqs", source="requirements.txt", resolve="heavy")',
+        f'python_sources(name="src", resolve="heavy", interpreter_constraints={RESOLVE_CONSTRAINTS})',
+    ]
+    for n in range(functions):
+        (directory / f"{handler_module(n)}.py").write_text(HANDLER.format(n=n))
+        handler = f"{handler_module(n)}.py:handler"
+        build += [
+            f'lambda_function(name="{ours_name(n)}", handler="{handler}", runtime="{RUNTIME}", resolve="heavy")',
+            # Without resolve="heavy" it looks for the handler in the default resolve, finds
+            # nothing, and packages only its `lambda_function.py` shim.
+            f'python_awslambda(name="{builtin_name(n)}", handler="{handler}", runtime="{RUNTIME}", '
+            f'resolve="heavy")',
+        ]
+    build.append(
+        f'lambda_function(name="{ours_name(0, True)}", handler="{handler_module(0)}.py:handler", '
+        f'runtime="{RUNTIME}", resolve="heavy", compile_bytecode=True)'
+    )
+    (directory / "BUILD").write_text("\n".join(build) + "\n")
+    # The README example with bytecode, for the bytecode section.
+    with (root / "fn/BUILD").open("a") as fn_build:
+        fn_build.write(
+            f'\nlambda_function(name="lambda_pyc", handler="app.py:handler", runtime="{RUNTIME}", '
+            f'compile_bytecode=True)\n'
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# Pants scenarios
+
+
+def check_contents(root: Path, names: Sequence[str]) -> None:
+    """Each artifact holds numpy, pandas and its handler's module: a guard against packaging less."""
+    for name in names:
+        with zipfile.ZipFile(artifact(root, name)) as archive:
+            paths = set(archive.namelist())
+        module = handler_module(int(name.removeprefix("builtin").removeprefix("fn").partition("_")[0]))
+        missing = {"numpy/__init__.py", "pandas/__init__.py", f"{module}.py"} - paths
+        if missing:
+            raise RuntimeError(f"{artifact(root, name)} lacks {', '.join(sorted(missing))}")
+
+
+def _timed(clone, *args: str, pantsd: bool = False) -> Tuple[float, str]:
+    start = time.perf_counter()
+    result = clone.pants(*args, pantsd=pantsd, timeout=3600)
+    return time.perf_counter() - start, result.stderr
+
+
+def edit_builds(workspace, runs: int) -> Tuple[Dict[str, List[float]], Dict[str, List[float]]]:
+    """No-op rebuilds and one-file edits of fn_0.py, one warm pantsd, ours and built-in alternately."""
+    clone = workspace.clone()
+    caches = workspace.empty_caches()
+    names = {"ours": ours_name(0), "built-in": builtin_name(0)}
+    noop: Dict[str, List[float]] = {label: [] for label in names}
+    edited: Dict[str, List[float]] = {label: [] for label in names}
+    try:
+        clone.pants(*caches, "package", *map(address, names.values()), pantsd=True, timeout=3600)  # warms up
+        check_contents(clone.root, list(names.values()))
+        for _ in range(runs):
+            for label, name in names.items():
+                noop[label].append(_timed(clone, *caches, "package", address(name), pantsd=True)[0])
+        for run in range(runs):
+            for label, name in names.items():
+                before = artifact(clone.root, name).read_bytes()
+                with (clone.root / HEAVY_DIR / f"{handler_module(0)}.py").open("a") as source:
+                    source.write(f"# edit {run} before building {name}\n")
+                edited[label].append(_timed(clone, *caches, "package", address(name), pantsd=True)[0])
+                if artifact(clone.root, name).read_bytes() == before:
+                    raise RuntimeError(f"pantsd did not see the edit: {artifact(clone.root, name)} is unchanged")
+    finally:
+        clone.kill_pantsd()
+    return noop, edited
+
+
+def logged_processes(logdir: Path) -> List[dict]:
+    """Every process of one run, from Pants' workunit log: description and source (Ran, ...)."""
+    (log,) = logdir.glob("*.json")
+    return [
+        {"description": json.loads(w["metadata"]["definition"])["description"], **w["metadata"]}
+        for w in json.loads(log.read_text())
+        if w["name"] == "process" and "definition" in w.get("metadata", {})
+    ]
+
+
+def ten_function_builds(workspace, runs: int, functions: int = FUNCTIONS):
+    """`package` of all functions in one run, `--no-local-cache`, named caches warmed up once."""
+    clone = workspace.clone()
+    caches = workspace.empty_caches()
+    groups = {
+        "ours": [address(ours_name(n)) for n in range(functions)],
+        "built-in": [address(builtin_name(n)) for n in range(functions)],
+    }
+    # Downloads are the same for every function: one of each kind fills the named caches.
+    warm_up = [groups["ours"][0], groups["built-in"][0]]
+    clone.pants(*caches, "package", *warm_up, timeout=3600)
+    check_contents(clone.root, [a.rpartition(":")[2] for a in warm_up])
+    timings: Dict[str, List[float]] = {label: [] for label in groups}
+    processes: Dict[str, List[dict]] = {}
+    for run in range(runs):
+        for label, addresses in groups.items():
+            logdir = workspace.root / f"workunits-{label}-{run}"
+            logdir.mkdir()
+            logger = (
+                f"--backend-packages=+['{WORKUNIT_LOGGER}']",
+                "--workunit-logger-enabled",
+                f"--workunit-logger-logdir={logdir}",
+            )
+            seconds, _ = _timed(clone, *caches, "--no-local-cache", *logger, "package", *addresses)
+            timings[label].append(seconds)
+            processes[label] = logged_processes(logdir)
+            check_contents(clone.root, [a.rpartition(":")[2] for a in addresses])
+    return timings, processes
+
+
+def _process_note(label: str, processes: List[dict], functions: int) -> str:
+    ran = [p for p in processes if p.get("source") == "Ran"]
+    compress = [p for p in processes if p["description"].startswith("Compress ")]
+    distributions = sorted(
+        {p["description"].removeprefix("Compress ") for p in compress if "first-party" not in p["description"]}
+    )
+    first_party = [p for p in compress if "first-party" in p["description"]]
+    kinds = Counter(
+        re.sub(r"\b(fn|builtin)\d+\b", r"\1<N>", re.sub(r"^Compress (?!first-party).*", "Compress <distribution>", p["description"]))
+        for p in processes
+    )
+    by_kind = ", ".join(f"{count}× {kind}" for kind, count in sorted(kinds.items()))
+    if label == "ours":
+        return (
+            f"{label}: {len(processes)} processes, {len(ran)} ran; {len(compress)} \"Compress\" processes for "
+            f"{functions} functions: {len(compress) - len(first_party)} for distributions "
+            f"({len(distributions)} distinct: {', '.join(distributions)}) and {len(first_party)} for "
+            f"first-party code (all processes: {by_kind})"
+        )
+    return f"{label}: {len(processes)} processes, {len(ran)} ran ({by_kind})"
+
+
+# ---------------------------------------------------------------------------------------------
+# Peak RSS of `lambda-zip merge`
+
+
+def flat_install(cache_dir: Path) -> Path:
+    """numpy + pandas for the runtime's CPython, pip-installed flat (no bytecode), once."""
+    tree = cache_dir / "heavy-site-packages"
+    marker = cache_dir / "heavy-site-packages.complete"
+    pins = REQUIREMENTS.read_text().split()
+    if marker.exists() and marker.read_text().split() == pins:
+        return tree
+    shutil.rmtree(tree, ignore_errors=True)
+    staging = Path(tempfile.mkdtemp(prefix="heavy-", dir=cache_dir))
+    env = {**os.environ, "PIP_CONSTRAINT": ""}  # the image's pip config may carry a constraint file
+    subprocess.run(
+        [str(runtime_python()), "-m", "pip", "install", "--quiet", "--no-compile", "--only-binary=:all:",
+         "--disable-pip-version-check", "--target", str(staging), *pins],
+        check=True,
+        env=env,
+    )
+    staging.rename(tree)
+    marker.write_text("\n".join(pins) + "\n")
+    return tree
+
+
+def _measure(argv: Sequence[str], env: dict) -> Tuple[float, int]:
+    """(wall seconds, peak RSS KiB) of one subprocess, from os.wait4's rusage."""
+    start = time.perf_counter()
+    process = subprocess.Popen(list(argv), env=env, stdout=subprocess.DEVNULL)
+    _, status, usage = os.wait4(process.pid, 0)
+    seconds = time.perf_counter() - start
+    process.returncode = os.waitstatus_to_exitcode(status)
+    if process.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv[:4])} ... failed with status {process.returncode}")
+    return seconds, usage.ru_maxrss
+
+
+def _sha256(path: Path) -> str:
+    """In chunks: on Linux a child's peak RSS can start from its parent's, so the harness stays small."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def merge_memory(cache_dir: Path, runs: int) -> str:
+    """Build one part per distribution unit (as lambda_rules/units.py splits), merge them."""
+    from lambda_rules import staging, units
+
+    tree = flat_install(cache_dir)
+    paths = sorted(
+        str(p.relative_to(tree)) for p in tree.rglob("*") if p.is_file() and "__pycache__" not in p.parts
+    )
+    bundled = [p for p in paths if staging.is_bundled_distribution_path(p)]
+    records = {p: (tree / p).read_bytes() for p in bundled if p.endswith(".dist-info/RECORD")}
+    plans = units.split_into_units(bundled, records)
+    env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), PYTHONDONTWRITEBYTECODE="1")
+    env.pop("SOURCE_DATE_EPOCH", None)
+    zipper = [sys.executable, "-m", "lambda_rules.zipper"]
+    with tempfile.TemporaryDirectory(dir=cache_dir) as workdir:
+        work = Path(workdir)
+        parts, build_peaks = [], []
+        for i, plan in enumerate(plans):
+            unit_dir = work / f"unit-{i}"
+            for path in plan.paths:
+                (unit_dir / path).parent.mkdir(parents=True, exist_ok=True)
+                os.link(tree / path, unit_dir / path)
+            part = work / f"part-{i}.zip"
+            build_peaks.append(_measure([*zipper, "build", str(unit_dir), "-o", str(part)], env)[1])
+            parts.append(part)
+        whole_dir = work / "whole"
+        for path in bundled:
+            (whole_dir / path).parent.mkdir(parents=True, exist_ok=True)
+            os.link(tree / path, whole_dir / path)
+        baseline = _measure([sys.executable, "-c", "import lambda_rules.zipper.__main__"], env)[1]
+        merged, one_shot = work / "merged.zip", work / "one-shot.zip"
+        merge_runs, build_runs = [], []
+        for _ in range(runs):
+            merge_runs.append(_measure([*zipper, "merge", *map(str, parts), "-o", str(merged)], env))
+            build_runs.append(_measure([*zipper, "build", str(whole_dir), "-o", str(one_shot)], env))
+        identical = _sha256(merged) == _sha256(one_shot)
+        merged_bytes = merged.stat().st_size
+        part_bytes = sum(p.stat().st_size for p in parts)
+        unzipped = sum((tree / p).stat().st_size for p in bundled)
+
+    def mib(kib: float) -> str:
+        return f"{kib / 1024:.0f}"
+
+    rows = [
+        ("`lambda-zip merge` of the parts", f"{statistics.median(s for s, _ in merge_runs):.2f}",
+         mib(max(k for _, k in merge_runs))),
+        ("`lambda-zip build` of the same tree in one go", f"{statistics.median(s for s, _ in build_runs):.2f}",
+         mib(max(k for _, k in build_runs))),
+        (f"`lambda-zip build` of one part (largest of {len(parts)})", "", mib(max(build_peaks))),
+    ]
+    notes = [
+        f"- Input: {', '.join(REQUIREMENTS.read_text().split())} with their dependencies, pip-installed "
+        f"for CPython {runtime_python().parent.parent.name} ({RUNTIME}) without bytecode and split by RECORD as "
+        f"`lambda_rules/units.py` splits: {len(parts)} parts, {len(bundled):,} files, {unzipped / 1e6:.1f} MB "
+        f"unzipped; parts {part_bytes / 1e6:.1f} MB, merged archive {merged_bytes / 1e6:.1f} MB.",
+        f"- Peak RSS: `os.wait4` rusage of the `python -m lambda_rules.zipper` subprocess (CPython "
+        f"{platform.python_version()}, the harness's), maximum of {runs} run(s); wall seconds: median.",
+        f"- The merged archive is byte-identical to the one-shot build: {'yes' if identical else 'NO'}.",
+    ]
+    notes.append(f"- For scale: that interpreter importing the `lambda-zip` command and exiting peaks at {mib(baseline)} MiB.")
+    return "\n".join(
+        [
+            "### Peak memory of `lambda-zip merge` (numpy + pandas function)",
+            "",
+            markdown_table(("process", "wall s", "peak RSS MiB"), rows),
+            "",
+            *notes,
+        ]
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def _row(scenario: str, timings: Dict[str, List[float]]) -> Tuple[str, str, str, str]:
+    ours, builtin = statistics.median(timings["ours"]), statistics.median(timings["built-in"])
+    return scenario, f"{ours:.2f}", f"{builtin:.2f}", ratio(ours, builtin)
+
+
+def section(workspace, runs: int, ten_runs: int, cache_dir: Path) -> str:
+    """The heavy-function tables: pantsd edit, ten functions without process cache, merge memory."""
+    noop, edited = edit_builds(workspace, runs)
+    ten, processes = ten_function_builds(workspace, ten_runs)
+    rows = [
+        _row("one function: warm no-op, pantsd", noop),
+        _row("one function: one source file edited, pantsd", edited),
+        _row(f"{FUNCTIONS} functions: `--no-local-cache`, named caches warm, no pantsd", ten),
+    ]
+    pins = ", ".join(REQUIREMENTS.read_text().split())
+    text = [
+        f"## Heavy functions ({pins}, {RUNTIME}): `./pants package`, wall seconds",
+        "",
+        f"`//{HEAVY_DIR}:fn<N>` (`lambda_function`) against `//{HEAVY_DIR}:builtin<N>` (`python_awslambda`), "
+        f"same handler files `fn_<N>.py` in a bench-only resolve (`{LOCKFILE}`). Median of {runs} runs "
+        f"(pantsd rows) and {ten_runs} runs ({FUNCTIONS}-function row).",
+        "",
+        markdown_table(("scenario", "ours s", "built-in s", "ours / built-in"), rows),
+        "",
+        "- pantsd rows: one clone, one pantsd, warmed up by one untimed build of both targets; each "
+        f"edit appends a comment line to `{HEAVY_DIR}/fn_0.py`.",
+        f"- {FUNCTIONS}-function row: `./pants --no-local-cache package` of the {FUNCTIONS} targets of "
+        "one kind in one run, in one clone whose named caches (pex's and pip's downloads) and local store "
+        "were warmed by one untimed build of `fn0` and `builtin0`; no process result is read from or written to "
+        "the cache, so every process runs unless Pants memoises an identical one within the run. "
+        "Both kinds run with the workunit logger on. From its log (last run): "
+        + "; ".join(_process_note(label, processes[label], FUNCTIONS) for label in ("ours", "built-in"))
+        + ".",
+        "",
+        merge_memory(cache_dir, max(runs, 1)),
+    ]
+    return "\n".join(text)
+
+
+def bytecode_pairs(workspace) -> list:
+    """The README example and the numpy + pandas function, each without and with bytecode, from
+    one `./pants package` in a clone with the user's caches."""
+    from bench_bytecode import Pair
+
+    clone = workspace.clone()
+    clone.pants(
+        "package", "//fn:lambda", "//fn:lambda_pyc", address(ours_name(0)), address(ours_name(0, True)),
+        timeout=3600,
+    )
+    return [
+        Pair("README example (`//fn:lambda`)", clone.root / "dist/fn/lambda.zip",
+             clone.root / "dist/fn/lambda_pyc.zip", "app"),
+        Pair(f"numpy + pandas (`{address(ours_name(0))}`)", artifact(clone.root, ours_name(0)),
+             artifact(clone.root, ours_name(0, True)), handler_module(0)),
+    ]
+
+
+def generate_lockfile() -> int:
+    sys.path.insert(0, str(REPO_ROOT))
+    from tests.conftest import make_clone
+
+    with tempfile.TemporaryDirectory(prefix="heavy-lock-") as workdir:
+        clone = make_clone(Path(workdir) / "clone")
+        prepare(clone.root)
+        result = clone.pants("generate-lockfiles", "--resolve=heavy", timeout=3600)
+        print(result.stderr[-2000:], file=sys.stderr)
+        shutil.copy(clone.root / LOCKFILE, REPO_ROOT / LOCKFILE)
+    print(f"wrote {LOCKFILE}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(REPO_ROOT / "bench"))
+    if sys.argv[1:] == ["--generate-lockfile"]:
+        sys.exit(generate_lockfile())
+    sys.exit(__doc__)
