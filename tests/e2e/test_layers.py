@@ -290,6 +290,14 @@ def test_function_on_a_layer_leaves_out_what_the_layer_holds_and_runs_with_it(cl
     ]
     bundled = {d["name"] for d in function_manifest["distributions"]}
     assert "orjson" in bundled and "pydantic" not in bundled and "pydantic-core" not in bundled
+    # The function's SBOM lists what it bundles, not what its layer holds, and references the
+    # layer by the layer's own SBOM identity (its address and sha256).
+    function_sbom = json.loads((dist / "layered/fn.cdx.json").read_text())
+    components = {c["name"]: c for c in function_sbom["components"]}
+    assert set(components) == {"orjson", "layered:deps"}
+    assert components["layered:deps"]["version"] == layer_digest
+    layer_sbom = json.loads((dist / "layered/deps.cdx.json").read_text())
+    assert {"pydantic", "pydantic-core"} <= {c["name"] for c in layer_sbom["components"]}
 
     # Lambda's layout: the function at /var/task, the layer at /opt, both read-only.
     task_root = extract_read_only(function_zip, tmp_path / "task")

@@ -96,9 +96,16 @@ def field_set(runner: RuleRunner, address: Address) -> LambdaFunctionFieldSet:
 
 
 def stage(runner: RuleRunner, address: Address) -> tuple[StagedLambda, set[str]]:
-    staged = runner.request(StagedLambda, [StageLambdaRequest(field_set(runner, address))])
-    paths = {entry.path for entry in runner.request(DigestEntries, [staged.digest])}
-    return staged, paths
+    fs = field_set(runner, address)
+    request = StageLambdaRequest(fs.address, fs.platform, (), handler=fs.handler)
+    staged = runner.request(StagedLambda, [request])
+    unit_paths = [
+        {entry.path for entry in runner.request(DigestEntries, [unit.digest])}
+        for unit in staged.all_units
+    ]
+    # Units never overlap: merging their parts must never meet a path twice.
+    assert sum(map(len, unit_paths)) == len(set().union(*unit_paths))
+    return staged, set().union(*unit_paths)
 
 
 HANDLER = "import orjson\n\ndef handler(event, context):\n    return orjson.dumps(event)\n"
@@ -161,6 +168,9 @@ def test_staging_holds_sources_resources_and_flat_wheels_only(rule_runner):
     staged, paths = stage(rule_runner, Address("fn", target_name="lambda"))
     assert staged.handler == "app.handler"
     assert [(d.name, d.version) for d in staged.distributions] == [("orjson", "3.11.5")]
+    (orjson,) = staged.units
+    orjson_paths = {e.path for e in rule_runner.request(DigestEntries, [orjson.digest])}
+    assert orjson_paths and all(p.startswith("orjson") for p in orjson_paths)
     assert {"app.py", "data/config.json", "orjson/__init__.py"} <= paths
     assert any(p.startswith("orjson/orjson.cpython-311-x86_64-linux-gnu") for p in paths)
     assert "unrelated.py" not in paths and "x.py" not in paths and "other/x.py" not in paths
