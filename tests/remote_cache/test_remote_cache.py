@@ -19,13 +19,15 @@ pytestmark = [pytest.mark.e2e, pytest.mark.remote_cache]
 SERVE = REPO_ROOT / "tools/buildgrid/serve"
 
 # The processes our rules run for one lambda_function, by the start of their descriptions: one
-# "Compress" per distribution unit and one for the first-party code, then "Zip" merges the parts.
+# "Compress" per distribution unit and one for the first-party code, then "Zip" merges the parts
+# and "Write SBOM" describes the result.
 CACHED_PROCESSES = (
     "Resolve requirements of",
     "Lay out distributions of",
     "Building lambda_zip.pex",
     "Compress ",
     "Zip ",
+    "Write SBOM of",
 )
 # //fn:lambda: six distributions and its first-party code.
 COMPRESS_PROCESSES = 7
