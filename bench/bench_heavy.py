@@ -258,16 +258,31 @@ def flat_install(cache_dir: Path) -> Path:
     return tree
 
 
+# Forks the measured command from a fresh, small interpreter: on Linux a child's peak RSS counts
+# the address space it was forked from (exec keeps the old mm's high-water mark), so spawning it
+# from the harness, which has grown by then, would report the harness's size instead.
+MEASURE_SCRIPT = """
+import os, sys, time
+start = time.perf_counter()
+pid = os.fork()
+if pid == 0:
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    os.execv(sys.argv[1], sys.argv[1:])
+_, status, usage = os.wait4(pid, 0)
+print(time.perf_counter() - start, usage.ru_maxrss, os.waitstatus_to_exitcode(status))
+"""
+
+
 def _measure(argv: Sequence[str], env: dict) -> Tuple[float, int]:
-    """(wall seconds, peak RSS KiB) of one subprocess, from os.wait4's rusage."""
-    start = time.perf_counter()
-    process = subprocess.Popen(list(argv), env=env, stdout=subprocess.DEVNULL)
-    _, status, usage = os.wait4(process.pid, 0)
-    seconds = time.perf_counter() - start
-    process.returncode = os.waitstatus_to_exitcode(status)
-    if process.returncode != 0:
-        raise RuntimeError(f"{' '.join(argv[:4])} ... failed with status {process.returncode}")
-    return seconds, usage.ru_maxrss
+    """(wall seconds, peak RSS KiB) of one subprocess, from os.wait4's rusage in a small parent."""
+    out = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", MEASURE_SCRIPT, *argv], env=env, check=True, capture_output=True, text=True
+    ).stdout.split()
+    seconds, kib, status = float(out[0]), int(out[1]), int(out[2])
+    if status != 0:
+        raise RuntimeError(f"{' '.join(argv[:4])} ... failed with status {status}")
+    return seconds, kib
 
 
 def _sha256(path: Path) -> str:
@@ -336,7 +351,8 @@ def merge_memory(cache_dir: Path, runs: int) -> str:
         f"for CPython {runtime_python().parent.parent.name} ({RUNTIME}) without bytecode and split by RECORD as "
         f"`lambda_rules/units.py` splits: {len(parts)} parts, {len(bundled):,} files, {unzipped / 1e6:.1f} MB "
         f"unzipped; parts {part_bytes / 1e6:.1f} MB, merged archive {merged_bytes / 1e6:.1f} MB.",
-        f"- Peak RSS: `os.wait4` rusage of the `python -m lambda_rules.zipper` subprocess (CPython "
+        f"- Peak RSS: `os.wait4` rusage of the `python -m lambda_rules.zipper` process, forked from a "
+        f"fresh `python -I -S` (so the harness's own size does not count) (CPython "
         f"{platform.python_version()}, the harness's), maximum of {runs} run(s); wall seconds: median.",
         f"- The merged archive is byte-identical to the one-shot build: {'yes' if identical else 'NO'}.",
     ]
