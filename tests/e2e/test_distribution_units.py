@@ -47,6 +47,9 @@ def processes(clone: Clone, logdir: Path) -> list[dict]:
 def package_logging_processes(clone: Clone, target: str, logdir: Path) -> list[dict]:
     logdir.mkdir()
     clone.pants(
+        # The clone's own store, empty at first: what earlier builds on this machine cached
+        # must not hide a compression from the first build.
+        f"--local-store-dir={clone.root.parent / 'local-store'}",
         f"--backend-packages=+['{WORKUNIT_LOGGER}']",
         "--workunit-logger-enabled",
         f"--workunit-logger-logdir={logdir}",
