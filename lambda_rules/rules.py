@@ -1,8 +1,12 @@
-"""Rules for `package` on `lambda_function`: resolve -> stage -> zip -> manifest.
+"""Rules for `package` on `lambda_function` and `lambda_layer`:
+resolve -> stage (split into distribution units) -> compile/compress each unit -> merge ->
+manifest and SBOM.
 
 Each step is thin and delegates its decisions to the Pants-free core (`platforms`, `staging`,
-`manifest`, `zipper`). Resolving and zipping run as processes, so their results are cached
-locally and in a remote cache and a second machine can skip them.
+`units`, `layers`, `bytecode`, `manifest`, `sbom`, `zipper`). Resolving, compiling, compressing,
+merging and the SBOM run as processes, so their results are cached locally and in a remote cache
+and a second machine can skip them; a unit's process sees only that unit's files, so every
+target and machine that resolves the same wheel for the same platform shares its part.
 """
 
 from __future__ import annotations
@@ -181,10 +185,7 @@ class DistributionUnit:
     digest: Digest
     size: int
     description: str
-
-    @property
-    def first_party(self) -> bool:
-        return self.description.startswith("first-party")
+    first_party: bool = False
 
 
 @dataclass(frozen=True)
@@ -521,6 +522,7 @@ async def stage_lambda(request: StageLambdaRequest) -> StagedLambda:
             first_party_digest,
             sum(e.file_digest.serialized_bytes_length for e in first_party_files),
             f"first-party code of {address}",
+            first_party=True,
         )
         if first_party_files
         else None,
