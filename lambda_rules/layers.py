@@ -14,13 +14,18 @@ the rules stay thin and every decision is unit-tested on real wheel metadata.
 from __future__ import annotations
 
 import difflib
+import warnings
 from dataclasses import dataclass
 from email.parser import BytesParser
 from email.policy import compat32
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
-from packaging.markers import Marker, UndefinedComparison, UndefinedEnvironmentName
-from packaging.requirements import InvalidRequirement, Requirement
+# Pants 2.17 runs on packaging 21.3, whose grammar uses pyparsing names that newer pyparsing
+# deprecates: importing it would print deprecation warnings on every Pants run.
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", DeprecationWarning)
+    from packaging.markers import Marker, UndefinedComparison, UndefinedEnvironmentName
+    from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 

@@ -22,6 +22,10 @@ lambda_function(
     runtime="python3.12",
     dependencies=[":src", "3rdparty/python:reqs#pydantic"],
 )
+# CPython 3.14 is not installed here: bytecode for that runtime cannot be compiled.
+lambda_function(
+    name="pyc-no-interpreter", handler="app.py:handler", runtime="python3.14", compile_bytecode=True
+)
 lambda_function(
     name="same-path-a", handler="app.py:handler", runtime="python3.12", output_path="shared/fn.zip"
 )
@@ -118,6 +122,10 @@ def failing_package(clone: Clone, target: str) -> str:
              "docopt-0.6.2.tar.gz", "never built"],
         ),
         ("bad:collision", ["bad:collision", "typing_extensions.py", "first-party", "distribution"]),
+        (
+            "bad:pyc-no-interpreter",
+            ["bad:pyc-no-interpreter", "CPython 3.14", "pyenv install 3.14", "compile_bytecode=False"],
+        ),
         (
             "bad:same-path-a",
             ["bad:same-path-a and bad:same-path-b", "`shared/fn.zip`", "own `output_path`"],
