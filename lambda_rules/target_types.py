@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from pants.backend.python.target_types import PythonResolveField
 from pants.backend.python.util_rules.faas import PythonFaaSDependencies, PythonFaaSHandlerField
 from pants.core.goals.package import OutputPathField
@@ -66,17 +68,35 @@ class LambdaArchitectureField(StringField):
 class LambdaFunctionOutputPathField(OutputPathField):
     help = help_text(
         """
-        Where the deployment package goes, relative to the dist directory. Beside it the package
-        is also written under a name that carries the first 16 hex digits of its sha256, and a
-        `.json` manifest with the sha256 (hex and Terraform's `filebase64sha256` form), sizes,
-        runtime, architecture, handler and bundled distributions.
+        Where the deployment package goes, relative to the dist directory. Beside it go a copy
+        named by the first 16 hex digits of its sha256 in `<name>.cas/` (cleared by each
+        `package`, so it holds the current build's copy only), a `.json` manifest with the
+        sha256 (hex and Terraform's `filebase64sha256` form), sizes, runtime, architecture,
+        handler, layers and bundled distributions, and a CycloneDX SBOM `<name>.cdx.json`.
 
         If unset, `path.to.dir/target_name.zip`.
         """
     )
 
 
-class LambdaTimeoutField(IntField):
+class _LambdaBoundedIntField(IntField):
+    """An integer Lambda bounds: a value outside `bounds` (minimum, maximum, unit) is an error."""
+
+    bounds: ClassVar[tuple[int, int, str]]
+
+    @classmethod
+    def compute_value(cls, raw_value: int | None, address: Address) -> int:
+        value = super().compute_value(raw_value, address)
+        minimum, maximum, unit = cls.bounds
+        if not minimum <= value <= maximum:
+            raise InvalidFieldException(
+                f"The `{cls.alias}` field of {address} must be {minimum} to {maximum} {unit}, "
+                f"not {value}."
+            )
+        return value
+
+
+class LambdaTimeoutField(_LambdaBoundedIntField):
     alias = "timeout"
     default = 3
     help = help_text(
@@ -87,17 +107,10 @@ class LambdaTimeoutField(IntField):
         """
     )
 
-    @classmethod
-    def compute_value(cls, raw_value: int | None, address: Address) -> int:
-        value = super().compute_value(raw_value, address)
-        if not 1 <= value <= 900:
-            raise InvalidFieldException(
-                f"The `{cls.alias}` field of {address} must be 1 to 900 seconds, not {value}."
-            )
-        return value
+    bounds = (1, 900, "seconds")
 
 
-class LambdaMemorySizeField(IntField):
+class LambdaMemorySizeField(_LambdaBoundedIntField):
     alias = "memory_size"
     default = 128
     help = help_text(
@@ -107,14 +120,7 @@ class LambdaMemorySizeField(IntField):
         """
     )
 
-    @classmethod
-    def compute_value(cls, raw_value: int | None, address: Address) -> int:
-        value = super().compute_value(raw_value, address)
-        if not 128 <= value <= 10240:
-            raise InvalidFieldException(
-                f"The `{cls.alias}` field of {address} must be 128 to 10240 MB, not {value}."
-            )
-        return value
+    bounds = (128, 10240, "MB")
 
 
 class LambdaExtraEnvVarsField(StringSequenceField):

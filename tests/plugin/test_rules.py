@@ -22,7 +22,7 @@ from pants.core.target_types import ResourcesGeneratorTarget
 from pants.engine.addresses import Address
 from pants.engine.fs import Digest, DigestEntries
 from pants.engine.internals.scheduler import ExecutionError
-from pants.engine.target import InferredDependencies
+from pants.engine.target import InferredDependencies, InvalidFieldException
 from pants.testutil.rule_runner import QueryRule, RuleRunner
 
 from lambda_rules import rules as lambda_rules
@@ -31,7 +31,12 @@ from lambda_rules.rules import (
     StagedLambda,
     StageLambdaRequest,
 )
-from lambda_rules.target_types import LambdaFunctionDependencies, LambdaFunctionTarget
+from lambda_rules.target_types import (
+    LambdaFunctionDependencies,
+    LambdaFunctionTarget,
+    LambdaMemorySizeField,
+    LambdaTimeoutField,
+)
 from tests.conftest import REPO_ROOT
 
 
@@ -197,3 +202,25 @@ def test_staging_rejects_source_and_distribution_writing_the_same_path(rule_runn
     )
     with pytest.raises(ExecutionError, match=r"fn:lambda: these paths come both from first-party sources and from a third-party distribution.*orjson/__init__\.py"):
         stage(rule_runner, Address("fn", target_name="lambda"))
+
+
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        (LambdaTimeoutField, 0, "must be 1 to 900 seconds, not 0"),
+        (LambdaTimeoutField, 901, "must be 1 to 900 seconds, not 901"),
+        (LambdaMemorySizeField, 127, "must be 128 to 10240 MB, not 127"),
+        (LambdaMemorySizeField, 10241, "must be 128 to 10240 MB, not 10241"),
+    ],
+)
+def test_timeout_and_memory_size_outside_lambdas_range_are_refused(field, value, message):
+    address = Address("fn", target_name="lambda")
+    with pytest.raises(InvalidFieldException, match=rf"`{field.alias}` field of fn:lambda {message}"):
+        field.compute_value(value, address)
+    assert field.compute_value(None, address) == field.default
+
+
+def test_timeout_and_memory_size_bounds_are_accepted():
+    address = Address("fn", target_name="lambda")
+    assert LambdaTimeoutField.compute_value(900, address) == 900
+    assert LambdaMemorySizeField.compute_value(10240, address) == 10240
