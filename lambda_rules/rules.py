@@ -80,6 +80,7 @@ from pants.engine.target import (
 from pants.engine.unions import UnionRule
 from pants.option.option_types import IntOption, StrOption
 from pants.option.subsystem import Subsystem
+from pants.util.frozendict import FrozenDict
 from pants.util.logging import LogLevel
 from pants.util.strutil import help_text, softwrap
 
@@ -356,6 +357,13 @@ class Sbom:
 
 
 @dataclass(frozen=True)
+class LambdaOutputPaths:
+    """The dist path of every `lambda_function` and `lambda_layer` -> the targets writing it."""
+
+    by_path: FrozenDict[str, tuple[str, ...]]
+
+
+@dataclass(frozen=True)
 class UniqueOutputPathRequest:
     address: Address
     output_path: str
@@ -574,10 +582,6 @@ def _left_out_distributions(
             str(request.address), request.platform, kept, request.layers
         )
     return left_out
-
-
-def _total_size(entries: DigestEntries) -> int:
-    return sum(e.file_digest.serialized_bytes_length for e in entries if isinstance(e, FileEntry))
 
 
 @rule(desc="Check Lambda handler", level=LogLevel.DEBUG)
@@ -874,18 +878,28 @@ async def write_sbom(request: SbomRequest, tool: LambdaZipTool) -> Sbom:
     return Sbom(content.content)
 
 
+@rule(desc="Find Lambda output paths", level=LogLevel.DEBUG)
+async def lambda_output_paths(all_targets: AllTargets) -> LambdaOutputPaths:
+    """Once per run, not once per packaged target: `package ::` would otherwise be quadratic."""
+    by_path: dict[str, list[str]] = {}
+    for target in all_targets:
+        for field in (LambdaFunctionOutputPathField, LambdaLayerOutputPathField):
+            if target.has_field(field):
+                path = target[field].value_or_default(file_ending="zip")
+                by_path.setdefault(path, []).append(str(target.address))
+    return LambdaOutputPaths(FrozenDict((p, tuple(sorted(a))) for p, a in by_path.items()))
+
+
 @rule(desc="Check Lambda output paths", level=LogLevel.DEBUG)
-async def check_unique_output_path(request: UniqueOutputPathRequest) -> UniqueOutputPath:
+async def check_unique_output_path(
+    request: UniqueOutputPathRequest, output_paths: LambdaOutputPaths
+) -> UniqueOutputPath:
     """Two targets writing one path would overwrite each other's package: name both."""
-    all_targets = await Get(AllTargets)
-    clashing = sorted(
-        str(target.address)
-        for target in all_targets
-        for field in (LambdaFunctionOutputPathField, LambdaLayerOutputPathField)
-        if target.has_field(field)
-        and target.address != request.address
-        and target[field].value_or_default(file_ending="zip") == request.output_path
-    )
+    clashing = [
+        address
+        for address in output_paths.by_path.get(request.output_path, ())
+        if address != str(request.address)
+    ]
     if clashing:
         raise staging.StagingError(
             f"{request.address} and {', '.join(clashing)} all write `{request.output_path}` in "
