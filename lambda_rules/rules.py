@@ -921,7 +921,9 @@ async def assemble_lambda(request: AssembleLambdaRequest) -> AssembledLambda:
         if request.kind == "layer":
             # Layer paths start with python/, and Lambda mounts the layer at /opt.
             bytecode = dataclasses.replace(bytecode, prefix="/opt")
-    parts = await MultiGet(Get(ZipPart, ZipPartRequest(unit, bytecode)) for unit in staged.all_units)
+    parts = await MultiGet(
+        Get(ZipPart, ZipPartRequest(unit, bytecode)) for unit in staged.all_units
+    )
     zipped = await Get(
         DeterministicZip,
         MergeZipPartsRequest(

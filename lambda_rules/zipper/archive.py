@@ -1,8 +1,9 @@
-"""The canonical archive writer shared by build and repack."""
+"""The canonical archive writer shared by build, repack and merge."""
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import stat
 from dataclasses import dataclass
@@ -31,14 +32,17 @@ class ArchiveWriter:
     """Streams entries (local header, then payload) and ends with the central directory.
 
     Offsets are counted here rather than asked of the file, and every written
-    byte also feeds the SHA-256, so the digest needs no second read.
+    byte also feeds the SHA-256, so the digest needs no second read. Build and
+    repack hand over whole payloads (`add`); merge streams copied ones
+    (`start_entry`, then `write_payload` in chunks).
     """
 
-    def __init__(self, out: BinaryIO, timestamp: int) -> None:
+    def __init__(self, out: BinaryIO, dos_date: int, dos_time: int) -> None:
         self._out = out
-        self._dos_date, self._dos_time = dos_date_time(timestamp)
+        self._dos_date, self._dos_time = dos_date, dos_time
         self._offset = 0
         self._central_headers: list[bytes] = []
+        self._entries: list[EntrySummary] = []
         self._sha256 = hashlib.sha256()
 
     def _write(self, data: bytes) -> None:
@@ -46,23 +50,43 @@ class ArchiveWriter:
         self._sha256.update(data)
         self._offset += len(data)
 
-    def add(self, name: str, executable: bool, entry: CompressedEntry) -> zf.EntryRecord:
-        record = zf.EntryRecord(
-            name=zf.encode_name(name),
-            executable=executable,
-            method=entry.method,
-            crc32=entry.crc32,
-            compressed_size=len(entry.payload),
-            uncompressed_size=entry.uncompressed_size,
-            local_header_offset=self._offset,
+    def start_entry(self, record: zf.EntryRecord) -> zf.EntryRecord:
+        """Write `record`'s local header at the current offset; its payload must follow."""
+        placed = dataclasses.replace(record, local_header_offset=self._offset)
+        self._write(zf.local_file_header(placed, self._dos_date, self._dos_time))
+        self._central_headers.append(
+            zf.central_directory_header(placed, self._dos_date, self._dos_time)
         )
-        self._write(zf.local_file_header(record, self._dos_date, self._dos_time))
+        self._entries.append(
+            EntrySummary(
+                name=placed.name.decode("utf-8"),
+                size=placed.uncompressed_size,
+                mode=stat.S_IMODE(placed.unix_mode),
+                crc32=placed.crc32,
+            )
+        )
+        return placed
+
+    def write_payload(self, data: bytes) -> None:
+        self._write(data)
+
+    def add(self, name: str, executable: bool, entry: CompressedEntry) -> zf.EntryRecord:
+        record = self.start_entry(
+            zf.EntryRecord(
+                name=zf.encode_name(name),
+                executable=executable,
+                method=entry.method,
+                crc32=entry.crc32,
+                compressed_size=len(entry.payload),
+                uncompressed_size=entry.uncompressed_size,
+                local_header_offset=0,
+            )
+        )
         self._write(entry.payload)
-        self._central_headers.append(zf.central_directory_header(record, self._dos_date, self._dos_time))
         return record
 
-    def finish(self) -> tuple[bytes, int]:
-        """Write the central directory and end records; return (sha256 digest, archive size)."""
+    def finish(self) -> ZipSummary:
+        """Write the central directory and end records; summarise what was written."""
         central_directory_offset = self._offset
         for header in self._central_headers:
             self._write(header)
@@ -73,7 +97,15 @@ class ArchiveWriter:
                 self._offset - central_directory_offset,
             )
         )
-        return self._sha256.digest(), self._offset
+        sha256_hex, sha256_base64 = sha256_forms(self._sha256.digest())
+        return ZipSummary(
+            sha256_hex=sha256_hex,
+            sha256_base64=sha256_base64,
+            zipped_size=self._offset,
+            unzipped_size=sum(e.size for e in self._entries),
+            entry_count=len(self._entries),
+            entries=tuple(self._entries),
+        )
 
 
 def write_archive(
@@ -91,28 +123,10 @@ def write_archive(
     if not entries:
         raise ZipError(f"{out}: nothing to zip (no files left after filtering); Lambda rejects empty archives")
     epoch = DOS_EPOCH if timestamp is None else timestamp
-    summaries = []
     with replaced_atomically(out) as out_file:
-        writer = ArchiveWriter(out_file, epoch)
+        writer = ArchiveWriter(out_file, *dos_date_time(epoch))
         compressed = compress_all([e.content for e in entries], level, workers)
         with contextlib.closing(compressed):
             for planned, entry in zip(entries, compressed):
-                record = writer.add(planned.name, planned.executable, entry)
-                summaries.append(
-                    EntrySummary(
-                        name=planned.name,
-                        size=entry.uncompressed_size,
-                        mode=stat.S_IMODE(record.unix_mode),
-                        crc32=entry.crc32,
-                    )
-                )
-        digest, size = writer.finish()
-    sha256_hex, sha256_base64 = sha256_forms(digest)
-    return ZipSummary(
-        sha256_hex=sha256_hex,
-        sha256_base64=sha256_base64,
-        zipped_size=size,
-        unzipped_size=sum(s.size for s in summaries),
-        entry_count=len(summaries),
-        entries=tuple(summaries),
-    )
+                writer.add(planned.name, planned.executable, entry)
+        return writer.finish()

@@ -17,20 +17,19 @@ not visible in its bytes, so building every part at one level is the caller's jo
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import os
-import stat
 import struct
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Sequence
 
 from lambda_rules.zipper import format as zf
+from lambda_rules.zipper.archive import ArchiveWriter
 from lambda_rules.zipper.errors import CorruptArchiveError, ZipError
 from lambda_rules.zipper.output import replaced_atomically
 from lambda_rules.zipper.reader import ArchiveEntry, read_archive
-from lambda_rules.zipper.summary import EntrySummary, ZipSummary, sha256_forms
+from lambda_rules.zipper.summary import ZipSummary
 from lambda_rules.zipper.timestamps import describe_dos_date_time
 
 COPY_CHUNK = 1 << 20
@@ -74,42 +73,14 @@ def merge_zips(parts: Sequence[Path], out: Path) -> ZipSummary:
     ordered = _merged_order(checked)
     dos_date, dos_time = checked[0].dos_date, checked[0].dos_time
     with replaced_atomically(Path(out)) as out_file:
-        writer = _HashingWriter(out_file)
-        records = []
+        writer = ArchiveWriter(out_file, dos_date, dos_time)
         for part_index, run in itertools.groupby(ordered, key=lambda item: item[0]):
             part = checked[part_index]
             with open(part.path, "rb") as source:
                 for _, entry in run:
-                    record = _record(entry, writer.offset)
-                    writer.write(zf.local_file_header(record, dos_date, dos_time))
+                    writer.start_entry(_record(entry, 0))
                     _copy_payload(source, part.path, entry, writer)
-                    records.append(record)
-        central_directory_offset = writer.offset
-        for record in records:
-            writer.write(zf.central_directory_header(record, dos_date, dos_time))
-        writer.write(
-            zf.end_of_archive(
-                len(records), central_directory_offset, writer.offset - central_directory_offset
-            )
-        )
-    sha256_hex, sha256_base64 = sha256_forms(writer.sha256.digest())
-    summaries = tuple(
-        EntrySummary(
-            name=entry.name,
-            size=entry.uncompressed_size,
-            mode=stat.S_IMODE(record.unix_mode),
-            crc32=entry.crc32,
-        )
-        for (_, entry), record in zip(ordered, records)
-    )
-    return ZipSummary(
-        sha256_hex=sha256_hex,
-        sha256_base64=sha256_base64,
-        zipped_size=writer.offset,
-        unzipped_size=sum(s.size for s in summaries),
-        entry_count=len(summaries),
-        entries=summaries,
-    )
+        return writer.finish()
 
 
 def check_canonical_part(path: Path) -> CanonicalPart:
@@ -260,23 +231,7 @@ def _merged_order(parts: Sequence[CanonicalPart]) -> list[tuple[int, ArchiveEntr
     return ordered
 
 
-class _HashingWriter:
-    """Counts and hashes every byte written, so offsets and the digest need no second pass."""
-
-    def __init__(self, out: BinaryIO) -> None:
-        self._out = out
-        self.offset = 0
-        self.sha256 = hashlib.sha256()
-
-    def write(self, data: bytes) -> None:
-        self._out.write(data)
-        self.sha256.update(data)
-        self.offset += len(data)
-
-
-def _copy_payload(
-    source: BinaryIO, shown: str, entry: ArchiveEntry, writer: _HashingWriter
-) -> None:
+def _copy_payload(source: BinaryIO, shown: str, entry: ArchiveEntry, writer: ArchiveWriter) -> None:
     source.seek(entry.data_offset)
     remaining = entry.compressed_size
     while remaining:
@@ -286,7 +241,7 @@ def _copy_payload(
                 f"{shown}: ends inside the data of {entry.name!r}; "
                 "it changed during the merge, so merge again"
             )
-        writer.write(chunk)
+        writer.write_payload(chunk)
         remaining -= len(chunk)
 
 
