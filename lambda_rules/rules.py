@@ -84,7 +84,7 @@ from pants.util.frozendict import FrozenDict
 from pants.util.logging import LogLevel
 from pants.util.strutil import help_text, softwrap
 
-from lambda_rules import layers, manifest, staging, units
+from lambda_rules import layers, manifest, sbom_identity, staging, units
 from lambda_rules.platforms import LambdaPlatform, lambda_platform
 from lambda_rules.target_types import (
     LambdaArchitectureField,
@@ -311,8 +311,24 @@ class CompiledBytecode:
 
 
 @dataclass(frozen=True)
-class ZipPartRequest:
+class PrepareUnitRequest:
     unit: DistributionUnit
+    bytecode: BytecodeCompiler | None = None
+
+
+@dataclass(frozen=True)
+class PreparedUnit:
+    """A unit's files under `staged/`, with `.pyc` if asked; the `build` arguments that keep
+    them; and the exact version of the CPython that compiled them."""
+
+    digest: Digest
+    build_args: tuple[str, ...] = ()
+    compiled_by: str | None = None
+
+
+@dataclass(frozen=True)
+class ZipPartsRequest:
+    units: tuple[DistributionUnit, ...]
     bytecode: BytecodeCompiler | None = None
 
 
@@ -326,8 +342,17 @@ class ZipPart:
 
 
 @dataclass(frozen=True)
-class MergeZipPartsRequest:
+class ZipParts:
     parts: tuple[ZipPart, ...]
+
+
+@dataclass(frozen=True)
+class MergeZipPartsRequest:
+    """Merge the parts, and zip `tree` (first-party code, which changes on every edit) into the
+    same archive in the same process."""
+
+    parts: tuple[ZipPart, ...]
+    tree: PreparedUnit | None
     output_filename: str
     description: str
 
@@ -339,11 +364,12 @@ class DeterministicZip:
 
 
 @dataclass(frozen=True)
-class SbomRequest:
-    """A CycloneDX SBOM of a built archive, with wheel hashes from the resolve's lockfile."""
+class SbomTemplateRequest:
+    """The CycloneDX SBOM of the archive the distribution parts go into, with wheel hashes from
+    the resolve's lockfile and a placeholder for the archive's digest: first-party code is not in
+    its inputs, so an edit to it reuses the cached template."""
 
-    archive: Digest
-    archive_path: str
+    parts: tuple[ZipPart, ...]
     name: str
     kind: str
     platform: LambdaPlatform
@@ -352,8 +378,8 @@ class SbomRequest:
 
 
 @dataclass(frozen=True)
-class Sbom:
-    content: bytes
+class SbomTemplate:
+    content: str
 
 
 @dataclass(frozen=True)
@@ -630,7 +656,7 @@ async def lambda_zip_tool(
         FileContent(path.relative_to(_PLUGIN_ROOT.parent).as_posix(), path.read_bytes())
         for path in sorted(
             [
-                *(_PLUGIN_ROOT / name for name in ("__init__.py", "platforms.py", "sbom.py")),
+                *(_PLUGIN_ROOT / name for name in ("__init__.py", "platforms.py", "sbom.py", "sbom_identity.py")),
                 *(_PLUGIN_ROOT / "zipper").glob("*.py"),
             ]
         )
@@ -750,24 +776,34 @@ async def compile_bytecode(request: CompileBytecodeRequest) -> CompiledBytecode:
     return CompiledBytecode(result.output_digest, json.loads(result.stdout)["python"])
 
 
+@rule(desc="Prepare a unit for zipping", level=LogLevel.DEBUG)
+async def prepare_unit(request: PrepareUnitRequest) -> PreparedUnit:
+    unit = request.unit
+    staged = await Get(Digest, AddPrefix(unit.digest, _STAGED_DIR))
+    if not request.bytecode:
+        return PreparedUnit(staged)
+    # Small units compile in one process; large ones may use the cores Pants grants.
+    cores = 1 if unit.size < _PARALLEL_UNIT_BYTES else 8
+    compiled = await Get(
+        CompiledBytecode, CompileBytecodeRequest(staged, unit, request.bytecode, cores)
+    )
+    return PreparedUnit(
+        compiled.digest,
+        ("--include", f"*.{request.bytecode.cache_tag}.pyc"),
+        compiled.python_version,
+    )
+
+
 @rule(desc="Compress a distribution unit", level=LogLevel.DEBUG)
 async def zip_part(
-    request: ZipPartRequest, tool: LambdaZipTool, subsystem: LambdaZipSubsystem
+    request: PrepareUnitRequest, tool: LambdaZipTool, subsystem: LambdaZipSubsystem
 ) -> ZipPart:
     """Compress one unit. The inputs are only the unit's files and the tool, so the result is
     shared by every function, layer and machine that resolves the same distribution."""
     unit = request.unit
-    staged = await Get(Digest, AddPrefix(unit.digest, _STAGED_DIR))
+    prepared = await Get(PreparedUnit, PrepareUnitRequest, request)
     # Small units zip in one process; large ones may use the cores Pants grants.
     cores = 1 if unit.size < _PARALLEL_UNIT_BYTES else 8
-    compiled_by = None
-    include_bytecode: tuple[str, ...] = ()
-    if request.bytecode:
-        compiled = await Get(
-            CompiledBytecode, CompileBytecodeRequest(staged, unit, request.bytecode, cores)
-        )
-        staged, compiled_by = compiled.digest, compiled.python_version
-        include_bytecode = ("--include", f"*.{request.bytecode.cache_tag}.pyc")
     result = await Get(
         ProcessResult,
         VenvPexProcess(
@@ -780,41 +816,62 @@ async def zip_part(
                 "--max-workers",
                 # Filled in by Pants with the cores it grants; not part of the cache key.
                 "{pants_concurrency}",
-                *include_bytecode,
+                *prepared.build_args,
                 *_level_args(subsystem),
             ),
-            input_digest=staged,
+            input_digest=prepared.digest,
             output_files=(_PART_FILE,),
             description=f"Compress {unit.description}",
             level=LogLevel.DEBUG,
             concurrency_available=cores,
         ),
     )
-    return ZipPart(result.output_digest, compiled_by)
+    return ZipPart(result.output_digest, prepared.compiled_by)
 
+
+@rule(desc="Compress distribution units", level=LogLevel.DEBUG)
+async def zip_parts(request: ZipPartsRequest) -> ZipParts:
+    parts = await MultiGet(
+        Get(ZipPart, PrepareUnitRequest(unit, request.bytecode)) for unit in request.units
+    )
+    return ZipParts(tuple(parts))
+
+
+def _part_directory(index: int) -> str:
+    return f"parts/{index}"
 
 
 @rule(desc="Merge zip parts", level=LogLevel.DEBUG)
-async def merge_zip_parts(request: MergeZipPartsRequest, tool: LambdaZipTool) -> DeterministicZip:
-    """Assemble the archive by copying the parts' compressed entries: nothing is recompressed."""
+async def merge_zip_parts(
+    request: MergeZipPartsRequest, tool: LambdaZipTool, subsystem: LambdaZipSubsystem
+) -> DeterministicZip:
+    """Assemble the archive by copying the parts' compressed entries: nothing is recompressed,
+    except the first-party tree, which is zipped here rather than in a process of its own."""
     summary_file = "zip-summary.json"
-    prefixed = await MultiGet(
-        Get(Digest, AddPrefix(part.digest, f"parts/{index}"))
+    part_paths = [f"{_part_directory(i)}/{_PART_FILE}" for i in range(len(request.parts))]
+    inputs = await MultiGet(
+        Get(Digest, AddPrefix(part.digest, _part_directory(index)))
         for index, part in enumerate(request.parts)
     )
+    tree_args: tuple[str, ...] = ()
+    if request.tree is not None:
+        inputs = (*inputs, request.tree.digest)
+        tree_args = ("--tree", _STAGED_DIR, "--workers", "1", *request.tree.build_args)
     result = await Get(
         ProcessResult,
         VenvPexProcess(
             tool.pex,
             argv=(
                 "merge",
-                *(f"parts/{index}/{_PART_FILE}" for index in range(len(request.parts))),
+                *part_paths,
+                *tree_args,
+                *_level_args(subsystem),
                 "-o",
                 request.output_filename,
                 "--summary-json",
                 summary_file,
             ),
-            input_digest=await Get(Digest, MergeDigests(prefixed)),
+            input_digest=await Get(Digest, MergeDigests(inputs)),
             output_files=(request.output_filename, summary_file),
             description=request.description,
             level=LogLevel.DEBUG,
@@ -827,15 +884,24 @@ async def merge_zip_parts(request: MergeZipPartsRequest, tool: LambdaZipTool) ->
     return DeterministicZip(archive, json.loads(summary_contents[0].content))
 
 
-@rule(desc="Write SBOM", level=LogLevel.DEBUG)
-async def write_sbom(request: SbomRequest, tool: LambdaZipTool) -> Sbom:
+@rule(desc="Write SBOM template", level=LogLevel.DEBUG)
+async def write_sbom_template(request: SbomTemplateRequest, tool: LambdaZipTool) -> SbomTemplate:
     lockfile = await Get(Lockfile, Resolve(request.resolve, use_entire_lockfile=True))
     loaded = await Get(LoadedLockfile, LoadedLockfileRequest(lockfile))
-    output = "sbom.cdx.json"
+    output = "sbom-template.cdx.json"
     platform = request.platform
-    layer_inputs = await MultiGet(
-        Get(Digest, AddPrefix(layer.archive, f"layers/{index}"))
-        for index, layer in enumerate(request.layers)
+    part_paths = [f"{_part_directory(i)}/{_PART_FILE}" for i in range(len(request.parts))]
+    inputs = await MultiGet(
+        [
+            *(
+                Get(Digest, AddPrefix(part.digest, _part_directory(index)))
+                for index, part in enumerate(request.parts)
+            ),
+            *(
+                Get(Digest, AddPrefix(layer.archive, f"layers/{index}"))
+                for index, layer in enumerate(request.layers)
+            ),
+        ]
     )
     layer_args = [
         arg
@@ -851,7 +917,8 @@ async def write_sbom(request: SbomRequest, tool: LambdaZipTool) -> Sbom:
             tool.pex,
             argv=(
                 "sbom",
-                request.archive_path,
+                "--template",
+                *part_paths,
                 "--lockfile",
                 loaded.lockfile_path,
                 "--name",
@@ -866,16 +933,14 @@ async def write_sbom(request: SbomRequest, tool: LambdaZipTool) -> Sbom:
                 "-o",
                 output,
             ),
-            input_digest=await Get(
-                Digest, MergeDigests([request.archive, loaded.lockfile_digest, *layer_inputs])
-            ),
+            input_digest=await Get(Digest, MergeDigests([*inputs, loaded.lockfile_digest])),
             output_files=(output,),
             description=f"Write SBOM of {request.name}",
             level=LogLevel.DEBUG,
         ),
     )
     (content,) = await Get(DigestContents, Digest, result.output_digest)
-    return Sbom(content.content)
+    return SbomTemplate(content.content.decode("utf-8"))
 
 
 @rule(desc="Find Lambda output paths", level=LogLevel.DEBUG)
@@ -921,13 +986,36 @@ async def assemble_lambda(request: AssembleLambdaRequest) -> AssembledLambda:
         if request.kind == "layer":
             # Layer paths start with python/, and Lambda mounts the layer at /opt.
             bytecode = dataclasses.replace(bytecode, prefix="/opt")
-    parts = await MultiGet(
-        Get(ZipPart, ZipPartRequest(unit, bytecode)) for unit in staged.all_units
-    )
-    zipped = await Get(
-        DeterministicZip,
-        MergeZipPartsRequest(
-            parts, request.output_path, description=f"Zip {address} ({platform.description})"
+    units_request = ZipPartsRequest(staged.units, bytecode)
+    tree = None
+    if staged.first_party is None:
+        zip_parts = await Get(ZipParts, ZipPartsRequest, units_request)
+    else:
+        zip_parts, tree = await MultiGet(
+            Get(ZipParts, ZipPartsRequest, units_request),
+            Get(PreparedUnit, PrepareUnitRequest(staged.first_party, bytecode)),
+        )
+    parts = zip_parts.parts
+    zipped, sbom_template = await MultiGet(
+        Get(
+            DeterministicZip,
+            MergeZipPartsRequest(
+                parts,
+                tree,
+                request.output_path,
+                description=f"Zip {address} ({platform.description})",
+            ),
+        ),
+        Get(
+            SbomTemplate,
+            SbomTemplateRequest(
+                parts,
+                name=str(address),
+                kind=request.kind,
+                platform=platform,
+                resolve=request.resolve,
+                layers=request.layers,
+            ),
         ),
     )
     summary = zipped.summary
@@ -940,18 +1028,7 @@ async def assemble_lambda(request: AssembleLambdaRequest) -> AssembledLambda:
         logger.warning(f"{address}: {warning}")
 
     paths = manifest.ArtifactPaths.for_output(request.output_path, summary["sha256_hex"])
-    sbom = await Get(
-        Sbom,
-        SbomRequest(
-            zipped.digest,
-            request.output_path,
-            name=str(address),
-            kind=request.kind,
-            platform=platform,
-            resolve=request.resolve,
-            layers=request.layers,
-        ),
-    )
+    sbom = sbom_identity.complete_sbom(sbom_template.content, summary["sha256_hex"]).encode()
     document = manifest.LambdaManifest(
         artifact=paths.relative_to_manifest(paths.archive),
         content_addressed_artifact=paths.relative_to_manifest(paths.content_addressed),
@@ -965,9 +1042,11 @@ async def assemble_lambda(request: AssembleLambdaRequest) -> AssembledLambda:
         handler=staged.handler,
         distributions=staged.distributions,
         sbom=paths.relative_to_manifest(paths.sbom),
-        sbom_sha256=hashlib.sha256(sbom.content).hexdigest(),
+        sbom_sha256=hashlib.sha256(sbom).hexdigest(),
         kind=request.kind,
-        bytecode_compiled_by=next((p.compiled_by for p in parts if p.compiled_by), None),
+        bytecode_compiled_by=next(
+            (p.compiled_by for p in (*parts, *([tree] if tree else ())) if p.compiled_by), None
+        ),
         layers=tuple(layers.layer_manifest_entries(layer_contents)),
     )
     (archive_entry,) = await Get(DigestEntries, Digest, zipped.digest)
@@ -979,7 +1058,7 @@ async def assemble_lambda(request: AssembleLambdaRequest) -> AssembledLambda:
                 archive_entry,
                 FileEntry(paths.content_addressed, archive_entry.file_digest),
                 FileContent(paths.manifest, document.to_json().encode()),
-                FileContent(paths.sbom, sbom.content),
+                FileContent(paths.sbom, sbom),
             ]
         ),
     )
@@ -1015,7 +1094,7 @@ async def build_lambda_layer(
 ) -> BuiltLambdaLayer:
     platform = field_set.platform
     output_path = field_set.output_path.value_or_default(file_ending="zip")
-    _, staged = await MultiGet(
+    _, staged, _ = await MultiGet(
         Get(UniqueOutputPath, UniqueOutputPathRequest(field_set.address, output_path)),
         Get(
             StagedLambda,
@@ -1026,6 +1105,8 @@ async def build_lambda_layer(
                 path_prefix=f"{layers.LAYER_PYTHON_DIR}/",
             ),
         ),
+        # Built while the requirements resolve: on a fresh machine both wait on downloads.
+        Get(LambdaZipTool),
     )
     assembled = await Get(
         AssembledLambda,
@@ -1094,15 +1175,19 @@ async def package_lambda_function(
         Get(UniqueOutputPath, UniqueOutputPathRequest(field_set.address, output_path)),
         Get(LambdaFunctionLayers, LambdaFunctionLayersRequest(field_set)),
     )
-    staged = await Get(
-        StagedLambda,
-        StageLambdaRequest(
-            field_set.address,
-            platform,
-            tuple(field_set.exclude_distributions.value or ()),
-            handler=field_set.handler,
-            layers=tuple(layer.contents for layer in function_layers.layers),
+    staged, _ = await MultiGet(
+        Get(
+            StagedLambda,
+            StageLambdaRequest(
+                field_set.address,
+                platform,
+                tuple(field_set.exclude_distributions.value or ()),
+                handler=field_set.handler,
+                layers=tuple(layer.contents for layer in function_layers.layers),
+            ),
         ),
+        # Built while the requirements resolve: on a fresh machine both wait on downloads.
+        Get(LambdaZipTool),
     )
     assembled = await Get(
         AssembledLambda,

@@ -5,6 +5,9 @@ build meant to bundle, so excluded distributions never appear. The lockfile only
 SHA-256 of the wheel each distribution was installed from. Nothing depends on the clock, the
 host or randomness: the serial number is a UUID v5 of the archive's digest, the timestamp is
 SOURCE_DATE_EPOCH or absent, bom-refs are purls, and the library sorts everything it writes.
+
+`generate_sbom_template` reads the distributions from any archives holding them (the parts an
+archive is merged from, say) and leaves the archive's digest to `sbom_identity.complete_sbom`.
 """
 
 from __future__ import annotations
@@ -15,7 +18,6 @@ import email.policy
 import json
 import posixpath
 import re
-import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -44,7 +46,7 @@ from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel
 from packaging.version import InvalidVersion, Version
 
 from lambda_rules.platforms import LambdaPlatform
-from lambda_rules.zipper.errors import ZipError
+from lambda_rules.sbom_identity import PLACEHOLDER_SHA256, SbomError, complete_sbom, serial_number
 from lambda_rules.zipper.reader import ArchiveEntry, read_archive, read_entry_data
 from lambda_rules.zipper.summary import file_sha256
 
@@ -52,9 +54,6 @@ SCHEMA_VERSION = SchemaVersion.V1_6
 KINDS = ("function", "layer")
 # A function is the application; a layer is a bundle of libraries that functions import.
 _COMPONENT_TYPES = {"function": ComponentType.APPLICATION, "layer": ComponentType.LIBRARY}
-# uuid5(NAMESPACE_URL, "https://github.com/lambda-rules/lambda_rules/sbom/serialNumber"), fixed
-# forever: changing it would change every SBOM's serial number.
-_SERIAL_NAMESPACE = uuid.UUID("9183e47e-6105-57bc-b226-22db4e04b716")
 _PROPERTY_PREFIX = "lambda_rules:"
 # Where Lambda puts importable code: the function root, and a layer's python/ directories.
 _DIST_INFO_FILE = re.compile(
@@ -65,10 +64,6 @@ _MAX_METADATA_BYTES = 16 * 1024 * 1024
 # A License field longer than this, or spanning lines, is the license's text, not its name.
 _MAX_LICENSE_NAME = 100
 _SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
-
-
-class SbomError(ZipError):
-    """The archive, lockfile or arguments cannot give a truthful SBOM; the message says why."""
 
 
 @dataclass(frozen=True)
@@ -101,11 +96,6 @@ class BundledDistribution:
         return PackageURL(type="pypi", name=self.name, version=self.version).to_string()
 
 
-def serial_number(archive_sha256: str) -> uuid.UUID:
-    """The SBOM's serial number: the same archive always gets the same one, on any host."""
-    return uuid.uuid5(_SERIAL_NAMESPACE, archive_sha256)
-
-
 def layer_reference_from_archive(name: str, path: str | Path) -> LayerReference:
     """A reference to a built layer, with the distributions it bundles read from the archive."""
     sha256_hex, _ = file_sha256(path)
@@ -130,27 +120,45 @@ def generate_sbom(
     `name` is the root component's name (the target address); `platform` is the runtime and
     architecture whose marker environment decides which `Requires-Dist` lines apply.
     """
+    template = generate_sbom_template(
+        [archive], lockfile, name=name, platform=platform, kind=kind, layers=layers,
+        source_date_epoch=source_date_epoch,
+    )
+    return complete_sbom(template, file_sha256(archive)[0])
+
+
+def generate_sbom_template(
+    archives: Sequence[str | Path],
+    lockfile: str | Path,
+    *,
+    name: str,
+    platform: LambdaPlatform,
+    kind: str = "function",
+    layers: Sequence[LayerReference] = (),
+    source_date_epoch: int | None = None,
+) -> str:
+    """`generate_sbom` of the archive that `archives` merge into, with PLACEHOLDER_SHA256 for
+    its digest: `sbom_identity.complete_sbom` fills that in."""
     if kind not in KINDS:
         raise SbomError(f"SBOM kind must be one of {', '.join(KINDS)}, got {kind!r}")
     if not name:
         raise SbomError("the SBOM's root component needs a name (the target address)")
-    archive_sha256, _ = file_sha256(archive)
     layers = _checked_layers(layers, name)
-    distributions = bundled_distributions(archive, read_lockfile_artifacts(lockfile))
+    distributions = bundled_distributions(archives, read_lockfile_artifacts(lockfile))
 
     root = Component(
         type=_COMPONENT_TYPES[kind],
         name=name,
-        version=archive_sha256,
+        version=PLACEHOLDER_SHA256,
         bom_ref=name,
-        hashes=[HashType(alg=HashAlgorithm.SHA_256, content=archive_sha256)],
+        hashes=[HashType(alg=HashAlgorithm.SHA_256, content=PLACEHOLDER_SHA256)],
         properties=[
             Property(name=f"{_PROPERTY_PREFIX}kind", value=kind),
             Property(name=f"{_PROPERTY_PREFIX}runtime", value=platform.runtime.name),
             Property(name=f"{_PROPERTY_PREFIX}architecture", value=platform.architecture),
         ],
     )
-    bom = Bom(serial_number=serial_number(archive_sha256))
+    bom = Bom(serial_number=serial_number(PLACEHOLDER_SHA256))
     bom.metadata.component = root
     bom.metadata.tools.components.add(this_component())
     # The library stamps "now" when given no timestamp: reproducible is SOURCE_DATE_EPOCH or none.
@@ -197,27 +205,29 @@ def generate_sbom(
 
 
 def bundled_distributions(
-    archive: str | Path, artifacts: Mapping[tuple[str, Version], Sequence[LockedArtifact]]
+    archives: Sequence[str | Path],
+    artifacts: Mapping[tuple[str, Version], Sequence[LockedArtifact]],
 ) -> list[BundledDistribution]:
-    """Every distribution installed in the archive, sorted by name, matched to its locked wheel."""
+    """Every distribution installed in `archives`, sorted by name, matched to its locked wheel."""
     result = {}
-    for directory, (metadata, wheel) in sorted(_dist_infos(archive).items()):
-        name = canonicalize_name(_metadata_name(metadata))
-        version = metadata.get("Version", "").strip()
-        if name in result:
-            raise SbomError(
-                f"{archive}: {directory} installs {name} a second time; an archive must hold one "
-                "copy of each distribution"
+    for archive in archives:
+        for directory, (metadata, wheel) in sorted(_dist_infos(archive).items()):
+            name = canonicalize_name(_metadata_name(metadata))
+            version = metadata.get("Version", "").strip()
+            if name in result:
+                raise SbomError(
+                    f"{archive}: {directory} installs {name} a second time; an archive must hold "
+                    "one copy of each distribution"
+                )
+            if wheel is None:
+                raise SbomError(
+                    f"{archive}: {directory} has no WHEEL file, so its wheel cannot be identified"
+                )
+            tags = _wheel_tags(wheel)
+            artifact = _matching_artifact(archive, name, version, tags, artifacts)
+            result[name] = BundledDistribution(
+                name, version, metadata, tags, artifact.filename, artifact.url, artifact.sha256
             )
-        if wheel is None:
-            raise SbomError(
-                f"{archive}: {directory} has no WHEEL file, so its wheel cannot be identified"
-            )
-        tags = _wheel_tags(wheel)
-        artifact = _matching_artifact(archive, name, version, tags, artifacts)
-        result[name] = BundledDistribution(
-            name, version, metadata, tags, artifact.filename, artifact.url, artifact.sha256
-        )
     return [result[n] for n in sorted(result)]
 
 

@@ -23,6 +23,7 @@ from cyclonedx.validation.json import JsonStrictValidator
 
 from lambda_rules.platforms import lambda_platform
 from lambda_rules.sbom import generate_sbom, serial_number
+from lambda_rules.sbom_identity import PLACEHOLDER_SHA256, SbomError, complete_sbom
 from lambda_rules.zipper.build import build_zip
 from tests.conftest import pyenv_python
 
@@ -237,6 +238,44 @@ def test_root_component_serial_number_and_no_clock(document, archive):
     assert "timestamp" not in parsed["metadata"]
     (tool,) = parsed["metadata"]["tools"]["components"]
     assert (tool["name"], tool["version"]) == ("cyclonedx-python-lib", CYCLONEDX_PIN.split("==")[1])
+
+
+def test_template_from_the_parts_completes_to_the_sbom_of_the_merged_archive(
+    wheels, document, archive, tmp_path
+):
+    """What the Pants rules do: the SBOM is written from the distribution parts alone (so a
+    first-party edit reuses it), and the merged archive's digest is filled in afterwards."""
+    parts = []
+    for name in DISTRIBUTIONS:
+        part = tmp_path / "parts" / f"{name}.zip"
+        part.parent.mkdir(exist_ok=True)
+        build_zip(_stage(wheels, [name], tmp_path / "units" / name), part)
+        parts.append(part)
+    first_party = tmp_path / "first-party"
+    first_party.mkdir()
+    (first_party / "app.py").write_text(
+        "import orjson, pydantic\n\ndef handler(event, context):\n    pass\n"
+    )
+    merged = tmp_path / "merged.zip"
+    merge = [sys.executable, "-m", "lambda_rules.zipper", "merge", *parts]
+    subprocess.run([*merge, "--tree", first_party, "-o", merged], check=True, capture_output=True,
+                   env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+    assert merged.read_bytes() == archive.read_bytes()
+
+    template_file = tmp_path / "template.cdx.json"
+    # _sbom_args' first item is the archive: the parts go in its place.
+    result = _cli("--template", *parts, *_sbom_args(parts[0], template_file)[1:])
+    assert result.returncode == 0, result.stderr
+    template = template_file.read_text(encoding="utf-8")
+    assert _sha256(archive) not in template and template.count(PLACEHOLDER_SHA256) == 2
+    assert complete_sbom(template, _sha256(merged)) == document
+
+    with pytest.raises(SbomError, match="not an SBOM template"):
+        complete_sbom(document, _sha256(merged))
+    with pytest.raises(SbomError, match="not a lowercase hex SHA-256"):
+        complete_sbom(template, _sha256(merged).upper())
+    several = _cli(*parts, *_sbom_args(parts[0], tmp_path / "x.json")[1:])
+    assert several.returncode == 2 and "the parts of one with --template" in several.stderr
 
 
 def test_timestamp_only_from_source_date_epoch_or_option(archive, tmp_path):

@@ -10,6 +10,7 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 from pathlib import Path
 from typing import Sequence
 
@@ -39,9 +40,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(f"{error.filename}: {error.strerror}" if error.filename else str(error))
     except MemoryError:  # here or in a compression worker, which hands it back to us
         inputs = []
-        for name in ("directory", "archive", "parts", "a", "b"):
+        for name in ("directory", "archive", "archives", "parts", "tree", "a", "b"):
             value = getattr(args, name, [])
-            inputs.extend(map(str, value if isinstance(value, list) else [value]))
+            values = value if isinstance(value, list) else [value]
+            inputs.extend(str(v) for v in values if v is not None)
         return _fail(
             f"{' and '.join(inputs)}: not enough memory to {args.command}; free memory or raise "
             "the memory limit, pass fewer --workers (each holds whole files in memory), or split "
@@ -102,14 +104,16 @@ def _parser() -> argparse.ArgumentParser:
         "recompressed, so it takes the parts' timestamp and ignores SOURCE_DATE_EPOCH. Parts not "
         "in canonical form are refused, not repacked: run `lambda-zip repack` on them first. A "
         "path in two parts, or parts with different timestamps, are refused too; on any error no "
-        "output is written. Payload CRCs are not checked here (readers of OUT.zip check them).",
+        "output is written. Payload CRCs are not checked here (readers of OUT.zip check them). "
+        "--tree DIR zips DIR's files as `build` would and merges them in, so a small part that "
+        "changes often (first-party code) needs no process of its own; the compression options "
+        "apply to DIR only, and must match the parts' (the timestamp above all).",
     )
-    merge.add_argument("parts", metavar="PART.zip", type=Path, nargs="+")
-    merge.add_argument("-o", "--output", metavar="OUT.zip", type=Path, required=True)
+    merge.add_argument("parts", metavar="PART.zip", type=Path, nargs="*")
     merge.add_argument(
-        "--summary-json", type=Path, metavar="PATH",
-        help="also write hashes, sizes and entries as JSON (the document build writes)",
+        "--tree", metavar="DIR", type=Path, help="also zip DIR's files and merge them in"
     )
+    _add_write_options(merge)
     merge.set_defaults(run=_run_merge)
 
     diff = commands.add_parser(
@@ -141,7 +145,15 @@ def _parser() -> argparse.ArgumentParser:
         "derives from the archive's SHA-256; the timestamp is --timestamp or SOURCE_DATE_EPOCH, "
         "else absent. Needs cyclonedx-python-lib (3rdparty/python/sbom-requirements.txt).",
     )
-    sbom.add_argument("archive", metavar="ARCHIVE.zip", type=Path)
+    sbom.add_argument(
+        "archives", metavar="ARCHIVE.zip", type=Path, nargs="+",
+        help="the archive; with --template, the parts it is merged from",
+    )
+    sbom.add_argument(
+        "--template", action="store_true",
+        help="read the distributions from all ARCHIVE.zip and write the SBOM of the archive they "
+        f"merge into, with {'0' * 8}… for its SHA-256 (the Pants rules fill it in)",
+    )
     sbom.add_argument(
         "--lockfile", metavar="LOCK", type=Path, required=True, help="the Pants/pex lockfile"
     )
@@ -238,7 +250,19 @@ def _run_repack(args: argparse.Namespace) -> int:
 
 
 def _run_merge(args: argparse.Namespace) -> int:
-    return _report(args, merge_zips(args.parts, args.output))
+    if not args.parts and args.tree is None:
+        raise ZipError("merge needs PART.zip archives made by `lambda-zip build`, or --tree DIR")
+    if args.tree is None:
+        return _report(args, merge_zips(args.parts, args.output))
+    output_directory = args.output.parent
+    output_directory.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".lambda-zip-tree-", dir=output_directory) as scratch:
+        tree_part = Path(scratch) / "tree.zip"
+        try:
+            build_zip(args.tree, tree_part, **_write_options(args))
+            return _report(args, merge_zips([*args.parts, tree_part], args.output))
+        except ZipError as error:  # name the tree, not the scratch file made from it
+            raise type(error)(str(error).replace(str(tree_part), f"--tree {args.tree}")) from None
 
 
 def _run_diff(args: argparse.Namespace) -> int:
@@ -284,10 +308,16 @@ def _run_sbom(args: argparse.Namespace) -> int:
         if args.timestamp is not None
         else timestamp_from_environment(os.environ)
     )
-    document = sbom.generate_sbom(
-        args.archive, args.lockfile, name=args.name, platform=platform, kind=args.kind,
-        layers=layers, source_date_epoch=timestamp,
+    options = dict(
+        name=args.name, platform=platform, kind=args.kind, layers=layers,
+        source_date_epoch=timestamp,
     )
+    if args.template:
+        document = sbom.generate_sbom_template(args.archives, args.lockfile, **options)
+    elif len(args.archives) == 1:
+        document = sbom.generate_sbom(args.archives[0], args.lockfile, **options)
+    else:
+        raise ZipError("sbom takes one ARCHIVE.zip, or the parts of one with --template")
     with replaced_atomically(args.output) as f:
         f.write(document.encode("utf-8"))
     print(f"{args.output}  {len(document.encode('utf-8'))} bytes")

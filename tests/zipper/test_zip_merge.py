@@ -119,6 +119,47 @@ def test_cli_merge_reports_like_build(zipper, golden_copy, tmp_path):
     assert "canonical form are refused, not repacked" in help_text
 
 
+@pytest.mark.parametrize("tree_split", ["handler-only", "top-level"])
+def test_tree_option_zips_a_directory_into_the_merge(golden_copy, tmp_path, tree_split):
+    """`merge --tree DIR`: DIR's files zipped in the same process, as the Pants rules zip
+    first-party code; the result is still the build of the whole tree."""
+    groups = _by_top_level(_files(golden_copy))
+    tree_names = groups.pop() if tree_split == "top-level" else [groups[-1].pop()]
+    groups = [group for group in groups if group]
+    parts = _build_parts(golden_copy, groups, tmp_path / "parts")
+    tree = tmp_path / "first-party"
+    for name in tree_names:
+        (tree / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(golden_copy / name, tree / name)
+    out = tmp_path / "out" / "merged.zip"
+    argv = ["merge", *map(str, parts), "--tree", str(tree), "--workers", "1", "-o", str(out)]
+    assert main([*argv, "--summary-json", str(tmp_path / "m.json")]) == 0
+    whole = build_zip(golden_copy, tmp_path / "whole.zip", workers=1)
+    assert out.read_bytes() == (tmp_path / "whole.zip").read_bytes()
+    assert whole.sha256_hex == GOLDEN_SHA256
+    assert (tmp_path / "m.json").read_text(encoding="utf-8") == whole.to_json()
+    assert os.listdir(out.parent) == ["merged.zip"], "the tree's scratch part must not remain"
+    # Only a tree: the same as build.
+    only = tmp_path / "only.zip"
+    assert main(["merge", "--tree", str(golden_copy), "-o", str(only)]) == 0
+    assert only.read_bytes() == (tmp_path / "whole.zip").read_bytes()
+
+
+def test_tree_clashing_with_a_part_or_its_timestamp_is_refused_naming_the_tree(
+    tmp_path, capsys, good_part
+):
+    clash = _tree(tmp_path / "clash", {"lib/util.py": b"X = 2\n"})
+    err = _merge_fails(tmp_path, capsys, good_part, "--tree", clash)
+    assert f"'lib/util.py' is in both {good_part} and --tree {clash}" in err
+    later = _tree(tmp_path / "later", {"z.py": b"Z = 1\n"})
+    err = _merge_fails(tmp_path, capsys, good_part, "--tree", later, "--timestamp", "1700000000")
+    assert f"but --tree {later} has 2023-11-14 22:13:20" in err
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    err = _merge_fails(tmp_path, capsys, good_part, "--tree", empty)
+    assert "nothing to zip" in err and f"--tree {empty}" in err
+
+
 def _copy_installed_distributions(dest: Path) -> Path:
     """The files each distribution's RECORD lists, staged as a Lambda build would (no bytecode)."""
     for name in DISTRIBUTIONS:
@@ -301,6 +342,21 @@ def test_non_canonical_part_is_refused_until_repacked(
     assert main(["merge", str(good_part), str(fixed), "-o", str(tmp_path / "merged.zip")]) == 0
 
 
+def test_local_header_differing_from_a_canonical_central_directory_is_refused(
+    tmp_path, capsys, good_part
+):
+    """merge reads a part's central directory, and checks each local header as it copies."""
+    data = bytearray(good_part.read_bytes())
+    second = data.index(b"PK\x03\x04", 4)  # the second entry's local header
+    data[second + 4] = 10  # version needed 1.0 instead of 2.0
+    bad = tmp_path / "bad.zip"
+    bad.write_bytes(bytes(data))
+    other = _part(tmp_path, "other", {"a.py": b"A = 1\n"})
+    err = _merge_fails(tmp_path, capsys, other, bad)
+    assert f"{bad} is not in the canonical form" in err
+    assert "local header of 'lib/util.py': version needed is 0xa, the canonical value is 0x14" in err
+
+
 def test_crafted_archive_with_canonical_headers_is_accepted(tmp_path, crafter, good_part):
     """Each refusal above is about the one property it breaks: crafter's defaults are canonical."""
     entries = [crafter.Entry("other.py"), crafter.Entry("z.py")]
@@ -341,10 +397,8 @@ def test_failed_merge_leaves_an_existing_output_untouched(tmp_path, capsys, good
 def test_zero_parts_are_refused(tmp_path, capsys):
     with pytest.raises(ZipError, match="no parts to merge"):
         merge_zips([], tmp_path / "out.zip")
-    with pytest.raises(SystemExit) as exit_info:
-        main(["merge", "-o", str(tmp_path / "out.zip")])
-    assert exit_info.value.code == 2
-    assert "PART.zip" in capsys.readouterr().err
+    assert main(["merge", "-o", str(tmp_path / "out.zip")]) == 2
+    assert "merge needs PART.zip archives" in capsys.readouterr().err
     assert os.listdir(tmp_path) == []
 
 
