@@ -258,8 +258,9 @@ def test_template_from_the_parts_completes_to_the_sbom_of_the_merged_archive(
     )
     merged = tmp_path / "merged.zip"
     merge = [sys.executable, "-m", "lambda_rules.zipper", "merge", *parts]
-    subprocess.run([*merge, "--tree", first_party, "-o", merged], check=True, capture_output=True,
-                   env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+    environment = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    command = [*merge, "--tree", first_party, "-o", merged]
+    subprocess.run(command, check=True, capture_output=True, env=environment)
     assert merged.read_bytes() == archive.read_bytes()
 
     template_file = tmp_path / "template.cdx.json"
@@ -274,8 +275,14 @@ def test_template_from_the_parts_completes_to_the_sbom_of_the_merged_archive(
         complete_sbom(document, _sha256(merged))
     with pytest.raises(SbomError, match="not a lowercase hex SHA-256"):
         complete_sbom(template, _sha256(merged).upper())
-    several = _cli(*parts, *_sbom_args(parts[0], tmp_path / "x.json")[1:])
-    assert several.returncode == 2 and "the parts of one with --template" in several.stderr
+    for archives in (parts, []):
+        wrong = _cli(*archives, *_sbom_args(parts[0], tmp_path / "x.json")[1:])
+        assert wrong.returncode == 2 and "the parts of one with --template" in wrong.stderr
+    # A layer of first-party code only has no distribution parts: an SBOM with no components.
+    empty = _cli("--template", *_sbom_args(parts[0], tmp_path / "empty.json")[1:])
+    assert empty.returncode == 0, empty.stderr
+    empty_template = (tmp_path / "empty.json").read_text(encoding="utf-8")
+    assert "components" not in json.loads(complete_sbom(empty_template, _sha256(merged)))
 
 
 def test_timestamp_only_from_source_date_epoch_or_option(archive, tmp_path):

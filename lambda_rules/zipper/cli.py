@@ -146,8 +146,8 @@ def _parser() -> argparse.ArgumentParser:
         "else absent. Needs cyclonedx-python-lib (3rdparty/python/sbom-requirements.txt).",
     )
     sbom.add_argument(
-        "archives", metavar="ARCHIVE.zip", type=Path, nargs="+",
-        help="the archive; with --template, the parts it is merged from",
+        "archives", metavar="ARCHIVE.zip", type=Path, nargs="*",
+        help="the archive; with --template, the parts it is merged from (none: no distributions)",
     )
     sbom.add_argument(
         "--template", action="store_true",
