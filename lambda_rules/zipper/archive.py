@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import hashlib
 import stat
 from dataclasses import dataclass
@@ -52,7 +51,15 @@ class ArchiveWriter:
 
     def start_entry(self, record: zf.EntryRecord) -> zf.EntryRecord:
         """Write `record`'s local header at the current offset; its payload must follow."""
-        placed = dataclasses.replace(record, local_header_offset=self._offset)
+        placed = zf.EntryRecord(
+            record.name,
+            record.executable,
+            record.method,
+            record.crc32,
+            record.compressed_size,
+            record.uncompressed_size,
+            local_header_offset=self._offset,
+        )
         self._write(zf.local_file_header(placed, self._dos_date, self._dos_time))
         self._central_headers.append(
             zf.central_directory_header(placed, self._dos_date, self._dos_time)

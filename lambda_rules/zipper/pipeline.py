@@ -14,15 +14,16 @@ forked copy of a threaded process can deadlock), and the same on every OS.
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import signal
 from collections import deque
-from concurrent.futures import Future, ProcessPoolExecutor
-from typing import Deque, Iterator, Protocol, Sequence, Tuple
+from typing import TYPE_CHECKING, Deque, Iterator, Protocol, Sequence, Tuple
 
 from lambda_rules.zipper.compress import CompressedEntry, compress
 from lambda_rules.zipper.errors import ZipError
+
+if TYPE_CHECKING:
+    from concurrent.futures import Future
 
 BATCH_BYTES = 2 << 20
 BATCH_ENTRIES = 256
@@ -96,6 +97,10 @@ def _ignore_interrupts() -> None:
 def _compress_in_processes(
     batches: Iterator[Tuple[Sequence[Content], int]], level: int | None, workers: int
 ) -> Iterator[CompressedEntry]:
+    # Imported here: runs in one process (small parts, merges) skip their import time.
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
     pool = ProcessPoolExecutor(
         max_workers=workers,
         mp_context=multiprocessing.get_context("spawn"),

@@ -7,7 +7,6 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass
-from typing import Any
 
 
 @dataclass(frozen=True)
@@ -30,19 +29,34 @@ class ZipSummary:
     entries: tuple[EntrySummary, ...]
 
     def to_json(self) -> str:
-        """Stable JSON (sorted keys, fixed indentation, trailing newline) for --summary-json."""
-        document: dict[str, Any] = {
-            "sha256_hex": self.sha256_hex,
-            "sha256_base64": self.sha256_base64,
-            "zipped_size": self.zipped_size,
-            "unzipped_size": self.unzipped_size,
-            "entry_count": self.entry_count,
-            "entries": [
-                {"name": e.name, "size": e.size, "mode": "%04o" % e.mode, "crc32": "%08x" % e.crc32}
-                for e in self.entries
-            ],
-        }
-        return json.dumps(document, sort_keys=True, indent=2, ensure_ascii=False) + "\n"
+        """Stable JSON (sorted keys, fixed indentation, trailing newline) for --summary-json.
+
+        The text of `json.dumps(..., sort_keys=True, indent=2, ensure_ascii=False)`, but each entry
+        goes through the C encoder: with `indent`, json falls back to its pure-Python encoder,
+        which took 40 ms of every numpy + pandas merge (3,661 entries). test_zip_format checks
+        that both texts are equal.
+        """
+        scalars = json.dumps(
+            {
+                "sha256_hex": self.sha256_hex,
+                "sha256_base64": self.sha256_base64,
+                "zipped_size": self.zipped_size,
+                "unzipped_size": self.unzipped_size,
+                "entry_count": self.entry_count,
+            },
+            sort_keys=True,
+            indent=2,
+            ensure_ascii=False,
+        )
+        encode = json.JSONEncoder(ensure_ascii=False).encode
+        entries = ",\n".join(
+            '    {\n      "crc32": "%08x",\n      "mode": "%04o",\n      "name": %s,\n'
+            '      "size": %d\n    }' % (e.crc32, e.mode, encode(e.name), e.size)
+            for e in self.entries
+        )
+        listed = f"[\n{entries}\n  ]" if entries else "[]"
+        # "entries" sorts first; `scalars` starts with "{\n" and holds the other keys.
+        return '{\n  "entries": ' + listed + ",\n" + scalars[2:] + "\n"
 
 
 def sha256_forms(digest: bytes) -> tuple[str, str]:

@@ -14,6 +14,7 @@ from lambda_rules.zipper.build import build_zip
 from lambda_rules.zipper.compress import compress, effective_level
 from lambda_rules.zipper.errors import FormatLimitError, ZipError
 from lambda_rules.zipper.filters import PathFilter
+from lambda_rules.zipper.summary import EntrySummary, ZipSummary
 from lambda_rules.zipper.timestamps import timestamp_from_environment
 
 GIB = 1 << 30
@@ -167,6 +168,21 @@ def test_source_date_epoch_parsing():
     assert timestamp_from_environment({"SOURCE_DATE_EPOCH": " 1700000000\n"}) == 1700000000
     with pytest.raises(ZipError, match="SOURCE_DATE_EPOCH must be an integer"):
         timestamp_from_environment({"SOURCE_DATE_EPOCH": "2024-01-01"})
+
+
+def test_summary_json_matches_the_json_module_for_any_name():
+    names = ["a.py", 'dir/"quoted".py', "ünï/cödé.py", "back\\slash", "tab\tname", "😀.py", "\x7f"]
+    for count in (0, 1, len(names)):
+        entries = tuple(
+            EntrySummary(name, size=index * 1000, mode=0o755 if index % 2 else 0o644, crc32=index)
+            for index, name in enumerate(names[:count])
+        )
+        summary = ZipSummary("0" * 64, "AA==", 22, 7000, count, entries)
+        document = json.loads(summary.to_json())
+        assert summary.to_json() == (
+            json.dumps(document, sort_keys=True, indent=2, ensure_ascii=False) + "\n"
+        )
+        assert [e["name"] for e in document["entries"]] == names[:count]
 
 
 def test_summary_json_is_stable_and_complete(golden_copy, tmp_path):
