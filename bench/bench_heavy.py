@@ -31,7 +31,7 @@ import time
 import zipfile
 from collections import Counter
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Sequence, Tuple
 
 from common import REPO_ROOT, RUNTIME, markdown_table, ratio, runtime_python
 
@@ -98,7 +98,7 @@ def prepare(root: Path, functions: int = FUNCTIONS) -> None:
     directory.mkdir()
     shutil.copy(REQUIREMENTS, directory / "requirements.txt")
     build = [
-        f'python_requirements(name="reqs", source="requirements.txt", resolve="heavy")',
+        'python_requirements(name="reqs", source="requirements.txt", resolve="heavy")',
         f'python_sources(name="src", resolve="heavy", interpreter_constraints={RESOLVE_CONSTRAINTS})',
     ]
     for n in range(functions):
@@ -296,11 +296,11 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def merge_memory(cache_dir: Path, runs: int) -> str:
-    """Build one part per distribution unit (as lambda_rules/units.py splits), merge them."""
+def _merge_peaks(tree: Path, runs: int, workdir: Path) -> dict:
+    """Build one part per distribution unit of `tree` (as lambda_rules/units.py splits it), merge
+    them and build the whole tree in one go: seconds and peak RSS of each."""
     from lambda_rules import staging, units
 
-    tree = flat_install(cache_dir)
     paths = sorted(
         str(p.relative_to(tree)) for p in tree.rglob("*") if p.is_file() and "__pycache__" not in p.parts
     )
@@ -310,56 +310,85 @@ def merge_memory(cache_dir: Path, runs: int) -> str:
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), PYTHONDONTWRITEBYTECODE="1")
     env.pop("SOURCE_DATE_EPOCH", None)
     zipper = [sys.executable, "-m", "lambda_rules.zipper"]
-    with tempfile.TemporaryDirectory(dir=cache_dir) as workdir:
-        work = Path(workdir)
-        parts, build_peaks = [], []
-        for i, plan in enumerate(plans):
-            unit_dir = work / f"unit-{i}"
-            for path in plan.paths:
-                (unit_dir / path).parent.mkdir(parents=True, exist_ok=True)
-                os.link(tree / path, unit_dir / path)
-            part = work / f"part-{i}.zip"
-            build_peaks.append(_measure([*zipper, "build", str(unit_dir), "-o", str(part)], env)[1])
-            parts.append(part)
-        whole_dir = work / "whole"
-        for path in bundled:
-            (whole_dir / path).parent.mkdir(parents=True, exist_ok=True)
-            os.link(tree / path, whole_dir / path)
-        baseline = _measure([sys.executable, "-c", "import lambda_rules.zipper.__main__"], env)[1]
-        merged, one_shot = work / "merged.zip", work / "one-shot.zip"
-        merge_runs, build_runs = [], []
-        for _ in range(runs):
-            merge_runs.append(_measure([*zipper, "merge", *map(str, parts), "-o", str(merged)], env))
-            build_runs.append(_measure([*zipper, "build", str(whole_dir), "-o", str(one_shot)], env))
-        identical = _sha256(merged) == _sha256(one_shot)
-        merged_bytes = merged.stat().st_size
-        part_bytes = sum(p.stat().st_size for p in parts)
-        unzipped = sum((tree / p).stat().st_size for p in bundled)
+    parts, build_peaks = [], []
+    for i, plan in enumerate(plans):
+        unit_dir = workdir / f"unit-{i}"
+        for path in plan.paths:
+            (unit_dir / path).parent.mkdir(parents=True, exist_ok=True)
+            os.link(tree / path, unit_dir / path)
+        part = workdir / f"part-{i}.zip"
+        build_peaks.append(_measure([*zipper, "build", str(unit_dir), "-o", str(part)], env)[1])
+        parts.append(part)
+    whole_dir = workdir / "whole"
+    for path in bundled:
+        (whole_dir / path).parent.mkdir(parents=True, exist_ok=True)
+        os.link(tree / path, whole_dir / path)
+    merged, one_shot = workdir / "merged.zip", workdir / "one-shot.zip"
+    merge_runs, build_runs = [], []
+    for _ in range(runs):
+        merge_runs.append(_measure([*zipper, "merge", *map(str, parts), "-o", str(merged)], env))
+        build_runs.append(_measure([*zipper, "build", str(whole_dir), "-o", str(one_shot)], env))
+    return {
+        "merge": merge_runs,
+        "build": build_runs,
+        "largest_part_peak": max(build_peaks),
+        "parts": len(parts),
+        "part_bytes": sum(p.stat().st_size for p in parts),
+        "files": len(bundled),
+        "unzipped": sum((tree / p).stat().st_size for p in bundled),
+        "merged_bytes": merged.stat().st_size,
+        "identical": _sha256(merged) == _sha256(one_shot),
+        "baseline": _measure([sys.executable, "-c", "import lambda_rules.zipper.__main__"], env)[1],
+    }
+
+
+def merge_memory(cache_dir: Path, runs: int) -> str:
+    """Peak RSS of `lambda-zip merge`: the numpy + pandas function, and a tree near Lambda's
+    250 MB limit (the zipper benchmark's numpy, pandas, pyarrow and boto3)."""
+    from bench_zipper import DEFAULT_PACKAGES, ensure_tree
+
+    inputs = {
+        "numpy + pandas function": flat_install(cache_dir),
+        f"{', '.join(DEFAULT_PACKAGES)} (the zipper section's input)": ensure_tree(cache_dir, DEFAULT_PACKAGES),
+    }
+    measured = {}
+    for label, tree in inputs.items():
+        with tempfile.TemporaryDirectory(dir=cache_dir) as workdir:
+            measured[label] = _merge_peaks(tree, runs, Path(workdir))
 
     def mib(kib: float) -> str:
         return f"{kib / 1024:.0f}"
 
-    rows = [
-        ("`lambda-zip merge` of the parts", f"{statistics.median(s for s, _ in merge_runs):.2f}",
-         mib(max(k for _, k in merge_runs))),
-        ("`lambda-zip build` of the same tree in one go", f"{statistics.median(s for s, _ in build_runs):.2f}",
-         mib(max(k for _, k in build_runs))),
-        (f"`lambda-zip build` of one part (largest of {len(parts)})", "", mib(max(build_peaks))),
-    ]
+    def seconds(runs_: list) -> str:
+        return f"{statistics.median(s for s, _ in runs_):.2f}"
+
+    rows = []
+    for label, m in measured.items():
+        rows += [
+            (f"{label}: `lambda-zip merge` of the parts", seconds(m["merge"]), mib(max(k for _, k in m["merge"]))),
+            (f"{label}: `lambda-zip build` of the same tree in one go", seconds(m["build"]),
+             mib(max(k for _, k in m["build"]))),
+            (f"{label}: `lambda-zip build` of one part (largest of {m['parts']})", "", mib(m["largest_part_peak"])),
+        ]
     notes = [
-        f"- Input: {', '.join(REQUIREMENTS.read_text().split())} with their dependencies, pip-installed "
-        f"for CPython {runtime_python().parent.parent.name} ({RUNTIME}) without bytecode and split by RECORD as "
-        f"`lambda_rules/units.py` splits: {len(parts)} parts, {len(bundled):,} files, {unzipped / 1e6:.1f} MB "
-        f"unzipped; parts {part_bytes / 1e6:.1f} MB, merged archive {merged_bytes / 1e6:.1f} MB.",
+        f"- {label}: {m['parts']} parts, {m['files']:,} files, {m['unzipped'] / 1e6:.1f} MB unzipped; parts "
+        f"{m['part_bytes'] / 1e6:.1f} MB, merged archive {m['merged_bytes'] / 1e6:.1f} MB; merged archive "
+        f"byte-identical to the one-shot build: {'yes' if m['identical'] else 'NO'}."
+        for label, m in measured.items()
+    ]
+    notes += [
+        f"- Inputs: {', '.join(REQUIREMENTS.read_text().split())} with their dependencies, pip-installed for "
+        f"CPython {runtime_python().parent.parent.name} ({RUNTIME}); the zipper section's tree, pip-installed for "
+        "the harness's CPython; both without bytecode, split by RECORD as `lambda_rules/units.py` splits.",
         f"- Peak RSS: `os.wait4` rusage of the `python -m lambda_rules.zipper` process, forked from a "
         f"fresh `python -I -S` (so the harness's own size does not count) (CPython "
         f"{platform.python_version()}, the harness's), maximum of {runs} run(s); wall seconds: median.",
-        f"- The merged archive is byte-identical to the one-shot build: {'yes' if identical else 'NO'}.",
+        f"- For scale: that interpreter importing the `lambda-zip` command and exiting peaks at "
+        f"{mib(next(iter(measured.values()))['baseline'])} MiB.",
     ]
-    notes.append(f"- For scale: that interpreter importing the `lambda-zip` command and exiting peaks at {mib(baseline)} MiB.")
     return "\n".join(
         [
-            "### Peak memory of `lambda-zip merge` (numpy + pandas function)",
+            "### Peak memory of `lambda-zip merge`",
             "",
             markdown_table(("process", "wall s", "peak RSS MiB"), rows),
             "",
