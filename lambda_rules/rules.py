@@ -656,7 +656,10 @@ async def lambda_zip_tool(
         FileContent(path.relative_to(_PLUGIN_ROOT.parent).as_posix(), path.read_bytes())
         for path in sorted(
             [
-                *(_PLUGIN_ROOT / name for name in ("__init__.py", "platforms.py", "sbom.py", "sbom_identity.py")),
+                *(
+                    _PLUGIN_ROOT / name
+                    for name in ("__init__.py", "platforms.py", "sbom.py", "sbom_identity.py")
+                ),
                 *(_PLUGIN_ROOT / "zipper").glob("*.py"),
             ]
         )
@@ -776,16 +779,20 @@ async def compile_bytecode(request: CompileBytecodeRequest) -> CompiledBytecode:
     return CompiledBytecode(result.output_digest, json.loads(result.stdout)["python"])
 
 
+def _cores_for(unit: DistributionUnit) -> int:
+    """Small units compile and zip in one process; large ones may use the cores Pants grants."""
+    return 1 if unit.size < _PARALLEL_UNIT_BYTES else 8
+
+
 @rule(desc="Prepare a unit for zipping", level=LogLevel.DEBUG)
 async def prepare_unit(request: PrepareUnitRequest) -> PreparedUnit:
     unit = request.unit
     staged = await Get(Digest, AddPrefix(unit.digest, _STAGED_DIR))
     if not request.bytecode:
         return PreparedUnit(staged)
-    # Small units compile in one process; large ones may use the cores Pants grants.
-    cores = 1 if unit.size < _PARALLEL_UNIT_BYTES else 8
     compiled = await Get(
-        CompiledBytecode, CompileBytecodeRequest(staged, unit, request.bytecode, cores)
+        CompiledBytecode,
+        CompileBytecodeRequest(staged, unit, request.bytecode, _cores_for(unit)),
     )
     return PreparedUnit(
         compiled.digest,
@@ -802,8 +809,6 @@ async def zip_part(
     shared by every function, layer and machine that resolves the same distribution."""
     unit = request.unit
     prepared = await Get(PreparedUnit, PrepareUnitRequest, request)
-    # Small units zip in one process; large ones may use the cores Pants grants.
-    cores = 1 if unit.size < _PARALLEL_UNIT_BYTES else 8
     result = await Get(
         ProcessResult,
         VenvPexProcess(
@@ -823,7 +828,7 @@ async def zip_part(
             output_files=(_PART_FILE,),
             description=f"Compress {unit.description}",
             level=LogLevel.DEBUG,
-            concurrency_available=cores,
+            concurrency_available=_cores_for(unit),
         ),
     )
     return ZipPart(result.output_digest, prepared.compiled_by)

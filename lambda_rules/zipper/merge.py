@@ -61,10 +61,6 @@ class PartEntry:
     name: str
     record: zf.EntryRecord
 
-    @property
-    def data_offset(self) -> int:
-        return self.record.local_header_offset + zf.LOCAL_FILE_HEADER.size + len(self.record.name)
-
 
 @dataclass(frozen=True)
 class CanonicalPart:
