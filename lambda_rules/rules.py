@@ -846,6 +846,11 @@ def _part_directory(index: int) -> str:
     return f"parts/{index}"
 
 
+def _part_paths(parts: tuple[ZipPart, ...]) -> list[str]:
+    """Where each part sits in a process's sandbox, after `AddPrefix(_part_directory(i))`."""
+    return [f"{_part_directory(i)}/{_PART_FILE}" for i in range(len(parts))]
+
+
 @rule(desc="Merge zip parts", level=LogLevel.DEBUG)
 async def merge_zip_parts(
     request: MergeZipPartsRequest, tool: LambdaZipTool, subsystem: LambdaZipSubsystem
@@ -853,7 +858,7 @@ async def merge_zip_parts(
     """Assemble the archive by copying the parts' compressed entries: nothing is recompressed,
     except the first-party tree, which is zipped here rather than in a process of its own."""
     summary_file = "zip-summary.json"
-    part_paths = [f"{_part_directory(i)}/{_PART_FILE}" for i in range(len(request.parts))]
+    part_paths = _part_paths(request.parts)
     inputs = await MultiGet(
         Get(Digest, AddPrefix(part.digest, _part_directory(index)))
         for index, part in enumerate(request.parts)
@@ -895,7 +900,7 @@ async def write_sbom_template(request: SbomTemplateRequest, tool: LambdaZipTool)
     loaded = await Get(LoadedLockfile, LoadedLockfileRequest(lockfile))
     output = "sbom-template.cdx.json"
     platform = request.platform
-    part_paths = [f"{_part_directory(i)}/{_PART_FILE}" for i in range(len(request.parts))]
+    part_paths = _part_paths(request.parts)
     inputs = await MultiGet(
         [
             *(
@@ -1050,7 +1055,7 @@ async def assemble_lambda(request: AssembleLambdaRequest) -> AssembledLambda:
         sbom_sha256=hashlib.sha256(sbom).hexdigest(),
         kind=request.kind,
         bytecode_compiled_by=next(
-            (p.compiled_by for p in (*parts, *([tree] if tree else ())) if p.compiled_by), None
+            (p.compiled_by for p in (*parts, tree) if p is not None and p.compiled_by), None
         ),
         layers=tuple(layers.layer_manifest_entries(layer_contents)),
     )

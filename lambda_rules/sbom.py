@@ -46,7 +46,13 @@ from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel
 from packaging.version import InvalidVersion, Version
 
 from lambda_rules.platforms import LambdaPlatform
-from lambda_rules.sbom_identity import PLACEHOLDER_SHA256, SbomError, complete_sbom, serial_number
+from lambda_rules.sbom_identity import (
+    PLACEHOLDER_SHA256,
+    SHA256_HEX,
+    SbomError,
+    complete_sbom,
+    serial_number,
+)
 from lambda_rules.zipper.reader import ArchiveEntry, read_archive, read_entry_data
 from lambda_rules.zipper.summary import file_sha256
 
@@ -63,7 +69,6 @@ _DIST_INFO_FILE = re.compile(
 _MAX_METADATA_BYTES = 16 * 1024 * 1024
 # A License field longer than this, or spanning lines, is the license's text, not its name.
 _MAX_LICENSE_NAME = 100
-_SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 
 
 @dataclass(frozen=True)
@@ -286,7 +291,7 @@ def _checked_layers(layers: Sequence[LayerReference], root: str) -> list[LayerRe
                 f"layer names must be non-empty and differ from each other and from the SBOM's "
                 f"name, got {layer.name!r}"
             )
-        if not _SHA256_HEX.match(layer.sha256):
+        if not SHA256_HEX.match(layer.sha256):
             raise SbomError(f"layer {layer.name}: {layer.sha256!r} is not a lowercase hex SHA-256")
         seen.add(layer.name)
     return sorted(layers, key=lambda layer: layer.name)

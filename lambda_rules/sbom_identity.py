@@ -20,7 +20,7 @@ from lambda_rules.zipper.errors import ZipError
 SERIAL_NAMESPACE = uuid.UUID("9183e47e-6105-57bc-b226-22db4e04b716")
 # No real archive or wheel hashes to 64 zeros; complete_sbom checks it occurs only where expected.
 PLACEHOLDER_SHA256 = "0" * 64
-_SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
+SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 
 
 class SbomError(ZipError):
@@ -39,7 +39,7 @@ def complete_sbom(template: str, archive_sha256: str) -> str:
     are, and its serial number once; replacing those strings changes no other byte, since
     nothing is sorted by them (bom-refs are the root's name and purls).
     """
-    if not _SHA256_HEX.match(archive_sha256):
+    if not SHA256_HEX.match(archive_sha256):
         raise SbomError(f"{archive_sha256!r} is not a lowercase hex SHA-256")
     digest, serial = f'"{PLACEHOLDER_SHA256}"', f'"{serial_number(PLACEHOLDER_SHA256).urn}"'
     if template.count(digest) != 2 or template.count(serial) != 1:

@@ -103,45 +103,47 @@ def read_canonical_part(path: Path) -> CanonicalPart:
     included, goes to `check_canonical_part`, which names what differs or reads it in full.
     """
     shown = os.fspath(path)
+    end_size = zf.END_OF_CENTRAL_DIRECTORY.size
     with open(path, "rb") as f:
         size = os.fstat(f.fileno()).st_size
-        end_size = zf.END_OF_CENTRAL_DIRECTORY.size
         if size < end_size:
             return check_canonical_part(path)
         f.seek(size - end_size)
-        end = zf.END_OF_CENTRAL_DIRECTORY.unpack(f.read(end_size))
-        count, directory_size, directory_offset = end[4], end[5], end[6]
-        if end[0] != zf.END_OF_CENTRAL_DIRECTORY_SIGNATURE or (
-            directory_offset + directory_size + end_size != size
-        ):
+        end = f.read(end_size)
+        _, _, _, _, count, directory_size, directory_offset, _ = (
+            zf.END_OF_CENTRAL_DIRECTORY.unpack(end)
+        )
+        if count == 0 or directory_offset + directory_size + end_size != size:
             return check_canonical_part(path)
         f.seek(directory_offset)
         directory = f.read(directory_size)
-    entries = _canonical_entries(directory, count, directory_offset)
-    if entries is None or _end_records_differ(entries, directory_offset, directory_size, end):
+    if (
+        len(directory) < zf.CENTRAL_DIRECTORY_HEADER.size
+        or end != zf.end_of_archive(count, directory_offset, directory_size)
+    ):
         return check_canonical_part(path)
-    header = zf.CENTRAL_DIRECTORY_HEADER.unpack_from(directory, 0)
-    dos_time, dos_date = header[5], header[6]
+    # Every entry of a canonical part carries the first one's timestamp.
+    first = zf.CENTRAL_DIRECTORY_HEADER.unpack_from(directory, 0)
+    dos_time, dos_date = first[5], first[6]
+    entries = _canonical_entries(directory, count, directory_offset, dos_date, dos_time)
+    if entries is None:
+        return check_canonical_part(path)
     return CanonicalPart(shown, dos_date, dos_time, tuple(entries))
 
 
 def _canonical_entries(
-    directory: bytes, count: int, directory_offset: int
+    directory: bytes, count: int, directory_offset: int, dos_date: int, dos_time: int
 ) -> list[PartEntry] | None:
     """The entries, if re-encoding them gives `directory` exactly; else None."""
     layout = zf.CENTRAL_DIRECTORY_HEADER
     entries: list[PartEntry] = []
     position = offset = 0
     previous_name = b""
-    dos_date = dos_time = None
-    while position < len(directory) and len(entries) < count:
+    for _ in range(count):
         if position + layout.size > len(directory):
             return None
         fields = layout.unpack_from(directory, position)
-        name_end = position + layout.size + fields[10]
-        raw_name = directory[position + layout.size : name_end]
-        if dos_date is None:
-            dos_time, dos_date = fields[5], fields[6]
+        raw_name = directory[position + layout.size : position + layout.size + fields[10]]
         record = zf.EntryRecord(
             name=raw_name,
             executable=fields[15] >> 16 == zf.EXECUTABLE_FILE_MODE,
@@ -167,16 +169,9 @@ def _canonical_entries(
         position += len(encoded)
         offset += zf.LOCAL_FILE_HEADER.size + len(raw_name) + record.compressed_size
         previous_name = raw_name
-    if not entries or len(entries) != count or position != len(directory):
+    if position != len(directory) or offset != directory_offset:
         return None
-    return entries if offset == directory_offset else None
-
-
-def _end_records_differ(
-    entries: list[PartEntry], directory_offset: int, directory_size: int, end: tuple
-) -> bool:
-    expected = zf.end_of_archive(len(entries), directory_offset, directory_size)
-    return expected != zf.END_OF_CENTRAL_DIRECTORY.pack(*end)
+    return entries
 
 
 def _check_local_header(source: BinaryIO, part: CanonicalPart, entry: PartEntry) -> None:
