@@ -25,6 +25,7 @@ CACHED_PROCESSES = (
     "Resolve requirements of",
     "Lay out distributions of",
     "Building lambda_zip.pex",
+    "Compile the lambda-zip tool",
     "Compress ",
     "Zip ",
     "Write SBOM of",
