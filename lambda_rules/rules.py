@@ -368,11 +368,11 @@ class DeterministicZip:
 @dataclass(frozen=True)
 class SbomTemplateRequest:
     """The CycloneDX SBOM of the archive the distribution parts go into, with wheel hashes from
-    the resolve's lockfile and a placeholder for the archive's digest: first-party code is not in
-    its inputs, so an edit to it reuses the cached template."""
+    the resolve's lockfile and placeholders for the archive's digest and the target's name:
+    neither first-party code nor the target is in its inputs, so an edit reuses the cached
+    template and every function on the same distributions shares one."""
 
     parts: tuple[ZipPart, ...]
-    name: str
     kind: str
     platform: LambdaPlatform
     resolve: str
@@ -999,8 +999,6 @@ async def write_sbom_template(request: SbomTemplateRequest, tool: LambdaZipTool)
                 *part_paths,
                 "--lockfile",
                 loaded.lockfile_path,
-                "--name",
-                request.name,
                 "--kind",
                 request.kind,
                 "--runtime",
@@ -1013,7 +1011,10 @@ async def write_sbom_template(request: SbomTemplateRequest, tool: LambdaZipTool)
             ),
             input_digest=await Get(Digest, MergeDigests([*inputs, loaded.lockfile_digest])),
             output_files=(output,),
-            description=f"Write SBOM of {request.name}",
+            description=(
+                f"Write SBOM template of a {request.kind} with {len(request.parts)} "
+                f"distributions ({platform.description})"
+            ),
             level=LogLevel.DEBUG,
         ),
     )
@@ -1088,7 +1089,6 @@ async def assemble_lambda(request: AssembleLambdaRequest) -> AssembledLambda:
             SbomTemplate,
             SbomTemplateRequest(
                 parts,
-                name=str(address),
                 kind=request.kind,
                 platform=platform,
                 resolve=request.resolve,
@@ -1106,7 +1106,9 @@ async def assemble_lambda(request: AssembleLambdaRequest) -> AssembledLambda:
         logger.warning(f"{address}: {warning}")
 
     paths = manifest.ArtifactPaths.for_output(request.output_path, summary["sha256_hex"])
-    sbom = sbom_identity.complete_sbom(sbom_template.content, summary["sha256_hex"]).encode()
+    sbom = sbom_identity.complete_sbom(
+        sbom_template.content, summary["sha256_hex"], str(address)
+    ).encode()
     document = manifest.LambdaManifest(
         artifact=paths.relative_to_manifest(paths.archive),
         content_addressed_artifact=paths.relative_to_manifest(paths.content_addressed),

@@ -7,7 +7,8 @@ host or randomness: the serial number is a UUID v5 of the archive's digest, the 
 SOURCE_DATE_EPOCH or absent, bom-refs are purls, and the library sorts everything it writes.
 
 `generate_sbom_template` reads the distributions from any archives holding them (the parts an
-archive is merged from, say) and leaves the archive's digest to `sbom_identity.complete_sbom`.
+archive is merged from, say) and leaves the archive's digest and the target's name to
+`sbom_identity.complete_sbom`: one template serves every function on the same distributions.
 """
 
 from __future__ import annotations
@@ -47,10 +48,10 @@ from packaging.version import InvalidVersion, Version
 
 from lambda_rules.platforms import LambdaPlatform
 from lambda_rules.sbom_identity import (
+    PLACEHOLDER_NAME,
     PLACEHOLDER_SHA256,
     SHA256_HEX,
     SbomError,
-    complete_sbom,
     serial_number,
 )
 from lambda_rules.zipper.reader import ArchiveEntry, read_archive, read_entry_data
@@ -125,45 +126,60 @@ def generate_sbom(
     `name` is the root component's name (the target address); `platform` is the runtime and
     architecture whose marker environment decides which `Requires-Dist` lines apply.
     """
-    template = generate_sbom_template(
-        [archive], lockfile, name=name, platform=platform, kind=kind, layers=layers,
-        source_date_epoch=source_date_epoch,
+    if not name:
+        raise SbomError("the SBOM's root component needs a name (the target address)")
+    return _sbom_json(
+        [archive], lockfile, name=name, archive_sha256=file_sha256(archive)[0],
+        platform=platform, kind=kind, layers=layers, source_date_epoch=source_date_epoch,
     )
-    return complete_sbom(template, file_sha256(archive)[0])
 
 
 def generate_sbom_template(
     archives: Sequence[str | Path],
     lockfile: str | Path,
     *,
-    name: str,
     platform: LambdaPlatform,
     kind: str = "function",
     layers: Sequence[LayerReference] = (),
     source_date_epoch: int | None = None,
 ) -> str:
     """`generate_sbom` of the archive that `archives` merge into, with PLACEHOLDER_SHA256 for
-    its digest: `sbom_identity.complete_sbom` fills that in."""
+    its digest and PLACEHOLDER_NAME for its name: `sbom_identity.complete_sbom` fills them in."""
+    return _sbom_json(
+        archives, lockfile, name=PLACEHOLDER_NAME, archive_sha256=PLACEHOLDER_SHA256,
+        platform=platform, kind=kind, layers=layers, source_date_epoch=source_date_epoch,
+    )
+
+
+def _sbom_json(
+    archives: Sequence[str | Path],
+    lockfile: str | Path,
+    *,
+    name: str,
+    archive_sha256: str,
+    platform: LambdaPlatform,
+    kind: str,
+    layers: Sequence[LayerReference],
+    source_date_epoch: int | None,
+) -> str:
     if kind not in KINDS:
         raise SbomError(f"SBOM kind must be one of {', '.join(KINDS)}, got {kind!r}")
-    if not name:
-        raise SbomError("the SBOM's root component needs a name (the target address)")
     layers = _checked_layers(layers, name)
     distributions = bundled_distributions(archives, read_lockfile_artifacts(lockfile))
 
     root = Component(
         type=_COMPONENT_TYPES[kind],
         name=name,
-        version=PLACEHOLDER_SHA256,
+        version=archive_sha256,
         bom_ref=name,
-        hashes=[HashType(alg=HashAlgorithm.SHA_256, content=PLACEHOLDER_SHA256)],
+        hashes=[HashType(alg=HashAlgorithm.SHA_256, content=archive_sha256)],
         properties=[
             Property(name=f"{_PROPERTY_PREFIX}kind", value=kind),
             Property(name=f"{_PROPERTY_PREFIX}runtime", value=platform.runtime.name),
             Property(name=f"{_PROPERTY_PREFIX}architecture", value=platform.architecture),
         ],
     )
-    bom = Bom(serial_number=serial_number(PLACEHOLDER_SHA256))
+    bom = Bom(serial_number=serial_number(archive_sha256))
     bom.metadata.component = root
     bom.metadata.tools.components.add(this_component())
     # The library stamps "now" when given no timestamp: reproducible is SOURCE_DATE_EPOCH or none.

@@ -145,6 +145,11 @@ def _cli(*args, env=None, cwd=None, umask=0o022) -> subprocess.CompletedProcess:
     )
 
 
+def _template_args(out: Path) -> list:
+    """`sbom --template`'s options: no archive (the parts come first) and no name."""
+    return ["--lockfile", LOCKFILE, "--runtime", RUNTIME, "-o", out]
+
+
 def _sbom_args(archive: Path, out: Path, *extra) -> list:
     return [
         archive,
@@ -264,25 +269,41 @@ def test_template_from_the_parts_completes_to_the_sbom_of_the_merged_archive(
     assert merged.read_bytes() == archive.read_bytes()
 
     template_file = tmp_path / "template.cdx.json"
-    # _sbom_args' first item is the archive: the parts go in its place.
-    result = _cli("--template", *parts, *_sbom_args(parts[0], template_file)[1:])
+    result = _cli("--template", *parts, *_template_args(template_file))
     assert result.returncode == 0, result.stderr
     template = template_file.read_text(encoding="utf-8")
     assert _sha256(archive) not in template and template.count(PLACEHOLDER_SHA256) == 2
-    assert complete_sbom(template, _sha256(merged)) == document
+    assert "fn:lambda" not in template
+    assert complete_sbom(template, _sha256(merged), "fn:lambda") == document
+    # One template serves any function on these distributions. The library sorts dependency
+    # entries by bom-ref: names sorting before and after the purls, a non-ASCII one and one
+    # that needs escaping, each as the library writes it for that name directly.
+    platform = lambda_platform(RUNTIME, ARCHITECTURE)
+    for name in ("a:first", "pkg:pypi/zzz", "zzz:last", "fn:lambdé", 'odd:"quoted"\\name'):
+        direct = generate_sbom(merged, LOCKFILE, name=name, platform=platform)
+        assert complete_sbom(template, _sha256(merged), name) == direct, name
 
     with pytest.raises(SbomError, match="not an SBOM template"):
-        complete_sbom(document, _sha256(merged))
+        complete_sbom(document, _sha256(merged), "fn:lambda")
     with pytest.raises(SbomError, match="not a lowercase hex SHA-256"):
-        complete_sbom(template, _sha256(merged).upper())
+        complete_sbom(template, _sha256(merged).upper(), "fn:lambda")
+    with pytest.raises(SbomError, match="also the bom-ref of one of its components"):
+        complete_sbom(template, _sha256(merged), _purl("orjson"))
+    with pytest.raises(SbomError, match="needs a name"):
+        complete_sbom(template, _sha256(merged), "")
     for archives in (parts, []):
         wrong = _cli(*archives, *_sbom_args(parts[0], tmp_path / "x.json")[1:])
         assert wrong.returncode == 2 and "the parts of one with --template" in wrong.stderr
+    named = _cli("--template", *parts, *_sbom_args(parts[0], tmp_path / "named.json")[1:])
+    assert named.returncode == 2 and "drop --name" in named.stderr
+    assert not (tmp_path / "named.json").exists()
+    unnamed = _cli(archive, *_template_args(tmp_path / "unnamed.json"))
+    assert unnamed.returncode == 2 and "sbom needs --name" in unnamed.stderr
     # A layer of first-party code only has no distribution parts: an SBOM with no components.
-    empty = _cli("--template", *_sbom_args(parts[0], tmp_path / "empty.json")[1:])
+    empty = _cli("--template", *_template_args(tmp_path / "empty.json"))
     assert empty.returncode == 0, empty.stderr
     empty_template = (tmp_path / "empty.json").read_text(encoding="utf-8")
-    assert "components" not in json.loads(complete_sbom(empty_template, _sha256(merged)))
+    assert "components" not in json.loads(complete_sbom(empty_template, _sha256(merged), "fn:x"))
 
 
 def test_timestamp_only_from_source_date_epoch_or_option(archive, tmp_path):

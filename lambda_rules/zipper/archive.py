@@ -49,8 +49,28 @@ class ArchiveWriter:
         self._sha256.update(data)
         self._offset += len(data)
 
+    @property
+    def offset(self) -> int:
+        """Where the next entry starts."""
+        return self._offset
+
     def start_entry(self, record: zf.EntryRecord) -> zf.EntryRecord:
         """Write `record`'s local header at the current offset; its payload must follow."""
+        placed = self._place(record, self._offset)
+        self._write(zf.local_file_header(placed, self._dos_date, self._dos_time))
+        return placed
+
+    def copy_entries(self, records: Sequence[zf.EntryRecord], data: bytes) -> None:
+        """Write whole entries copied from a canonical part at this writer's timestamp: `data`
+        holds their local headers and payloads back to back, exactly as `start_entry` and
+        `write_payload` would write them, and starts at `records[0]`'s offset in the part."""
+        shift = self._offset - records[0].local_header_offset
+        for record in records:
+            self._place(record, record.local_header_offset + shift)
+        self._write(data)
+
+    def _place(self, record: zf.EntryRecord, offset: int) -> zf.EntryRecord:
+        """Record an entry written at `offset` for the central directory and the summary."""
         placed = zf.EntryRecord(
             record.name,
             record.executable,
@@ -58,9 +78,8 @@ class ArchiveWriter:
             record.crc32,
             record.compressed_size,
             record.uncompressed_size,
-            local_header_offset=self._offset,
+            local_header_offset=offset,
         )
-        self._write(zf.local_file_header(placed, self._dos_date, self._dos_time))
         self._central_headers.append(
             zf.central_directory_header(placed, self._dos_date, self._dos_time)
         )
@@ -95,8 +114,7 @@ class ArchiveWriter:
     def finish(self) -> ZipSummary:
         """Write the central directory and end records; summarise what was written."""
         central_directory_offset = self._offset
-        for header in self._central_headers:
-            self._write(header)
+        self._write(b"".join(self._central_headers))
         self._write(
             zf.end_of_archive(
                 len(self._central_headers),

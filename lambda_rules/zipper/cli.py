@@ -152,13 +152,15 @@ def _parser() -> argparse.ArgumentParser:
     sbom.add_argument(
         "--template", action="store_true",
         help="read the distributions from all ARCHIVE.zip and write the SBOM of the archive they "
-        f"merge into, with {'0' * 8}… for its SHA-256 (the Pants rules fill it in)",
+        f"merge into, with {'0' * 8}… for its SHA-256 and <name> for its name (the Pants rules "
+        "fill both in; takes no --name)",
     )
     sbom.add_argument(
         "--lockfile", metavar="LOCK", type=Path, required=True, help="the Pants/pex lockfile"
     )
     sbom.add_argument(
-        "--name", required=True, help="the root component's name (the target address)"
+        "--name",
+        help="the root component's name (the target address); required without --template",
     )
     sbom.add_argument("--kind", choices=("function", "layer"), default="function")
     sbom.add_argument("--runtime", required=True, help="the Lambda runtime, e.g. python3.12")
@@ -308,16 +310,17 @@ def _run_sbom(args: argparse.Namespace) -> int:
         if args.timestamp is not None
         else timestamp_from_environment(os.environ)
     )
-    options = dict(
-        name=args.name, platform=platform, kind=args.kind, layers=layers,
-        source_date_epoch=timestamp,
-    )
+    options = dict(platform=platform, kind=args.kind, layers=layers, source_date_epoch=timestamp)
     if args.template:
+        if args.name is not None:
+            raise ZipError("sbom --template leaves the name to whoever completes it; drop --name")
         document = sbom.generate_sbom_template(args.archives, args.lockfile, **options)
-    elif len(args.archives) == 1:
-        document = sbom.generate_sbom(args.archives[0], args.lockfile, **options)
-    else:
+    elif len(args.archives) != 1:
         raise ZipError("sbom takes one ARCHIVE.zip, or the parts of one with --template")
+    elif not args.name:
+        raise ZipError("sbom needs --name, the root component's name (the target address)")
+    else:
+        document = sbom.generate_sbom(args.archives[0], args.lockfile, name=args.name, **options)
     with replaced_atomically(args.output) as f:
         f.write(document.encode("utf-8"))
     print(f"{args.output}  {len(document.encode('utf-8'))} bytes")

@@ -28,7 +28,7 @@ CACHED_PROCESSES = (
     "Compile the lambda-zip tool",
     "Compress ",
     "Zip ",
-    "Write SBOM of",
+    "Write SBOM template of",
 )
 # //fn:lambda: six distributions.
 COMPRESS_PROCESSES = 6
