@@ -6,7 +6,8 @@
   process cache (`--no-local-cache`) but warm named caches (downloads): every process runs, and
   ours wins only by Pants memoising identical processes within the run (the ten functions'
   distribution units are identical requests). The workunit logger's log shows how many
-  "Compress ..." processes ran.
+  "Compress ..." processes ran. Measured twice: without pantsd, and with a pantsd started first
+  with the same options (Pants' own start, about 20 s on this machine for both kinds, left out).
 - Peak RSS of `lambda-zip merge` over the parts of the numpy + pandas function.
 
 The requirements live in a bench-only resolve, `heavy` (bench/heavy/requirements.txt, lockfile

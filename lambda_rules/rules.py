@@ -743,13 +743,15 @@ async def lambda_zip_tool(
             "version lays out loose PEXes differently than lambda_rules expects."
         )
     # Unchecked-hash bytecode (PEP 552) stays valid whatever mtimes the files get in a sandbox, so
-    # no run of the tool compiles its own modules again.
+    # no run of the tool compiles its own modules again. A fixed hash seed keeps set constants in
+    # one order (-S rather than -I, which would ignore PYTHONHASHSEED), so a machine that compiles
+    # the tool itself gets the same digest, and the same cache keys downstream, as the others.
     compiled = await Get(
         ProcessResult,
         Process(
             argv=(
                 requirements.python.path,
-                "-I",
+                "-S",
                 "-m",
                 "compileall",
                 "-q",
@@ -762,6 +764,7 @@ async def lambda_zip_tool(
                 MergeDigests([requirements.digest, await Get(Digest, AddPrefix(sources, _TOOL_DIR))]),
             ),
             output_directories=(f"{_TOOL_DIR}/lambda_rules", deps),
+            env={"PYTHONHASHSEED": "0"},
             description="Compile the lambda-zip tool",
             level=LogLevel.DEBUG,
         ),
