@@ -434,11 +434,11 @@ def section(workspace, runs: int, ten_runs: int, cache_dir: Path) -> str:
         "",
         f"`//{HEAVY_DIR}:fn<N>` (`lambda_function`) against `//{HEAVY_DIR}:builtin<N>` (`python_awslambda`), "
         f"same handler files `fn_<N>.py` in a bench-only resolve (`{LOCKFILE}`). Median of {runs} runs "
-        f"(pantsd rows) and {ten_runs} runs ({FUNCTIONS}-function row).",
+        f"(one-function rows) and {ten_runs} runs ({FUNCTIONS}-function rows).",
         "",
         markdown_table(("scenario", "ours s", "built-in s", "ours / built-in"), rows),
         "",
-        "- pantsd rows: one clone, one pantsd, warmed up by one untimed build of both targets; each "
+        "- one-function rows: one clone, one pantsd, warmed up by one untimed build of both targets; each "
         f"edit appends a comment line to `{HEAVY_DIR}/fn_0.py`.",
         f"- {FUNCTIONS}-function row: `./pants --no-local-cache package` of the {FUNCTIONS} targets of "
         "one kind in one run, in one clone whose named caches (pex's and pip's downloads) and local store "
