@@ -118,3 +118,24 @@ def test_second_function_compresses_no_distribution_again(clone_factory, tmp_pat
         with_other["distributions"]
         == json.loads((clone.root / "dist/fn/lambda.json").read_text())["distributions"]
     )
+
+
+def test_independent_builds_run_the_same_processes(clone_factory, tmp_path):
+    """Two clones at different paths, each with its own empty store, build everything themselves,
+    the zipper tool and its bytecode included: each of our processes is the same action in both
+    (argv, environment, input digests), so either machine could serve the other from a remote
+    cache. The tool's bytecode is compiled with a fixed hash seed; with a random one its set
+    constants, and so every downstream input digest, would differ between the two."""
+    ours = ("Compile the lambda-zip tool", "Compress ", "Zip ", "Write SBOM template")
+    actions = []
+    for name in ("first", "second"):
+        clone = clone_factory(name)
+        logged = package_logging_processes(clone, "//fn:lambda", tmp_path / name)
+        ran = {
+            p["description"]: json.loads(p["definition"])
+            for p in logged
+            if p["description"].startswith(ours) and p["source"] == "Ran"
+        }
+        assert {d.split(" ")[0] for d in ran} == {"Compile", "Compress", "Zip", "Write"}, ran
+        actions.append(ran)
+    assert actions[0] == actions[1]
