@@ -18,9 +18,10 @@ pytestmark = [pytest.mark.e2e, pytest.mark.remote_cache]
 
 SERVE = REPO_ROOT / "tools/buildgrid/serve"
 
-# The processes our rules run for one lambda_function, by the start of their descriptions: one
-# "Compress" per distribution unit, then "Zip" merges the parts and zips the first-party code, and
-# "Write SBOM" describes the distributions (the rules add the archive's digest).
+# The processes our rules run for one lambda_function, by the start of their descriptions: the
+# zipper tool (its loose PEX, then its bytecode), one "Compress" per distribution unit, then "Zip"
+# merges the parts and zips the first-party code, and "Write SBOM template" describes the
+# distributions (the rules add the archive's digest and the target's name).
 CACHED_PROCESSES = (
     "Resolve requirements of",
     "Lay out distributions of",
