@@ -22,7 +22,7 @@ import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Sequence
+from typing import BinaryIO, NoReturn, Sequence
 
 from lambda_rules.zipper import format as zf
 from lambda_rules.zipper.archive import ArchiveWriter
@@ -142,8 +142,7 @@ def _read_block(source: BinaryIO, part: CanonicalPart, block: list[PartEntry]) -
         expected = zf.local_file_header(entry.record, part.dos_date, part.dos_time)
         at = entry.record.local_header_offset - start
         if view[at : at + len(expected)] != expected:
-            check_canonical_part(Path(part.path))  # raises, naming what differs
-            raise NonCanonicalPartError(f"{part.path} changed during the merge; merge again")
+            _refuse_local_header(part)
     return data
 
 
@@ -235,8 +234,13 @@ def _check_local_header(source: BinaryIO, part: CanonicalPart, entry: PartEntry)
     if source.tell() != offset:
         source.seek(offset)
     if source.read(len(expected)) != expected:
-        check_canonical_part(Path(part.path))  # raises, naming what differs
-        raise NonCanonicalPartError(f"{part.path} changed during the merge; merge again")
+        _refuse_local_header(part)
+
+
+def _refuse_local_header(part: CanonicalPart) -> NoReturn:
+    """A local header differs from what the part's central directory says."""
+    check_canonical_part(Path(part.path))  # raises, naming what differs
+    raise NonCanonicalPartError(f"{part.path} changed during the merge; merge again")
 
 
 def check_canonical_part(path: Path) -> CanonicalPart:
