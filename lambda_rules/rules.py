@@ -112,6 +112,12 @@ _TOOL_LOCKFILE_URL = "resource://lambda_rules/lambda-zip.lock"
 _TOOL_DIR = "lambda_zip.pex"
 _TOOL_INTERPRETER_FLAGS = ("-I", "-S", "-B")
 _SITE_PACKAGES_DIR = "site-packages"
+# With a remote cache, Pants 2.17 starts each process locally at once in case the lookup is slow
+# (the default delay is 0). Starting means materialising the inputs, which `validate` left remote:
+# for the tool's compile step, hundreds of downloads racing the lookup, which then took 0.55 s
+# instead of 0.06 s. A miss still starts the process the moment it is known; only a lookup slower
+# than this waits.
+_REMOTE_CACHE_SPECULATION_DELAY_MILLIS = 1000
 
 
 class LambdaZipSubsystem(Subsystem):
@@ -428,6 +434,7 @@ class LambdaZipTool:
         return Process(
             argv=(self.python, *_TOOL_INTERPRETER_FLAGS, "-c", main, *argv),
             immutable_input_digests={_TOOL_DIR: self.digest},
+            remote_cache_speculation_delay_millis=_REMOTE_CACHE_SPECULATION_DELAY_MILLIS,
             **kwargs,
         )
 
@@ -485,24 +492,28 @@ async def resolve_lambda_distributions(
         Digest,
         MergeDigests([platform_digest, pex_request.additional_inputs, *setup.digests]),
     )
-    try:
-        result = await Get(
-            ProcessResult,
-            PexCliProcess(
-                subcommand=("venv", "create"),
-                extra_args=(
-                    f"--dest-dir={_SITE_PACKAGES_DIR}",
-                    "--layout=flat",
-                    *pex_request.additional_args,
-                    *complete_platforms.generate_pex_arg_list(),
-                    *setup.argv,
-                ),
-                additional_input_digest=input_digest,
-                output_directories=(_SITE_PACKAGES_DIR,),
-                concurrency_available=setup.concurrency_available,
-                description=f"Resolve requirements of {request.address} for {platform.description}",
+    process = await Get(
+        Process,
+        PexCliProcess(
+            subcommand=("venv", "create"),
+            extra_args=(
+                f"--dest-dir={_SITE_PACKAGES_DIR}",
+                "--layout=flat",
+                *pex_request.additional_args,
+                *complete_platforms.generate_pex_arg_list(),
+                *setup.argv,
             ),
-        )
+            additional_input_digest=input_digest,
+            output_directories=(_SITE_PACKAGES_DIR,),
+            concurrency_available=setup.concurrency_available,
+            description=f"Resolve requirements of {request.address} for {platform.description}",
+        ),
+    )
+    delayed = dataclasses.replace(
+        process, remote_cache_speculation_delay_millis=_REMOTE_CACHE_SPECULATION_DELAY_MILLIS
+    )
+    try:
+        result = await Get(ProcessResult, Process, delayed)
     except ProcessExecutionFailure as e:
         raise staging.ResolveError(
             staging.explain_resolve_failure(
@@ -792,6 +803,7 @@ async def lambda_zip_tool(
             output_directories=(f"{_TOOL_DIR}/lambda_rules", deps),
             env={"PYTHONHASHSEED": "0"},
             description="Compile the lambda-zip tool",
+            remote_cache_speculation_delay_millis=_REMOTE_CACHE_SPECULATION_DELAY_MILLIS,
             level=LogLevel.DEBUG,
         ),
     )
@@ -865,6 +877,7 @@ async def compile_bytecode(request: CompileBytecodeRequest) -> CompiledBytecode:
                 description=f"Compile bytecode of {unit.description}",
                 level=LogLevel.DEBUG,
                 concurrency_available=request.cores,
+                remote_cache_speculation_delay_millis=_REMOTE_CACHE_SPECULATION_DELAY_MILLIS,
             ),
         )
     except ProcessExecutionFailure as e:
