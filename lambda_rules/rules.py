@@ -57,12 +57,12 @@ from pants.core.goals.package import BuiltPackage, BuiltPackageArtifact, Package
 from pants.core.util_rules.adhoc_binaries import PythonBuildStandaloneBinary
 from pants.engine.addresses import Address, Addresses, UnparsedAddressInputs
 from pants.engine.fs import (
+    EMPTY_DIGEST,
     AddPrefix,
     CreateDigest,
     Digest,
     DigestContents,
     DigestEntries,
-    EMPTY_DIGEST,
     DigestSubset,
     FileContent,
     FileEntry,
@@ -798,7 +798,9 @@ async def lambda_zip_tool(
             ),
             input_digest=await Get(
                 Digest,
-                MergeDigests([requirements.digest, await Get(Digest, AddPrefix(sources, _TOOL_DIR))]),
+                MergeDigests(
+                    [requirements.digest, await Get(Digest, AddPrefix(sources, _TOOL_DIR))]
+                ),
             ),
             output_directories=(f"{_TOOL_DIR}/lambda_rules", deps),
             env={"PYTHONHASHSEED": "0"},
