@@ -17,7 +17,7 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from pants.backend.python.subsystems.setup import PythonSetup
 from pants.backend.python.target_types import (
@@ -104,6 +104,8 @@ logger = logging.getLogger(__name__)
 _PLUGIN_ROOT = Path(__file__).parent
 _STAGED_DIR = "staged"
 _PART_FILE = "part.zip"
+# A sandbox directory per part (immutable inputs), apart from any input file's path.
+_PARTS_DIR_PREFIX = "__lambda_part_"
 _PARALLEL_UNIT_BYTES = 8 << 20
 _BYTECODE_SCRIPT = "__lambda_bytecode.py"
 _TOOL_LOCKFILE_URL = "resource://lambda_rules/lambda-zip.lock"
@@ -426,14 +428,20 @@ class LambdaZipTool:
     # sys.path entries, relative to the sandbox: the tool's sources, then each requirement.
     path: tuple[str, ...]
 
-    def process(self, argv: tuple[str, ...], **kwargs: Any) -> Process:
+    def process(
+        self,
+        argv: tuple[str, ...],
+        *,
+        immutable_input_digests: Mapping[str, Digest] = FrozenDict(),
+        **kwargs: Any,
+    ) -> Process:
         main = (
             f"import sys; sys.path[:0] = {list(self.path)!r}; "
             "from lambda_rules.zipper.cli import main; sys.exit(main())"
         )
         return Process(
             argv=(self.python, *_TOOL_INTERPRETER_FLAGS, "-c", main, *argv),
-            immutable_input_digests={_TOOL_DIR: self.digest},
+            immutable_input_digests={_TOOL_DIR: self.digest, **immutable_input_digests},
             remote_cache_speculation_delay_millis=_REMOTE_CACHE_SPECULATION_DELAY_MILLIS,
             **kwargs,
         )
@@ -954,13 +962,18 @@ async def zip_parts(request: ZipPartsRequest) -> ZipParts:
     return ZipParts(tuple(parts))
 
 
-def _part_directory(index: int) -> str:
-    return f"parts/{index}"
+def _part_inputs(parts: tuple[ZipPart, ...]) -> tuple[dict[str, Digest], list[str]]:
+    """The parts as immutable inputs, and their paths in the sandbox.
 
-
-def _part_paths(parts: tuple[ZipPart, ...]) -> list[str]:
-    """Where each part sits in a process's sandbox, after `AddPrefix(_part_directory(i))`."""
-    return [f"{_part_directory(i)}/{_PART_FILE}" for i in range(len(parts))]
+    Pants writes an immutable input to disk once per run (once per pantsd) and links it into each
+    sandbox: ten functions on numpy and pandas, or every edit of one, do not copy the same 30 MB of
+    parts into a sandbox each time. One directory per part: two parts' files may share a name.
+    """
+    directories = [f"{_PARTS_DIR_PREFIX}{index}" for index in range(len(parts))]
+    return (
+        {directory: part.digest for directory, part in zip(directories, parts)},
+        [f"{directory}/{_PART_FILE}" for directory in directories],
+    )
 
 
 @rule(desc="Merge zip parts", level=LogLevel.DEBUG)
@@ -970,14 +983,11 @@ async def merge_zip_parts(
     """Assemble the archive by copying the parts' compressed entries: nothing is recompressed,
     except the first-party tree, which is zipped here rather than in a process of its own."""
     summary_file = "zip-summary.json"
-    part_paths = _part_paths(request.parts)
-    inputs = await MultiGet(
-        Get(Digest, AddPrefix(part.digest, _part_directory(index)))
-        for index, part in enumerate(request.parts)
-    )
+    part_digests, part_paths = _part_inputs(request.parts)
+    tree_digest = EMPTY_DIGEST
     tree_args: tuple[str, ...] = ()
     if request.tree is not None:
-        inputs = (*inputs, request.tree.digest)
+        tree_digest = request.tree.digest
         tree_args = ("--tree", _STAGED_DIR, "--workers", "1", *request.tree.build_args)
     result = await Get(
         ProcessResult,
@@ -993,7 +1003,8 @@ async def merge_zip_parts(
                 "--summary-json",
                 summary_file,
             ),
-            input_digest=await Get(Digest, MergeDigests(inputs)),
+            input_digest=tree_digest,
+            immutable_input_digests=part_digests,
             output_files=(request.output_filename, summary_file),
             description=request.description,
             level=LogLevel.DEBUG,
@@ -1012,18 +1023,10 @@ async def write_sbom_template(request: SbomTemplateRequest, tool: LambdaZipTool)
     loaded = await Get(LoadedLockfile, LoadedLockfileRequest(lockfile))
     output = "sbom-template.cdx.json"
     platform = request.platform
-    part_paths = _part_paths(request.parts)
-    inputs = await MultiGet(
-        [
-            *(
-                Get(Digest, AddPrefix(part.digest, _part_directory(index)))
-                for index, part in enumerate(request.parts)
-            ),
-            *(
-                Get(Digest, AddPrefix(layer.archive, f"layers/{index}"))
-                for index, layer in enumerate(request.layers)
-            ),
-        ]
+    part_digests, part_paths = _part_inputs(request.parts)
+    layer_inputs = await MultiGet(
+        Get(Digest, AddPrefix(layer.archive, f"layers/{index}"))
+        for index, layer in enumerate(request.layers)
     )
     layer_args = [
         arg
@@ -1053,7 +1056,8 @@ async def write_sbom_template(request: SbomTemplateRequest, tool: LambdaZipTool)
                 "-o",
                 output,
             ),
-            input_digest=await Get(Digest, MergeDigests([*inputs, loaded.lockfile_digest])),
+            input_digest=await Get(Digest, MergeDigests([*layer_inputs, loaded.lockfile_digest])),
+            immutable_input_digests=part_digests,
             output_files=(output,),
             description=(
                 f"Write SBOM template of a {request.kind} with {len(request.parts)} "
