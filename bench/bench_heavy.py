@@ -34,7 +34,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Dict, List, Sequence, Tuple
 
-from common import REPO_ROOT, RUNTIME, markdown_table, ratio, runtime_python
+from common import REPO_ROOT, RUNTIME, TIMING_HEADER, markdown_table, runtime_python, timing_row
 
 HEAVY_DIR = "heavy"  # in the clones, a source root of its own
 REQUIREMENTS = REPO_ROOT / "bench/heavy/requirements.txt"
@@ -409,9 +409,8 @@ def merge_memory(cache_dir: Path, runs: int) -> str:
 # ---------------------------------------------------------------------------------------------
 
 
-def _row(scenario: str, timings: Dict[str, List[float]]) -> Tuple[str, str, str, str]:
-    ours, builtin = statistics.median(timings["ours"]), statistics.median(timings["built-in"])
-    return scenario, f"{ours:.2f}", f"{builtin:.2f}", ratio(ours, builtin)
+def _row(scenario: str, timings: Dict[str, List[float]]) -> Tuple[str, ...]:
+    return timing_row(scenario, timings["ours"], timings["built-in"])
 
 
 def section(workspace, runs: int, ten_runs: int, cache_dir: Path) -> str:
@@ -436,7 +435,7 @@ def section(workspace, runs: int, ten_runs: int, cache_dir: Path) -> str:
         f"same handler files `fn_<N>.py` in a bench-only resolve (`{LOCKFILE}`). Median of {runs} runs "
         f"(one-function rows) and {ten_runs} runs ({FUNCTIONS}-function rows).",
         "",
-        markdown_table(("scenario", "ours s", "built-in s", "ours / built-in"), rows),
+        markdown_table(TIMING_HEADER, rows),
         "",
         "- one-function rows: one clone, one pantsd, warmed up by one untimed build of both targets; each "
         f"edit appends a comment line to `{HEAVY_DIR}/fn_0.py`.",

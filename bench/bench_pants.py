@@ -12,7 +12,6 @@ from __future__ import annotations
 import itertools
 import re
 import shutil
-import statistics
 import subprocess
 import time
 import zipfile
@@ -20,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-from common import REPO_ROOT, RUNTIME, Artifact, markdown_table, ratio
+from common import REPO_ROOT, RUNTIME, TIMING_HEADER, Artifact, markdown_table, ratio, timing_row
 from tests.conftest import Clone, make_clone
 
 BUILDGRID_SERVE = REPO_ROOT / "tools/buildgrid/serve"
@@ -163,11 +162,10 @@ def remote_cache_builds(workspace: Workspace, runs: int) -> Tuple[Optional[Timin
     return timings, f"Last run, per Pants' `[stats]`: {hits}"
 
 
-def _row(scenario: str, timings: Optional[Timings]) -> Tuple[str, str, str, str]:
+def _row(scenario: str, timings: Optional[Timings]) -> Tuple[str, ...]:
     if timings is None:
-        return scenario, "skipped", "skipped", "–"
-    ours, builtin = (statistics.median(timings[target]) for target in TARGETS)
-    return scenario, f"{ours:.2f}", f"{builtin:.2f}", ratio(ours, builtin)
+        return scenario, "skipped", "skipped", "–", "–", "–"
+    return timing_row(scenario, *(timings[target] for target in TARGETS))
 
 
 def build_section(workspace: Workspace, runs: int) -> Tuple[str, Tuple[Artifact, Artifact]]:
@@ -186,7 +184,7 @@ def build_section(workspace: Workspace, runs: int) -> Tuple[str, Tuple[Artifact,
         "",
         f"Median of {runs} runs each; `{OURS.address}` against `{BUILTIN.address}`, {RUNTIME}.",
         "",
-        markdown_table(("scenario", "ours s", "built-in s", "ours / built-in"), rows),
+        markdown_table(TIMING_HEADER, rows),
         "",
         "- Cold: a fresh clone, local store and named caches per run, so every distribution is "
         "downloaded from PyPI again, and every tool PEX is built again. Pants itself is "

@@ -5,12 +5,13 @@ from __future__ import annotations
 import os
 import platform
 import re
+import statistics
 import subprocess
 import time
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, List, Sequence
+from typing import Iterable, List, Sequence, Tuple
 
 from tests.conftest import pyenv_python  # REPO_ROOT is on sys.path (bench/run, pytest)
 
@@ -80,3 +81,13 @@ def machine_description() -> List[str]:
 
 def ratio(ours: float, builtin: float) -> str:
     return f"{ours / builtin:.2f}"
+
+
+TIMING_HEADER = ("scenario", "ours s", "built-in s", "ours / built-in", "ours min–max", "built-in min–max")
+
+
+def timing_row(scenario: str, ours: Sequence[float], builtin: Sequence[float]) -> Tuple[str, ...]:
+    """Medians and their ratio, then each kind's fastest and slowest run: the noise to judge by."""
+    medians = statistics.median(ours), statistics.median(builtin)
+    spreads = (f"{min(runs):.2f}–{max(runs):.2f}" for runs in (ours, builtin))
+    return scenario, f"{medians[0]:.2f}", f"{medians[1]:.2f}", ratio(*medians), *spreads
