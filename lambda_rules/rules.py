@@ -104,8 +104,9 @@ logger = logging.getLogger(__name__)
 _PLUGIN_ROOT = Path(__file__).parent
 _STAGED_DIR = "staged"
 _PART_FILE = "part.zip"
-# A sandbox directory per part (immutable inputs), apart from any input file's path.
+# A sandbox directory per part or layer (immutable inputs), apart from any input file's path.
 _PARTS_DIR_PREFIX = "__lambda_part_"
+_LAYERS_DIR_PREFIX = "__lambda_layer_"
 _PARALLEL_UNIT_BYTES = 8 << 20
 _BYTECODE_SCRIPT = "__lambda_bytecode.py"
 _TOOL_LOCKFILE_URL = "resource://lambda_rules/lambda-zip.lock"
@@ -1024,16 +1025,16 @@ async def write_sbom_template(request: SbomTemplateRequest, tool: LambdaZipTool)
     output = "sbom-template.cdx.json"
     platform = request.platform
     part_digests, part_paths = _part_inputs(request.parts)
-    layer_inputs = await MultiGet(
-        Get(Digest, AddPrefix(layer.archive, f"layers/{index}"))
-        for index, layer in enumerate(request.layers)
-    )
+    # Layers, like parts, are shared by many functions: linked into the sandbox, not copied.
+    layer_digests = {
+        f"{_LAYERS_DIR_PREFIX}{index}": layer.archive for index, layer in enumerate(request.layers)
+    }
     layer_args = [
         arg
         for index, layer in enumerate(request.layers)
         for arg in (
             "--layer-archive",
-            f"{layer.contents.address}=layers/{index}/{layer.archive_path}",
+            f"{layer.contents.address}={_LAYERS_DIR_PREFIX}{index}/{layer.archive_path}",
         )
     ]
     result = await Get(
@@ -1056,8 +1057,8 @@ async def write_sbom_template(request: SbomTemplateRequest, tool: LambdaZipTool)
                 "-o",
                 output,
             ),
-            input_digest=await Get(Digest, MergeDigests([*layer_inputs, loaded.lockfile_digest])),
-            immutable_input_digests=part_digests,
+            input_digest=loaded.lockfile_digest,
+            immutable_input_digests={**part_digests, **layer_digests},
             output_files=(output,),
             description=(
                 f"Write SBOM template of a {request.kind} with {len(request.parts)} "
