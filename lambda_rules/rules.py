@@ -963,18 +963,20 @@ async def zip_parts(request: ZipPartsRequest) -> ZipParts:
     return ZipParts(tuple(parts))
 
 
-def _part_inputs(parts: tuple[ZipPart, ...]) -> tuple[dict[str, Digest], list[str]]:
-    """The parts as immutable inputs, and their paths in the sandbox.
+def _linked_directories(prefix: str, digests: list[Digest]) -> dict[str, Digest]:
+    """Shared archives (parts, layers) as immutable inputs, a sandbox directory each.
 
     Pants writes an immutable input to disk once per run (once per pantsd) and links it into each
-    sandbox: ten functions on numpy and pandas, or every edit of one, do not copy the same 30 MB of
-    parts into a sandbox each time. One directory per part: two parts' files may share a name.
+    sandbox: ten functions on numpy and pandas, or every edit of one, do not copy the same 30 MB
+    into a sandbox each time. One directory per archive: two archives' files may share a name.
     """
-    directories = [f"{_PARTS_DIR_PREFIX}{index}" for index in range(len(parts))]
-    return (
-        {directory: part.digest for directory, part in zip(directories, parts)},
-        [f"{directory}/{_PART_FILE}" for directory in directories],
-    )
+    return {f"{prefix}{index}": digest for index, digest in enumerate(digests)}
+
+
+def _part_inputs(parts: tuple[ZipPart, ...]) -> tuple[dict[str, Digest], list[str]]:
+    """The parts as immutable inputs, and the path of each part's zip in the sandbox."""
+    directories = _linked_directories(_PARTS_DIR_PREFIX, [part.digest for part in parts])
+    return directories, [f"{directory}/{_PART_FILE}" for directory in directories]
 
 
 @rule(desc="Merge zip parts", level=LogLevel.DEBUG)
@@ -1025,17 +1027,13 @@ async def write_sbom_template(request: SbomTemplateRequest, tool: LambdaZipTool)
     output = "sbom-template.cdx.json"
     platform = request.platform
     part_digests, part_paths = _part_inputs(request.parts)
-    # Layers, like parts, are shared by many functions: linked into the sandbox, not copied.
-    layer_digests = {
-        f"{_LAYERS_DIR_PREFIX}{index}": layer.archive for index, layer in enumerate(request.layers)
-    }
+    layer_digests = _linked_directories(
+        _LAYERS_DIR_PREFIX, [layer.archive for layer in request.layers]
+    )
     layer_args = [
         arg
-        for index, layer in enumerate(request.layers)
-        for arg in (
-            "--layer-archive",
-            f"{layer.contents.address}={_LAYERS_DIR_PREFIX}{index}/{layer.archive_path}",
-        )
+        for directory, layer in zip(layer_digests, request.layers)
+        for arg in ("--layer-archive", f"{layer.contents.address}={directory}/{layer.archive_path}")
     ]
     result = await Get(
         ProcessResult,
