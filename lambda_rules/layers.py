@@ -29,15 +29,12 @@ with warnings.catch_warnings():
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from lambda_rules.manifest import UNZIPPED_LIMIT_BYTES, PackageTooLargeError
+from lambda_rules.facts import LAYER_PYTHON_DIR, MAX_LAYERS_PER_FUNCTION, UNZIPPED_LIMIT_BYTES
+from lambda_rules.manifest import PackageTooLargeError
 from lambda_rules.platforms import LambdaPlatform
 
 # Where Lambda's Python runtime looks inside a layer (unzipped at /opt): /opt/python.
-LAYER_PYTHON_DIR = "python"
 _LAYER_PREFIX = LAYER_PYTHON_DIR + "/"
-
-# https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html
-MAX_LAYERS_PER_FUNCTION = 5
 
 
 class LayerError(Exception):
@@ -65,14 +62,6 @@ def package_path(layer_entry: str) -> str | None:
     if layer_entry.startswith(_LAYER_PREFIX) and len(layer_entry) > len(_LAYER_PREFIX):
         return layer_entry[len(_LAYER_PREFIX) :]
     return None
-
-
-def layer_sys_path(root: str, python_version: tuple[int, int]) -> list[str]:
-    """The entries layers unzipped at `root` (`/opt`) add to the Python runtime's `sys.path`, in
-    its order: after the function's root, `python/lib/python3.X/site-packages`, then `python/`."""
-    major, minor = python_version
-    python = f"{root.rstrip('/')}/{LAYER_PYTHON_DIR}"
-    return [f"{python}/lib/python{major}.{minor}/site-packages", python]
 
 
 # ---------------------------------------------------------------------------------------------

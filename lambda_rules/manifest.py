@@ -11,17 +11,19 @@ import posixpath
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
+from lambda_rules.facts import DIRECT_UPLOAD_LIMIT_BYTES, UNZIPPED_LIMIT_BYTES, Kind
 from lambda_rules.staging import Distribution
 
 MANIFEST_VERSION = 1
 
-# https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html
-DIRECT_UPLOAD_LIMIT_BYTES = 50 * 1024 * 1024
-UNZIPPED_LIMIT_BYTES = 250 * 1024 * 1024
 
 
 class PackageTooLargeError(Exception):
     """The unzipped package exceeds what Lambda accepts."""
+
+
+class OutputPathClashError(Exception):
+    """Two targets would write the same path in the dist directory."""
 
 
 @dataclass(frozen=True)
@@ -39,7 +41,7 @@ class LambdaManifest:
     distributions: Sequence[Distribution]
     sbom: str
     sbom_sha256: str
-    kind: str = "function"
+    kind: Kind = Kind.FUNCTION
     bytecode_compiled_by: str | None = None
     # A function's layers: address, sha256 and filebase64sha256 of each, in `layers` order.
     layers: Sequence[Mapping[str, str]] = ()
@@ -58,7 +60,7 @@ class LambdaManifest:
             "architecture": self.architecture,
             "handler": self.handler,
             "distributions": [{"name": d.name, "version": d.version} for d in self.distributions],
-            "kind": self.kind,
+            "kind": self.kind.value,
             "layers": [dict(layer) for layer in self.layers],
             # The exact CPython that compiled the shipped .pyc files, or null: none shipped.
             "bytecode_compiled_by": self.bytecode_compiled_by,

@@ -1,8 +1,8 @@
-"""AWS Lambda runtime facts and the pex complete platform they imply.
+"""The wheel tags and the pex complete platform that a Lambda runtime and architecture imply.
 
 Wheels are chosen by tags, and the tags are derived here from documented facts about each runtime
 (CPython version, Amazon Linux release and its glibc, CPU architecture) with `packaging.tags`,
-instead of being captured from a container image. The glibc version is the ceiling: a wheel whose
+instead of being captured from a container image (the facts themselves: `lambda_rules.facts`). The glibc version is the ceiling: a wheel whose
 manylinux tag needs a newer glibc than the runtime has can never match.
 """
 
@@ -14,35 +14,12 @@ from typing import Iterator
 
 from packaging import tags
 
+from lambda_rules.facts import ARCHITECTURES, RUNTIMES, Runtime
+
 
 class UnknownPlatformError(ValueError):
     """A runtime or architecture that Lambda does not offer."""
 
-
-@dataclass(frozen=True)
-class LambdaRuntime:
-    name: str
-    python_version: tuple[int, int]
-    os_release: str
-    glibc: tuple[int, int]
-
-
-# https://docs.aws.amazon.com/lambda/latest/dg/lambda-runtimes.html: python3.9-3.11 run on
-# Amazon Linux 2 (glibc 2.26), python3.12 and later on Amazon Linux 2023 (glibc 2.34).
-RUNTIMES: dict[str, LambdaRuntime] = {
-    runtime.name: runtime
-    for runtime in (
-        LambdaRuntime("python3.9", (3, 9), "Amazon Linux 2", (2, 26)),
-        LambdaRuntime("python3.10", (3, 10), "Amazon Linux 2", (2, 26)),
-        LambdaRuntime("python3.11", (3, 11), "Amazon Linux 2", (2, 26)),
-        LambdaRuntime("python3.12", (3, 12), "Amazon Linux 2023", (2, 34)),
-        LambdaRuntime("python3.13", (3, 13), "Amazon Linux 2023", (2, 34)),
-        LambdaRuntime("python3.14", (3, 14), "Amazon Linux 2023", (2, 34)),
-    )
-}
-
-# Lambda's architecture names mapped to the machine names used in wheel tags and ELF headers.
-ARCHITECTURES: dict[str, str] = {"x86_64": "x86_64", "arm64": "aarch64"}
 
 # The oldest glibc each manylinux architecture was ever defined for (manylinux1 / manylinux2014).
 _OLDEST_GLIBC_MINOR = {"x86_64": 5, "aarch64": 17}
@@ -54,7 +31,7 @@ _LEGACY_ALIASES = {(2, 17): "manylinux2014", (2, 12): "manylinux2010", (2, 5): "
 class LambdaPlatform:
     """One runtime on one architecture: what the deployment package must run on."""
 
-    runtime: LambdaRuntime
+    runtime: Runtime
     architecture: str
 
     @property

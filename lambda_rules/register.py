@@ -1,8 +1,7 @@
-"""Pants backend entry point: `backend_packages = ["lambda_rules"]`."""
+"""Pants backend entry point: `backend_packages = ["lambda_rules"]`. The glue is in `plugin/`."""
 
-from lambda_rules import rules as lambda_rules
-from lambda_rules import run_rules
-from lambda_rules.target_types import LambdaFunctionTarget, LambdaLayerTarget
+from lambda_rules.plugin import package, run
+from lambda_rules.plugin.target_types import LambdaFunctionTarget, LambdaLayerTarget
 
 
 def target_types():
@@ -10,4 +9,4 @@ def target_types():
 
 
 def rules():
-    return [*lambda_rules.rules(), *run_rules.rules()]
+    return [*package.rules(), *run.rules()]

@@ -46,6 +46,7 @@ from packaging.tags import Tag, parse_tag
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
 
+from lambda_rules.facts import LAYER_PYTHON_DIR, LAYER_SITE_PACKAGES, Kind
 from lambda_rules.platforms import LambdaPlatform
 from lambda_rules.sbom_identity import (
     PLACEHOLDER_NAME,
@@ -58,14 +59,15 @@ from lambda_rules.zipper.reader import ArchiveEntry, read_archive, read_entry_da
 from lambda_rules.zipper.summary import file_sha256
 
 SCHEMA_VERSION = SchemaVersion.V1_6
-KINDS = ("function", "layer")
 # A function is the application; a layer is a bundle of libraries that functions import.
-_COMPONENT_TYPES = {"function": ComponentType.APPLICATION, "layer": ComponentType.LIBRARY}
+_COMPONENT_TYPES = {Kind.FUNCTION: ComponentType.APPLICATION, Kind.LAYER: ComponentType.LIBRARY}
 _PROPERTY_PREFIX = "lambda_rules:"
-# Where Lambda puts importable code: the function root, and a layer's python/ directories.
+# Where Lambda imports from: the function's root, and a layer's python/ and
+# python/lib/python3.X/site-packages/ (any X: a layer may serve several runtimes).
+_SITE_PACKAGES = re.sub(r"\\\{(major|minor)\\\}", r"\\d+", re.escape(LAYER_SITE_PACKAGES))
+_LAYER_DIRS = rf"{re.escape(LAYER_PYTHON_DIR)}/(?:{_SITE_PACKAGES}/)?"
 _DIST_INFO_FILE = re.compile(
-    r"^(?P<dir>(?:python/(?:lib/python3\.\d+/site-packages/)?)?[^/]+\.dist-info)"
-    r"/(?P<file>METADATA|WHEEL)$"
+    rf"^(?P<dir>(?:{_LAYER_DIRS})?[^/]+\.dist-info)/(?P<file>METADATA|WHEEL)$"
 )
 _MAX_METADATA_BYTES = 16 * 1024 * 1024
 # A License field longer than this, or spanning lines, is the license's text, not its name.
@@ -117,7 +119,7 @@ def generate_sbom(
     *,
     name: str,
     platform: LambdaPlatform,
-    kind: str = "function",
+    kind: Kind = Kind.FUNCTION,
     layers: Sequence[LayerReference] = (),
     source_date_epoch: int | None = None,
 ) -> str:
@@ -139,7 +141,7 @@ def generate_sbom_template(
     lockfile: str | Path,
     *,
     platform: LambdaPlatform,
-    kind: str = "function",
+    kind: Kind = Kind.FUNCTION,
     layers: Sequence[LayerReference] = (),
     source_date_epoch: int | None = None,
 ) -> str:
@@ -158,12 +160,10 @@ def _sbom_json(
     name: str,
     archive_sha256: str,
     platform: LambdaPlatform,
-    kind: str,
+    kind: Kind,
     layers: Sequence[LayerReference],
     source_date_epoch: int | None,
 ) -> str:
-    if kind not in KINDS:
-        raise SbomError(f"SBOM kind must be one of {', '.join(KINDS)}, got {kind!r}")
     layers = _checked_layers(layers, name)
     distributions = bundled_distributions(archives, read_lockfile_artifacts(lockfile))
 
@@ -174,7 +174,7 @@ def _sbom_json(
         bom_ref=name,
         hashes=[HashType(alg=HashAlgorithm.SHA_256, content=archive_sha256)],
         properties=[
-            Property(name=f"{_PROPERTY_PREFIX}kind", value=kind),
+            Property(name=f"{_PROPERTY_PREFIX}kind", value=kind.value),
             Property(name=f"{_PROPERTY_PREFIX}runtime", value=platform.runtime.name),
             Property(name=f"{_PROPERTY_PREFIX}architecture", value=platform.architecture),
         ],
@@ -488,7 +488,7 @@ def _distribution_component(distribution: BundledDistribution) -> Component:
 def _layer_component(layer: LayerReference) -> Component:
     """A referenced layer, named and versioned as that layer's own SBOM names its root."""
     return Component(
-        type=_COMPONENT_TYPES["layer"],
+        type=_COMPONENT_TYPES[Kind.LAYER],
         name=layer.name,
         version=layer.sha256,
         bom_ref=layer.name,  # the bom-ref of the root component of the layer's own SBOM
@@ -499,7 +499,7 @@ def _layer_component(layer: LayerReference) -> Component:
                 url=XsUri.make_bom_link(serial_number(layer.sha256), 1, layer.name),
             )
         ],
-        properties=[Property(name=f"{_PROPERTY_PREFIX}kind", value="layer")],
+        properties=[Property(name=f"{_PROPERTY_PREFIX}kind", value=Kind.LAYER.value)],
     )
 
 

@@ -15,8 +15,6 @@ import json
 import re
 import uuid
 
-from lambda_rules.zipper.errors import ZipError
-
 # uuid5(NAMESPACE_URL, "https://github.com/lambda-rules/lambda_rules/sbom/serialNumber"), fixed
 # forever: changing it would change every SBOM's serial number.
 SERIAL_NAMESPACE = uuid.UUID("9183e47e-6105-57bc-b226-22db4e04b716")
@@ -27,7 +25,7 @@ SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 PLACEHOLDER_NAME = "<name>"
 
 
-class SbomError(ZipError):
+class SbomError(Exception):
     """The archive, lockfile or arguments cannot give a truthful SBOM; the message says why."""
 
 

@@ -1,7 +1,8 @@
-"""Helpers shared by the test suites: the repository, pyenv interpreters, clones that run ./pants."""
+"""Helpers shared by the test suites: the repository, the runtimes' CPythons, Pants clones."""
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import subprocess
@@ -10,23 +11,24 @@ from pathlib import Path
 
 import pytest
 
+from lambda_rules import facts
+from lambda_rules.scripts import interpreters
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
+@functools.lru_cache(maxsize=None)
 def pyenv_python(minor: int) -> Path:
-    """The pyenv-installed CPython 3.<minor> (not on PATH here by default)."""
-    root = os.environ.get("PYENV_ROOT") or str(Path.home() / ".pyenv")
-    candidates = sorted(
-        Path(root, "versions").glob(f"3.{minor}.*/bin/python3.{minor}"),
-        key=lambda p: [int(x) for x in p.parent.parent.name.split(".") if x.isdigit()],
-    )
-    if not candidates:
-        pytest.fail(f"CPython 3.{minor} is not installed under {root}/versions (pyenv install 3.{minor})")
-    return candidates[-1]
+    """CPython 3.<minor>, found as the local invoker finds a runtime's (pyenv's highest 3.<minor>.N
+    first, every candidate checked). The tests need the real interpreter: they fail without it."""
+    try:
+        return interpreters.find_interpreter(facts.RUNTIMES[f"python3.{minor}"])
+    except interpreters.InterpreterNotFoundError as e:
+        pytest.fail(str(e))
 
 
 def repository_files() -> list[str]:
-    """What a clone of the current working tree holds: tracked and untracked-but-not-ignored files."""
+    """What a clone of the current working tree holds: tracked and untracked, not ignored files."""
     out = subprocess.run(
         ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
         cwd=REPO_ROOT,

@@ -1,5 +1,6 @@
-"""lambda_rules.bytecode against the real pyenv CPythons 3.9-3.13: the .pyc bytes do not depend on
-how, where or in what process they were built, and Lambda's interpreter really uses them."""
+"""lambda_rules/scripts/bytecode.py against the real pyenv CPythons 3.9-3.13: the .pyc bytes do not
+depend on how, where or in what process they were built, and Lambda's interpreter really uses
+them. The script is run as a plain file, as the Pants rules run it."""
 
 from __future__ import annotations
 
@@ -13,10 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from lambda_rules import bytecode
+from lambda_rules import facts
+from lambda_rules.scripts import interpreters
+from tests.conftest import REPO_ROOT
 
 MINORS = (9, 10, 11, 12, 13)
-BYTECODE_PY = Path(bytecode.__file__).resolve()
+BYTECODE_PY = REPO_ROOT / "lambda_rules" / "scripts" / "bytecode.py"
 
 TREE = {
     "pkg/__init__.py": 'VERSION = "1.0"\n',
@@ -49,7 +52,10 @@ TREE = {
             def __init__(self, name):
                 self.name = name
             def describe(self, width=3):
-                return f"{self.name!r:>{width}} is {'round' if self.name in {'circle', 'oval'} else 'angular'}"
+                return (
+                    f"{self.name!r:>{width}} is "
+                    f"{'round' if self.name in {'circle', 'oval'} else 'angular'}"
+                )
             class Inner:
                 def method(self):
                     return (lambda s: s.upper())("inner")
@@ -58,7 +64,8 @@ TREE = {
         ''',
     ),
     "pkg/repeated.py": "".join(
-        f"def f{i}(x):\n    return (x, 'shared string', 'shared string {i % 3}', 12345678901234567890, 1.5, ('t', 'u'))\n"
+        f"def f{i}(x):\n    return (x, 'shared string', 'shared string {i % 3}', "
+        "12345678901234567890, 1.5, ('t', 'u'))\n"
         for i in range(40)
     )
     + "NAMES = [" + ", ".join(f"'name_{i % 7}'" for i in range(60)) + "]\n",
@@ -84,7 +91,10 @@ HELPER = textwrap.dedent(
     out = {}
     if mode == "longlived":
         import argparse, email.parser, json.decoder
-        keep = [compile(open(os.path.join(root, f), "rb").read(), "/elsewhere/" + f, "exec") for f in files]
+        keep = [
+            compile(open(os.path.join(root, f), "rb").read(), "/elsewhere/" + f, "exec")
+            for f in files
+        ]
         keep += [sys.intern("shared string 1"), sys.intern("Shape.Inner")]
         for rel in reversed(files):
             src = open(os.path.join(root, rel), "rb").read()
@@ -113,8 +123,11 @@ HELPER = textwrap.dedent(
 
 
 @pytest.fixture(scope="module")
-def interpreters():
-    return {minor: bytecode.find_interpreter((3, minor), []) for minor in MINORS}
+def pythons() -> dict[int, Path]:
+    return {
+        minor: interpreters.find_interpreter(facts.RUNTIMES[f"python3.{minor}"])
+        for minor in MINORS
+    }
 
 
 def make_tree(root: Path, files: dict = TREE) -> Path:
@@ -122,6 +135,11 @@ def make_tree(root: Path, files: dict = TREE) -> Path:
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_text(text, encoding="utf-8")
     return root
+
+
+def pyc_relpath(rel: str, minor: int) -> str:
+    """Where the pyc of the source `rel` goes, relative to the root."""
+    return str(Path(rel).parent / "__pycache__" / f"{Path(rel).stem}.cpython-3{minor}.pyc")
 
 
 def compiled(root: Path) -> dict[str, bytes]:
@@ -134,12 +152,20 @@ def run_cli(python: Path, root: Path, *args: str, seed: str = "0", umask: int = 
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
     env["PYTHONHASHSEED"] = seed
     # Not -I: the CLI must shield its workers from the caller's environment by itself.
-    argv = [str(python), str(BYTECODE_PY), "compile", "--root", str(root), "--prefix", "/var/task", *args]
+    argv = [str(python), str(BYTECODE_PY), "compile", "--root", str(root), "--prefix", "/var/task"]
     old = os.umask(umask)
     try:
-        return subprocess.run(argv, capture_output=True, text=True, env=env)
+        return subprocess.run([*argv, *args], capture_output=True, text=True, env=env)
     finally:
         os.umask(old)
+
+
+def compile_tree(
+    python: Path, root: Path, prefix: str, *args: str
+) -> subprocess.CompletedProcess[str]:
+    """The script run as the Pants rules run it: `python3.X -I -B bytecode.py compile ...`."""
+    argv = [str(python), "-I", "-B", str(BYTECODE_PY), "compile", "--root", str(root)]
+    return subprocess.run([*argv, "--prefix", prefix, *args], capture_output=True, text=True)
 
 
 def helper(python: Path, tmp_path: Path, root: Path, mode: str, seed: str = "0") -> dict:
@@ -155,8 +181,8 @@ def helper(python: Path, tmp_path: Path, root: Path, mode: str, seed: str = "0")
 
 
 @pytest.mark.parametrize("minor", MINORS)
-def test_bytes_do_not_depend_on_seed_workers_order_path_umask_or_process(minor, interpreters, tmp_path):
-    python = interpreters[minor]
+def test_bytes_do_not_depend_on_seed_workers_order_path_umask_or_process(minor, pythons, tmp_path):
+    python = pythons[minor]
     runs = [
         dict(seed="0", workers="1", umask=0o022, where="a/checkout"),
         dict(seed="1", workers="3", umask=0o077, where="b/some/other/deeper/path"),
@@ -166,15 +192,15 @@ def test_bytes_do_not_depend_on_seed_workers_order_path_umask_or_process(minor, 
     results = []
     for run in runs:
         root = make_tree(tmp_path / run["where"])
-        proc = run_cli(python, root, "--workers", run["workers"], seed=run["seed"], umask=run["umask"])
+        proc = run_cli(
+            python, root, "--workers", run["workers"], seed=run["seed"], umask=run["umask"]
+        )
         assert proc.returncode == 0, proc.stderr
         report = json.loads(proc.stdout)
         assert report["compiled"] == 5 and report["skipped"] == []
         assert report["cache_tag"] == f"cpython-3{minor}"
         files = compiled(root)
-        assert sorted(files) == sorted(
-            str(Path(rel).parent / "__pycache__" / f"{Path(rel).stem}.cpython-3{minor}.pyc") for rel in TREE
-        )
+        assert sorted(files) == sorted(pyc_relpath(rel, minor) for rel in TREE)
         for p in root.rglob("__pycache__"):
             assert stat.S_IMODE(p.stat().st_mode) == 0o755
         for p in root.rglob("*.pyc"):
@@ -189,20 +215,20 @@ def test_bytes_do_not_depend_on_seed_workers_order_path_umask_or_process(minor, 
     root = tmp_path / "a/checkout"
     longlived = helper(python, tmp_path, root, "longlived", seed="777")
     for rel in TREE:
-        pyc = str(Path(rel).parent / "__pycache__" / f"{Path(rel).stem}.cpython-3{minor}.pyc")
+        pyc = pyc_relpath(rel, minor)
         assert bytes.fromhex(longlived[rel]) == results[0][pyc], rel
 
     # PEP 552 unchecked-hash header with this interpreter's magic; co_filename is /var/task/...
     for rel, info in helper(python, tmp_path, root, "inspect").items():
-        assert info["pyc"] == str(Path(rel).parent / "__pycache__" / f"{Path(rel).stem}.cpython-3{minor}.pyc")
+        assert info["pyc"] == pyc_relpath(rel, minor)
         assert info["magic_ok"] and info["hash_ok"]
         assert info["flags"] == 0b01
         assert info["filenames"] == [f"/var/task/{rel}"]
 
 
 @pytest.mark.parametrize("minor", MINORS)
-def test_lambda_uses_the_pyc_from_a_read_only_tree(minor, interpreters, tmp_path):
-    python = interpreters[minor]
+def test_lambda_uses_the_pyc_from_a_read_only_tree(minor, pythons, tmp_path):
+    python = pythons[minor]
     root = make_tree(tmp_path / "build")
     assert run_cli(python, root).returncode == 0
     task = tmp_path / "task"
@@ -234,7 +260,9 @@ def test_lambda_uses_the_pyc_from_a_read_only_tree(minor, interpreters, tmp_path
         """
     )
     try:
-        out = subprocess.run([str(python), "-I", "-c", code], capture_output=True, text=True, check=True).stdout
+        out = subprocess.run(
+            [str(python), "-I", "-c", code], capture_output=True, text=True, check=True
+        ).stdout
         after = sorted((str(p), p.stat().st_mtime_ns) for p in task.rglob("*"))
     finally:
         for p in [task, *task.rglob("*")]:
@@ -249,17 +277,18 @@ def test_lambda_uses_the_pyc_from_a_read_only_tree(minor, interpreters, tmp_path
     assert after == before  # nothing written (we may run as root, so read-only alone proves little)
 
 
-def test_naive_marshal_varies_with_the_hash_seed_and_ours_does_not(interpreters, tmp_path):
+def test_naive_marshal_varies_with_the_hash_seed_and_ours_does_not(pythons, tmp_path):
     """The hazard: marshal writes a set constant in iteration order, i.e. in PYTHONHASHSEED order
     (measured here on 3.9 and 3.10; 3.11+ marshal sorts sets). Ours is the same for every seed."""
     root = make_tree(tmp_path / "t", {"consts.py": TREE["pkg/consts.py"]})
     naive = (
         "import marshal, sys, hashlib; "
-        "c = compile(open(sys.argv[1], 'rb').read(), '/var/task/consts.py', 'exec', dont_inherit=True, optimize=0); "
+        "c = compile(open(sys.argv[1], 'rb').read(), '/var/task/consts.py', 'exec', "
+        "dont_inherit=True, optimize=0); "
         "print(hashlib.sha256(marshal.dumps(c)).hexdigest())"
     )
     varying = []
-    for minor, python in interpreters.items():
+    for minor, python in pythons.items():
         digests = set()
         for seed in ("0", "1", "12345"):
             env = {"PYTHONHASHSEED": seed, "PATH": os.environ.get("PATH", "")}
@@ -279,16 +308,15 @@ def test_naive_marshal_varies_with_the_hash_seed_and_ours_does_not(interpreters,
     assert 9 in varying and 10 in varying, varying
 
 
-def test_first_party_syntax_error_names_file_and_line(interpreters, tmp_path):
+def test_first_party_syntax_error_names_file_and_line(pythons, tmp_path):
     root = make_tree(tmp_path / "t", {**TREE, "pkg/bad.py": "x = 1\n\ndef f(:\n    pass\n"})
-    with pytest.raises(bytecode.BytecodeCompileError) as e:
-        bytecode.compile_tree(interpreters[12], root, "/var/task")
-    message = str(e.value)
-    assert "pkg/bad.py:3: SyntaxError" in message
-    assert "CPython 3.12" in message
+    result = compile_tree(pythons[12], root, "/var/task")
+    assert result.returncode == 1 and result.stdout == ""
+    assert "pkg/bad.py:3: SyntaxError" in result.stderr
+    assert "CPython 3.12" in result.stderr
 
 
-def test_third_party_sources_that_do_not_compile_are_skipped_like_pip(interpreters, tmp_path):
+def test_third_party_sources_that_do_not_compile_are_skipped_like_pip(pythons, tmp_path):
     files = {
         **TREE,
         "lib2to3/tests/data/py2_test_grammar.py": "print 'hello'\n",
@@ -296,9 +324,10 @@ def test_third_party_sources_that_do_not_compile_are_skipped_like_pip(interprete
         "somedist/ok.py": "X = 1\n",
     }
     root = make_tree(tmp_path / "t", files)
-    report = bytecode.compile_tree(
-        interpreters[11], root, "/opt/python", workers=2, third_party=["lib2to3", "somedist/"]
-    )
+    third_party = ["--third-party", "lib2to3", "--third-party", "somedist/"]
+    result = compile_tree(pythons[11], root, "/opt/python", "--workers", "2", *third_party)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
     assert report["compiled"] == len(TREE) + 1
     assert [s["path"] for s in report["skipped"]] == [
         "lib2to3/tests/data/py2_test_grammar.py",
@@ -307,29 +336,8 @@ def test_third_party_sources_that_do_not_compile_are_skipped_like_pip(interprete
     assert not (root / "somedist/tests/__pycache__").exists()
     assert (root / "somedist/__pycache__/ok.cpython-311.pyc").exists()
     # The same invalid file outside the third-party paths is an error; --on-invalid skip skips it.
-    with pytest.raises(bytecode.BytecodeCompileError, match="somedist/tests/bad_syntax.py:1"):
-        bytecode.compile_tree(interpreters[11], root, "/opt/python", third_party=["lib2to3"])
-    report = bytecode.compile_tree(interpreters[11], root, "/opt/python", on_invalid="skip")
-    assert len(report["skipped"]) == 2
-
-
-def test_interpreter_lookup(tmp_path, monkeypatch):
-    monkeypatch.setenv("PYENV_ROOT", str(tmp_path / "no-pyenv"))
-    with pytest.raises(bytecode.InterpreterNotFoundError) as e:
-        bytecode.find_interpreter((3, 13), [str(tmp_path)], runtime="python3.13")
-    message = str(e.value)
-    assert "python3.13 runtime" in message and "CPython 3.13" in message
-    assert "pyenv install 3.13" in message and "compile_bytecode" in message
-
-    monkeypatch.delenv("PYENV_ROOT")
-    python = bytecode.find_interpreter((3, 12), [str(tmp_path)])  # found under ~/.pyenv
-    version = bytecode.interpreter_version(python)
-    assert version.startswith("3.12.") and python.name == "python3.12"
-    # A search-path directory wins over pyenv; a binary of the wrong version there is passed over.
-    (tmp_path / "bin").mkdir()
-    (tmp_path / "bin/python3.12").symlink_to(python)
-    (tmp_path / "bin/python3.11").symlink_to(python)
-    assert bytecode.find_interpreter((3, 12), [str(tmp_path / "bin")]) == tmp_path / "bin/python3.12"
-    assert bytecode.find_interpreter((3, 11), [str(tmp_path / "bin")]).name == "python3.11"
-    assert bytecode.find_interpreter((3, 11), [str(tmp_path / "bin")]).parent != tmp_path / "bin"
-
+    result = compile_tree(pythons[11], root, "/opt/python", "--third-party", "lib2to3")
+    assert result.returncode == 1 and "somedist/tests/bad_syntax.py:1" in result.stderr
+    result = compile_tree(pythons[11], root, "/opt/python", "--on-invalid", "skip")
+    assert result.returncode == 0, result.stderr
+    assert len(json.loads(result.stdout)["skipped"]) == 2

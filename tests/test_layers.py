@@ -22,12 +22,12 @@ from lambda_rules.layers import (
     layer_coverage,
     layer_manifest_entries,
     layer_path,
-    layer_sys_path,
     package_path,
     requirement_graph,
     requirements_of,
 )
-from lambda_rules.manifest import UNZIPPED_LIMIT_BYTES, PackageTooLargeError
+from lambda_rules.facts import UNZIPPED_LIMIT_BYTES
+from lambda_rules.manifest import PackageTooLargeError
 from lambda_rules.platforms import lambda_platform
 from tests.conftest import REPO_ROOT
 
@@ -367,9 +367,3 @@ def test_layer_paths_round_trip():
     with pytest.raises(ValueError):
         layer_path("/abs.py")
 
-
-def test_layer_sys_path_is_what_the_python_runtime_adds():
-    assert layer_sys_path("/opt/", (3, 12)) == [
-        "/opt/python/lib/python3.12/site-packages", "/opt/python"
-    ]  # fmt: skip
-    assert layers.LAYER_PYTHON_DIR == "python"

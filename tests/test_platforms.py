@@ -6,7 +6,8 @@ import pytest
 from packaging.tags import Tag
 from packaging.utils import parse_wheel_filename
 
-from lambda_rules.platforms import RUNTIMES, UnknownPlatformError, lambda_platform
+from lambda_rules.facts import RUNTIMES
+from lambda_rules.platforms import UnknownPlatformError, lambda_platform
 
 
 def wheel_fits(platform, filename: str) -> bool:

@@ -136,7 +136,7 @@ def _cli(*args, env=None, cwd=None, umask=0o022) -> subprocess.CompletedProcess:
     environment = {k: v for k, v in os.environ.items() if k != "SOURCE_DATE_EPOCH"}
     environment.update({"PYTHONPATH": str(REPO_ROOT), **(env or {})})
     return subprocess.run(
-        [sys.executable, "-m", "lambda_rules.zipper", "sbom", *map(str, args)],
+        [sys.executable, "-m", "lambda_rules", "sbom", *map(str, args)],
         env=environment,
         cwd=cwd,
         capture_output=True,
@@ -347,7 +347,7 @@ def test_byte_identical_under_cpython_3_12_with_current_dependencies(document, a
     python = _sbom_venv(12)
     out = tmp_path / "out.cdx.json"
     result = subprocess.run(
-        [python, "-m", "lambda_rules.zipper", "sbom", *map(str, _sbom_args(archive, out))],
+        [python, "-m", "lambda_rules", "sbom", *map(str, _sbom_args(archive, out))],
         env={**os.environ, "PYTHONPATH": str(REPO_ROOT), "PYTHONHASHSEED": "random"},
         capture_output=True,
         text=True,
@@ -509,7 +509,7 @@ def test_zipper_works_without_cyclonedx_and_sbom_says_what_is_missing(archive, t
     # `None` in sys.modules makes the import fail exactly as an absent package does.
     code = (
         "import sys; sys.modules['cyclonedx'] = None; "
-        "from lambda_rules.zipper.cli import main; sys.exit(main(sys.argv[1:]))"
+        "from lambda_rules.cli import main; sys.exit(main(sys.argv[1:]))"
     )
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     (tmp_path / "tree").mkdir()

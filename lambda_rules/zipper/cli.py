@@ -1,4 +1,6 @@
-"""The `lambda-zip` command line: build, repack, merge, diff, hash.
+"""The zipper's command line: build, repack, merge, diff, hash (`python -m lambda_rules.zipper`).
+
+The `lambda-zip` command (`lambda_rules.cli`) offers these verbs and more.
 
 Exit codes: 0 success (diff: identical), 1 diff found differences,
 2 bad input or usage (message on stderr, never a traceback), 130 interrupted.
@@ -31,20 +33,28 @@ EXIT_INTERRUPTED = 130
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    """The zipper's verbs alone (`python -m lambda_rules.zipper`); `lambda-zip` adds more."""
+    parser = new_parser()
+    add_zipper_commands(parser.add_subparsers(dest="command", metavar="COMMAND", required=True))
+    return run(parser.parse_args(argv))
+
+
+def run(args: argparse.Namespace, user_errors: tuple[type[Exception], ...] = ()) -> int:
+    """Run the chosen verb: an error caused by the input (a `ZipError`, an OSError, or one of
+    `user_errors`) is one line on stderr and exit status 2, never a traceback."""
     try:
         return args.run(args)
-    except ZipError as error:
-        return _fail(str(error))
+    except (ZipError, *user_errors) as error:
+        return fail(str(error))
     except OSError as error:
-        return _fail(f"{error.filename}: {error.strerror}" if error.filename else str(error))
+        return fail(f"{error.filename}: {error.strerror}" if error.filename else str(error))
     except MemoryError:  # here or in a compression worker, which hands it back to us
         inputs = []
         for name in ("directory", "archive", "archives", "parts", "tree", "a", "b"):
             value = getattr(args, name, [])
             values = value if isinstance(value, list) else [value]
             inputs.extend(str(v) for v in values if v is not None)
-        return _fail(
+        return fail(
             f"{' and '.join(inputs)}: not enough memory to {args.command}; free memory or raise "
             "the memory limit, pass fewer --workers (each holds whole files in memory), or split "
             "the input into smaller archives"
@@ -54,17 +64,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INTERRUPTED
 
 
-def _fail(message: str) -> int:
+def fail(message: str) -> int:
     print(f"{PROG}: error: {message}", file=sys.stderr)
     return EXIT_USAGE
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+def new_parser() -> argparse.ArgumentParser:
+    return argparse.ArgumentParser(
         prog=PROG, description="Byte-for-byte reproducible AWS Lambda ZIP archives."
     )
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    commands.required = True
+
+
+def add_zipper_commands(commands: argparse._SubParsersAction) -> None:
+    """build, repack, merge, diff and hash."""
 
     build = commands.add_parser(
         "build",
@@ -134,53 +146,6 @@ def _parser() -> argparse.ArgumentParser:
     hash_.add_argument("archive", metavar="FILE", type=Path)
     hash_.add_argument("--json", action="store_true", help="print a JSON object instead")
     hash_.set_defaults(run=_run_hash)
-
-    sbom = commands.add_parser(
-        "sbom",
-        help="write a CycloneDX SBOM of a built archive",
-        description="Write a reproducible CycloneDX 1.6 JSON SBOM of ARCHIVE.zip: the "
-        "distributions it really bundles (from their .dist-info), each with the SHA-256 of its "
-        "wheel from LOCK, "
-        "its declared license and its dependencies on the Lambda platform. The serial number "
-        "derives from the archive's SHA-256; the timestamp is --timestamp or SOURCE_DATE_EPOCH, "
-        "else absent. Needs cyclonedx-python-lib (3rdparty/python/sbom-requirements.txt).",
-    )
-    sbom.add_argument(
-        "archives", metavar="ARCHIVE.zip", type=Path, nargs="*",
-        help="the archive; with --template, the parts it is merged from (none: no distributions)",
-    )
-    sbom.add_argument(
-        "--template", action="store_true",
-        help="read the distributions from all ARCHIVE.zip and write the SBOM of the archive they "
-        f"merge into, with {'0' * 8}… for its SHA-256 and <name> for its name (the Pants rules "
-        "fill both in; takes no --name)",
-    )
-    sbom.add_argument(
-        "--lockfile", metavar="LOCK", type=Path, required=True, help="the Pants/pex lockfile"
-    )
-    sbom.add_argument(
-        "--name",
-        help="the root component's name (the target address); required without --template",
-    )
-    sbom.add_argument("--kind", choices=("function", "layer"), default="function")
-    sbom.add_argument("--runtime", required=True, help="the Lambda runtime, e.g. python3.12")
-    sbom.add_argument("--architecture", default="x86_64", help="x86_64 (default) or arm64")
-    sbom.add_argument(
-        "--layer", action="append", default=[], metavar="NAME=SHA256",
-        help="a layer the function uses, by its archive's SHA-256 (repeatable)",
-    )
-    sbom.add_argument(
-        "--layer-archive", action="append", default=[], metavar="NAME=PATH",
-        help="a layer the function uses, by its archive: requirements it bundles become edges "
-        "(repeatable)",
-    )
-    sbom.add_argument(
-        "--timestamp", metavar="EPOCH",
-        help="Unix time for the SBOM, in UTC (default: $SOURCE_DATE_EPOCH, else none)",
-    )
-    sbom.add_argument("-o", "--output", metavar="OUT.cdx.json", type=Path, required=True)
-    sbom.set_defaults(run=_run_sbom)
-    return parser
 
 
 def _add_write_options(parser: argparse.ArgumentParser) -> None:
@@ -285,53 +250,3 @@ def _run_hash(args: argparse.Namespace) -> int:
     else:
         print(f"{sha256_hex}  {sha256_base64}  {args.archive}")
     return 0
-
-
-def _run_sbom(args: argparse.Namespace) -> int:
-    # Imported here: the zipper must work without cyclonedx-python-lib installed.
-    try:
-        from lambda_rules import sbom
-        from lambda_rules.platforms import UnknownPlatformError, lambda_platform
-    except ModuleNotFoundError as error:
-        raise ZipError(
-            f"sbom needs the {error.name} module; install 3rdparty/python/sbom-requirements.txt"
-        ) from None
-    try:
-        platform = lambda_platform(args.runtime, args.architecture)
-    except UnknownPlatformError as error:
-        raise ZipError(str(error)) from None
-    layers = [sbom.LayerReference(name, sha256) for name, sha256 in _pairs(args.layer, "--layer")]
-    layers += [
-        sbom.layer_reference_from_archive(name, path)
-        for name, path in _pairs(args.layer_archive, "--layer-archive")
-    ]
-    timestamp = (
-        parse_epoch(args.timestamp, "--timestamp")
-        if args.timestamp is not None
-        else timestamp_from_environment(os.environ)
-    )
-    options = dict(platform=platform, kind=args.kind, layers=layers, source_date_epoch=timestamp)
-    if args.template:
-        if args.name is not None:
-            raise ZipError("sbom --template leaves the name to whoever completes it; drop --name")
-        document = sbom.generate_sbom_template(args.archives, args.lockfile, **options)
-    elif len(args.archives) != 1:
-        raise ZipError("sbom takes one ARCHIVE.zip, or the parts of one with --template")
-    elif not args.name:
-        raise ZipError("sbom needs --name, the root component's name (the target address)")
-    else:
-        document = sbom.generate_sbom(args.archives[0], args.lockfile, name=args.name, **options)
-    with replaced_atomically(args.output) as f:
-        f.write(document.encode("utf-8"))
-    print(f"{args.output}  {len(document.encode('utf-8'))} bytes")
-    return 0
-
-
-def _pairs(values: Sequence[str], option: str) -> list[tuple[str, str]]:
-    pairs = []
-    for value in values:
-        name, equals, rest = value.partition("=")
-        if not equals or not name or not rest:
-            raise ZipError(f"{option} takes NAME=VALUE, got {value!r}")
-        pairs.append((name, rest))
-    return pairs

@@ -28,6 +28,27 @@ class ZipSummary:
     entry_count: int
     entries: tuple[EntrySummary, ...]
 
+    @classmethod
+    def from_json(cls, text: str | bytes) -> ZipSummary:
+        """The summary `to_json` wrote (what `--summary-json` hands to a build tool)."""
+        document = json.loads(text)
+        return cls(
+            sha256_hex=document["sha256_hex"],
+            sha256_base64=document["sha256_base64"],
+            zipped_size=document["zipped_size"],
+            unzipped_size=document["unzipped_size"],
+            entry_count=document["entry_count"],
+            entries=tuple(
+                EntrySummary(
+                    name=entry["name"],
+                    size=entry["size"],
+                    mode=int(entry["mode"], 8),
+                    crc32=int(entry["crc32"], 16),
+                )
+                for entry in document["entries"]
+            ),
+        )
+
     def to_json(self) -> str:
         """Stable JSON (sorted keys, fixed indentation, trailing newline) for --summary-json.
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from lambda_rules.manifest import UNZIPPED_LIMIT_BYTES
+from lambda_rules.facts import UNZIPPED_LIMIT_BYTES
 from tests.conftest import Clone, make_clone, pyenv_python
 
 pytestmark = pytest.mark.e2e

@@ -16,7 +16,7 @@ import pytest
 from cyclonedx.schema import SchemaVersion
 from cyclonedx.validation.json import JsonStrictValidator
 
-from lambda_rules.platforms import RUNTIMES
+from lambda_rules.facts import RUNTIMES
 from tests.conftest import REPO_ROOT, pyenv_python
 
 pytestmark = pytest.mark.e2e

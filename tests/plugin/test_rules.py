@@ -25,13 +25,10 @@ from pants.engine.internals.scheduler import ExecutionError
 from pants.engine.target import InferredDependencies, InvalidFieldException
 from pants.testutil.rule_runner import QueryRule, RuleRunner
 
-from lambda_rules import rules as lambda_rules
-from lambda_rules.rules import (
-    LambdaFunctionFieldSet,
-    StagedLambda,
-    StageLambdaRequest,
-)
-from lambda_rules.target_types import (
+from lambda_rules.plugin import package
+from lambda_rules.plugin.field_sets import LambdaFunctionFieldSet
+from lambda_rules.plugin.steps.stage import StagedLambda, StageLambdaRequest
+from lambda_rules.plugin.target_types import (
     LambdaFunctionDependencies,
     LambdaFunctionTarget,
     LambdaMemorySizeField,
@@ -68,7 +65,7 @@ def pex_cli_options() -> list[str]:
 def rule_runner(pex_cli_options) -> RuleRunner:
     runner = RuleRunner(
         rules=[
-            *lambda_rules.rules(),
+            *package.rules(),
             *target_types_rules.rules(),
             QueryRule(StagedLambda, [StageLambdaRequest]),
             QueryRule(InferredDependencies, [InferPythonFaaSHandlerDependency]),

@@ -183,6 +183,7 @@ def test_summary_json_matches_the_json_module_for_any_name():
             json.dumps(document, sort_keys=True, indent=2, ensure_ascii=False) + "\n"
         )
         assert [e["name"] for e in document["entries"]] == names[:count]
+        assert ZipSummary.from_json(summary.to_json()) == summary
 
 
 def test_summary_json_is_stable_and_complete(golden_copy, tmp_path):

@@ -7,18 +7,35 @@ from typing import ClassVar
 from pants.backend.python.target_types import PythonResolveField
 from pants.backend.python.util_rules.faas import PythonFaaSDependencies, PythonFaaSHandlerField
 from pants.core.goals.package import OutputPathField
+from pants.engine.addresses import Address
 from pants.engine.target import (
     COMMON_TARGET_FIELDS,
     BoolField,
     Dependencies,
+    IntField,
+    InvalidFieldException,
     StringField,
+    StringSequenceField,
     Target,
 )
-from pants.engine.addresses import Address
-from pants.engine.target import IntField, InvalidFieldException, StringSequenceField
 from pants.util.strutil import help_text
 
-from lambda_rules.platforms import ARCHITECTURES, RUNTIMES
+from lambda_rules import facts
+
+_LAYER_PYTHON = f"{facts.LAYER_ROOT}/{facts.LAYER_PYTHON_DIR}"
+_UNZIPPED_LIMIT_MB = facts.UNZIPPED_LIMIT_BYTES // (1024 * 1024)
+
+
+def _runtimes_by_os() -> str:
+    """'python3.9 to python3.11 run on Amazon Linux 2 (glibc 2.26), ...', from the facts."""
+    groups: dict[tuple[str, tuple[int, int]], list[str]] = {}
+    for runtime in facts.RUNTIMES.values():
+        groups.setdefault((runtime.os_release, runtime.glibc), []).append(runtime.name)
+    return ", ".join(
+        f"{names[0]}{f' to {names[-1]}' if len(names) > 1 else ''} run on {os_release} "
+        f"(glibc {glibc[0]}.{glibc[1]})"
+        for (os_release, glibc), names in groups.items()
+    )
 
 
 class LambdaFunctionHandlerField(PythonFaaSHandlerField):
@@ -43,23 +60,25 @@ class LambdaFunctionDependencies(PythonFaaSDependencies):
 class LambdaRuntimeField(StringField):
     alias = "runtime"
     required = True
-    valid_choices = tuple(RUNTIMES)
+    valid_choices = tuple(facts.RUNTIMES)
     help = help_text(
-        """
+        f"""
         The Lambda runtime identifier, e.g. `python3.12`. It selects the CPython version of the
-        wheels and the glibc they may need: python3.9 to python3.11 run on Amazon Linux 2
-        (glibc 2.26), python3.12 and later on Amazon Linux 2023 (glibc 2.34).
+        wheels and the glibc they may need: {_runtimes_by_os()}.
         """
     )
 
 
+_ARCHITECTURE_NAMES = " or ".join(f"`{name}`" for name in facts.ARCHITECTURES)
+
+
 class LambdaArchitectureField(StringField):
     alias = "architecture"
-    default = "x86_64"
-    valid_choices = tuple(ARCHITECTURES)
+    default = facts.DEFAULT_ARCHITECTURE
+    valid_choices = tuple(facts.ARCHITECTURES)
     help = help_text(
-        """
-        The instruction set the function runs on: `x86_64` or `arm64` (Graviton). Native wheels
+        f"""
+        The instruction set the function runs on: {_ARCHITECTURE_NAMES}. Native wheels
         are chosen for it; no local interpreter or container of that architecture is needed.
         """
     )
@@ -80,17 +99,16 @@ class LambdaFunctionOutputPathField(OutputPathField):
 
 
 class _LambdaBoundedIntField(IntField):
-    """An integer Lambda bounds: a value outside `bounds` (minimum, maximum, unit) is an error."""
+    """An integer Lambda bounds: a value outside `bounds` is an error."""
 
-    bounds: ClassVar[tuple[int, int, str]]
+    bounds: ClassVar[facts.Bounds]
 
     @classmethod
     def compute_value(cls, raw_value: int | None, address: Address) -> int:
         value = super().compute_value(raw_value, address)
-        minimum, maximum, unit = cls.bounds
-        if not minimum <= value <= maximum:
+        if not cls.bounds.minimum <= value <= cls.bounds.maximum:
             raise InvalidFieldException(
-                f"The `{cls.alias}` field of {address} must be {minimum} to {maximum} {unit}, "
+                f"The `{cls.alias}` field of {address} must be {cls.bounds.describe()}, "
                 f"not {value}."
             )
         return value
@@ -98,29 +116,29 @@ class _LambdaBoundedIntField(IntField):
 
 class LambdaTimeoutField(_LambdaBoundedIntField):
     alias = "timeout"
-    default = 3
+    bounds = facts.TIMEOUT
+    default = bounds.default
     help = help_text(
-        """
-        Seconds an invocation may run, 1 to 900 (Lambda's default and limit). `run` stops a
+        f"""
+        Seconds an invocation may run, {bounds.minimum} to {bounds.maximum} (default
+        {bounds.default}, as Lambda's). `run` stops a
         handler that runs longer and reports `Task timed out after N.00 seconds`; the handler's
         `context.get_remaining_time_in_millis()` counts down from it.
         """
     )
 
-    bounds = (1, 900, "seconds")
-
 
 class LambdaMemorySizeField(_LambdaBoundedIntField):
     alias = "memory_size"
-    default = 128
+    bounds = facts.MEMORY_SIZE
+    default = bounds.default
     help = help_text(
-        """
-        Memory in MB, 128 to 10240 (Lambda's range). `run` reports it to the handler
+        f"""
+        Memory in MB, {bounds.minimum} to {bounds.maximum} (Lambda's range). `run` reports it
+        to the handler
         (`AWS_LAMBDA_FUNCTION_MEMORY_SIZE`, `context.memory_limit_in_mb`) but does not enforce it.
         """
     )
-
-    bounds = (128, 10240, "MB")
 
 
 class LambdaExtraEnvVarsField(StringSequenceField):
@@ -140,10 +158,10 @@ class LambdaCompileBytecodeField(BoolField):
     alias = "compile_bytecode"
     default = False
     help = help_text(
-        """
+        f"""
         Ship `__pycache__/*.pyc` next to every `.py`, compiled by a CPython of exactly the
         runtime's version in PEP 552 unchecked-hash mode, byte-for-byte reproducible, with code
-        paths as Lambda loads them (`/var/task/...`, or `/opt/python/...` in a layer). Lambda's
+        paths as Lambda loads them (`{facts.TASK_ROOT}/...`, or `{_LAYER_PYTHON}/...` in a layer). Lambda's
         file system is read-only, so without them every cold start compiles every imported module
         again: measured with a numpy + pandas function, importing the handler took 0.24x the time
         (2.95 s to 0.71 s). The cost is size: the README example grows from 2.72 to 3.67 MB
@@ -157,13 +175,14 @@ class LambdaCompileBytecodeField(BoolField):
 class LambdaLayersField(StringSequenceField):
     alias = "layers"
     help = help_text(
-        """
-        Addresses of `lambda_layer` targets the function is deployed with. The package leaves
+        f"""
+        Addresses of `lambda_layer` targets (at most {facts.MAX_LAYERS_PER_FUNCTION}) the function
+        is deployed with. The package leaves
         out every distribution a layer holds at the same version, and every first-party file a
         layer holds with the same content. A layer for another runtime or architecture, or one
         holding another version of a distribution the function needs, is an error. The
         function's manifest lists its layers (address, sha256, filebase64sha256), and Lambda's
-        250 MB unzipped limit is checked for the function and its layers together.
+        {_UNZIPPED_LIMIT_MB} MB unzipped limit is checked for the function and its layers together.
         """
     )
 
@@ -245,10 +264,10 @@ class LambdaLayerTarget(Target):
         LambdaCompileBytecodeField,
     )
     help = help_text(
-        """
+        f"""
         A Lambda layer of Python distributions (and optionally first-party code), packaged by
-        `package` as a byte-for-byte reproducible zip with everything under `python/`, where the
-        Python runtime finds it (`/opt/python`). Functions name it in their `layers` field and
+        `package` as a byte-for-byte reproducible zip with everything under
+        `{facts.LAYER_PYTHON_DIR}/`, where the Python runtime finds it (`{_LAYER_PYTHON}`). Functions name it in their `layers` field and
         leave out what it holds; a layer shared by many functions is built once.
         """
     )

@@ -5,38 +5,34 @@ layer), so CPython cannot cache bytecode there and recompiles every module on ea
 This module writes, next to every `X.py` of a tree, `__pycache__/X.cpython-3XY.pyc` such that
 the runtime uses it and the bytes are the same wherever and however they are built.
 
-Two halves, both Pants-free and stdlib-only:
+It is a program run BY the CPython of the runtime's exact minor version (3.9 to 3.14), Pants-free
+and stdlib-only (it imports nothing of ours), as a plain file:
 
-* Target side -- run BY the CPython of the runtime's exact minor version (3.9 to 3.14); it only
-  uses that version's stdlib:
+    python3.X -I -B path/to/bytecode.py compile --root DIR --prefix /var/task \
+        [--workers N] [--on-invalid fail|skip] [--third-party REL]... [--third-party-list FILE]
 
-      python3.X [-I] path/to/lambda_rules/bytecode.py compile --root DIR --prefix /var/task \
-          [--workers N] [--on-invalid fail|skip] [--third-party REL]... [--third-party-list FILE]
+The Pants rules find that interpreter, ship this file into the sandbox of the process and read
+its JSON report from standard output; its workers load it again from `__file__`.
 
-  (`python3.X -m lambda_rules.bytecode compile ...` works too when the package is importable.)
-  For every `*.py` under DIR (directories named `__pycache__` are not entered, symlinked
-  directories are not followed) it writes `<dir>/__pycache__/<stem>.<cache_tag>.pyc`, the path
-  `importlib.util.cache_from_source` gives without a pycache prefix, mode 0644 (its
-  `__pycache__` 0755) whatever the umask. Sources stay. The file is a PEP 552 unchecked-hash
-  pyc: the interpreter's magic, flags = 0b01 (hash-based, check_source off),
-  `importlib.util.source_hash(source)`, then the marshalled code of
-  `compile(source, PREFIX + "/" + relpath, "exec", dont_inherit=True, optimize=0)`, so
-  `co_filename` (tracebacks, `__file__`-free introspection) reads `/var/task/pkg/mod.py` as it
-  will on Lambda, never the build path. An unchecked pyc is used without looking at the source,
-  which is what a read-only, immutable deployment package wants.
+For every `*.py` under DIR (directories named `__pycache__` are not entered, symlinked
+directories are not followed) it writes `<dir>/__pycache__/<stem>.<cache_tag>.pyc`, the path
+`importlib.util.cache_from_source` gives without a pycache prefix, mode 0644 (its `__pycache__`
+0755) whatever the umask. Sources stay. The file is a PEP 552 unchecked-hash pyc: the
+interpreter's magic, flags = 0b01 (hash-based, check_source off),
+`importlib.util.source_hash(source)`, then the marshalled code of
+`compile(source, PREFIX + "/" + relpath, "exec", dont_inherit=True, optimize=0)`, so
+`co_filename` (tracebacks, `__file__`-free introspection) reads `/var/task/pkg/mod.py` as it will
+on Lambda, never the build path. An unchecked pyc is used without looking at the source, which is
+what a read-only, immutable deployment package wants.
 
-  A source that does not compile on that runtime is an error naming the file and line
-  (exit status 1, nothing else is reported as success). Paths given with `--third-party`
-  (files or directories relative to DIR, e.g. the files of installed distributions) are
-  treated as pip treats them at install time: a file that does not compile (lib2to3 test data,
-  `tests/bad_*.py`, Python-2-only leftovers) is skipped without a pyc and listed in the
-  report. `--on-invalid skip` does the same for every file. On success one JSON object goes to
-  stdout: {"python": "3.12.1", "cache_tag": "cpython-312", "magic": "cb0d0d0a",
-  "compiled": N, "skipped": [{"path": ..., "error": ...}]}.
-
-* Host side -- `find_interpreter` finds that CPython (search path, then pyenv),
-  `interpreter_version` gives its exact version for the manifest, and `compile_tree` runs the
-  target side and raises `BytecodeCompileError` with its message on failure.
+A source that does not compile on that runtime is an error naming the file and line (exit status
+1, the list on standard error; nothing else is reported as success). Paths given with
+`--third-party` (files or directories relative to DIR, e.g. the files of installed distributions)
+are treated as pip treats them at install time: a file that does not compile (lib2to3 test data,
+`tests/bad_*.py`, Python-2-only leftovers) is skipped without a pyc and listed in the report.
+`--on-invalid skip` does the same for every file. On success one JSON object goes to stdout:
+{"python": "3.12.1", "cache_tag": "cpython-312", "magic": "cb0d0d0a", "compiled": N,
+"skipped": [{"path": ..., "error": ...}]}.
 
 What varies, and what this module does about it (measured on CPython 3.9.18, 3.10.13, 3.11.7,
 3.12.1, 3.13.0; tests/test_bytecode.py keeps proving it):
@@ -93,7 +89,6 @@ import os
 import subprocess
 import sys
 import warnings
-from pathlib import Path
 
 # ------------------------------------------------------------------------------------------------
 # Canonical marshal
@@ -215,7 +210,9 @@ class _Parser:
             for kind in _CODE_LAYOUT:
                 parts.append(self.int32() if kind == "i" else self.node())
         else:
-            raise ValueError(f"unsupported marshal type code {chr(code)!r} at offset {self.pos - 1}")
+            raise ValueError(
+                f"unsupported marshal type code {chr(code)!r} at offset {self.pos - 1}"
+            )
         return node
 
 
@@ -254,7 +251,9 @@ def _merge_equal(root: _Node) -> None:
             continue
         if not children_done:
             stack.append((node, True))
-            stack.extend((p, False) for p in node.parts if isinstance(p, _Node) and id(p) not in rep_of)
+            stack.extend(
+                (p, False) for p in node.parts if isinstance(p, _Node) and id(p) not in rep_of
+            )
             continue
         parts = node.parts
         for i, part in enumerate(parts):
@@ -385,7 +384,9 @@ def pyc_bytes(source: bytes, filename: str, relpath: str = "") -> bytes:
             warnings.simplefilter("ignore")
             code = compile(source, filename, "exec", dont_inherit=True, optimize=0)
     except SyntaxError as e:
-        raise InvalidSourceError(relpath or filename, e.lineno, f"{type(e).__name__}: {e.msg}") from e
+        raise InvalidSourceError(
+            relpath or filename, e.lineno, f"{type(e).__name__}: {e.msg}"
+        ) from e
     except (ValueError, UnicodeError, OverflowError, RecursionError) as e:
         # e.g. null bytes (ValueError before 3.12), an undecodable file, absurd nesting.
         raise InvalidSourceError(relpath or filename, None, f"{type(e).__name__}: {e}") from e
@@ -415,7 +416,9 @@ def pyc_path(root: str, relpath: str) -> str:
     pycache prefix (an inherited PYTHONPYCACHEPREFIX must not move our output)."""
     tag = sys.implementation.cache_tag
     if tag is None:
-        raise RuntimeError("this interpreter does not cache bytecode (sys.implementation.cache_tag is None)")
+        raise RuntimeError(
+            "this interpreter does not cache bytecode (sys.implementation.cache_tag is None)"
+        )
     directory, name = os.path.split(os.path.join(root, relpath))
     stem = name[: -len(".py")]
     return os.path.join(directory, "__pycache__", f"{stem}.{tag}.pyc")
@@ -536,7 +539,7 @@ def compile_in_place(
     }
 
 
-def main(argv=None) -> int:
+def main(argv: list[str] | None = None) -> int:
     import argparse
 
     parser = argparse.ArgumentParser(
@@ -547,8 +550,12 @@ def main(argv=None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     c = sub.add_parser("compile", help="compile a tree in place")
     c.add_argument("--root", required=True, help="the tree (the package's /var/task or /opt)")
-    c.add_argument("--prefix", required=True, help="where Lambda loads it from: /var/task, /opt/python")
-    c.add_argument("--workers", type=int, default=1, help="worker processes (the bytes do not depend on it)")
+    c.add_argument(
+        "--prefix", required=True, help="where Lambda loads it from: /var/task, /opt/python"
+    )
+    c.add_argument(
+        "--workers", type=int, default=1, help="worker processes (the bytes do not depend on it)"
+    )
     c.add_argument(
         "--on-invalid",
         choices=("fail", "skip"),
@@ -563,7 +570,9 @@ def main(argv=None) -> int:
         help="a file or directory (relative to --root) of third-party code: sources there that "
         "do not compile are skipped, as pip does (repeatable)",
     )
-    c.add_argument("--third-party-list", metavar="FILE", help="a file of --third-party paths, one a line")
+    c.add_argument(
+        "--third-party-list", metavar="FILE", help="a file of --third-party paths, one a line"
+    )
     args = parser.parse_args(argv)
     if args.workers < 1:
         parser.error("--workers must be at least 1")
@@ -591,128 +600,6 @@ def main(argv=None) -> int:
         return 1
     sys.stdout.write(json.dumps(report, sort_keys=True) + "\n")
     return 0
-
-
-# ------------------------------------------------------------------------------------------------
-# Host side
-# ------------------------------------------------------------------------------------------------
-
-
-class InterpreterNotFoundError(LookupError):
-    """No CPython of the runtime's minor version to compile bytecode with."""
-
-
-class BytecodeCompileError(Exception):
-    """The target side failed (e.g. a first-party source does not compile on the runtime)."""
-
-
-def _version_key(name: str) -> list:
-    return [int(x) if x.isdigit() else -1 for x in name.split(".")]
-
-
-def _probe(path: str):
-    """(implementation, (major, minor)) of an interpreter, or None if it does not run."""
-    try:
-        out = subprocess.run(
-            [path, "-S", "-c", "import sys; print(sys.implementation.name, *sys.version_info[:2])"],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            env=_worker_env(),
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    fields = out.stdout.split()
-    if out.returncode != 0 or len(fields) != 3:
-        return None
-    return fields[0], (int(fields[1]), int(fields[2]))
-
-
-def find_interpreter(python_version, search_path=("<PATH>",), *, runtime=None, pyenv_root=None):
-    """The CPython of exactly `python_version` (major, minor) that compiles a runtime's
-    bytecode: the first `python3.X` on `search_path` (directories; "<PATH>" expands to $PATH),
-    then the highest patch release under pyenv ($PYENV_ROOT or ~/.pyenv,
-    versions/3.X.*/bin/python3.X). Every candidate is run to check what it is. Raises
-    InterpreterNotFoundError naming the runtime, the version and how to get it."""
-    major, minor = python_version
-    exe = f"python{major}.{minor}"
-    dirs = []
-    for entry in search_path:
-        if entry == "<PATH>":
-            dirs += [d for d in os.environ.get("PATH", "").split(os.pathsep) if d]
-        else:
-            dirs.append(entry)
-    candidates = [os.path.join(d, exe) for d in dirs]
-    root = pyenv_root or os.environ.get("PYENV_ROOT") or os.path.join(os.path.expanduser("~"), ".pyenv")
-    versions = os.path.join(root, "versions")
-    if os.path.isdir(versions):
-        prefix = f"{major}.{minor}."
-        names = sorted(
-            (n for n in os.listdir(versions) if n.startswith(prefix) and n[len(prefix) :].isdigit()),
-            key=_version_key,
-            reverse=True,
-        )
-        candidates += [os.path.join(versions, n, "bin", exe) for n in names]
-    for candidate in candidates:
-        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
-            if _probe(candidate) == ("cpython", (major, minor)):
-                return Path(candidate)
-    runtime = runtime or exe
-    where = ", ".join(dirs) if dirs else "(empty search path)"
-    raise InterpreterNotFoundError(
-        f"compiling bytecode for the {runtime} runtime needs CPython {major}.{minor} (a .pyc is "
-        f"only valid for the minor version that wrote it), but no {exe} was found on the search "
-        f"path ({where}) or under pyenv ({versions}/{major}.{minor}.*/bin/{exe}). Install it, "
-        f"e.g. `pyenv install {major}.{minor}`, or turn compile_bytecode off for this target."
-    )
-
-
-def interpreter_version(interpreter) -> str:
-    """The exact version of an interpreter, e.g. "3.12.1" (for the manifest)."""
-    out = subprocess.run(
-        [os.fspath(interpreter), "-S", "-c", "import platform; print(platform.python_version())"],
-        capture_output=True,
-        text=True,
-        check=True,
-        env=_worker_env(),
-    )
-    return out.stdout.strip()
-
-
-def compile_command(interpreter, root, prefix, *, workers=1, third_party=(), on_invalid="fail") -> list:
-    """argv that compiles `root` in place with `interpreter` (third-party paths on argv; use
-    --third-party-list for very long lists)."""
-    argv = [
-        os.fspath(interpreter),
-        "-I",
-        os.path.abspath(__file__),
-        "compile",
-        "--root",
-        os.fspath(root),
-        "--prefix",
-        prefix,
-        "--workers",
-        str(workers),
-        "--on-invalid",
-        on_invalid,
-    ]
-    for path in third_party:
-        argv += ["--third-party", path]
-    return argv
-
-
-def compile_tree(interpreter, root, prefix, *, workers=1, third_party=(), on_invalid="fail") -> dict:
-    """Host side: compile `root` in place with the runtime's interpreter; the JSON report."""
-    out = subprocess.run(
-        compile_command(
-            interpreter, root, prefix, workers=workers, third_party=third_party, on_invalid=on_invalid
-        ),
-        capture_output=True,
-        text=True,
-    )
-    if out.returncode != 0:
-        raise BytecodeCompileError(out.stderr.strip() or f"exit status {out.returncode}")
-    return json.loads(out.stdout)
 
 
 if __name__ == "__main__":

@@ -1,9 +1,9 @@
-"""`run` on `lambda_function`: package the function, then invoke it locally like Lambda would.
+"""`run` on `lambda_function`: package the function, then invoke it locally as Lambda would.
 
-The rule only wires Pants to the Pants-free invoker (`lambda_rules/invoke.py`): it builds the
-package with the `package` rule, puts the zip and the invoker's source (as file content) into the
-run's digest, and runs the invoker with Pants' own interpreter. Run arguments after `--` (an
-event file, or `-` for standard input) go to the invoker.
+The rule only wires Pants to the Pants-free invoker (`lambda_rules.scripts.invoke`): it builds the
+package with the `package` rule, puts the zip and the scripts (as file contents) into the run's
+digest, and runs the invoker with Pants' own interpreter. Run arguments after `--` (an event
+file, or `-` for standard input) go to the invoker.
 """
 
 from __future__ import annotations
@@ -21,18 +21,13 @@ from pants.core.goals.run import RunFieldSet, RunInSandboxBehavior, RunRequest
 from pants.engine.fs import CreateDigest, Digest, DigestEntries, FileContent, FileEntry
 from pants.engine.rules import Get, MultiGet, collect_rules, rule
 from pants.engine.target import WrappedTarget, WrappedTargetRequest
-from pants.option.option_types import StrOption
-from pants.option.subsystem import Subsystem
 from pants.util.logging import LogLevel
-from pants.util.strutil import help_text
 
-from lambda_rules import invoke
-from lambda_rules.rules import (
-    LambdaFunctionFieldSet,
-    LambdaFunctionLayers,
-    LambdaFunctionLayersRequest,
-)
-from lambda_rules.target_types import (
+from lambda_rules import sandbox_files
+from lambda_rules.plugin.field_sets import LambdaFunctionFieldSet
+from lambda_rules.plugin.steps.layers import LambdaFunctionLayers, LambdaFunctionLayersRequest
+from lambda_rules.plugin.subsystems.lambda_run import LambdaRunSubsystem
+from lambda_rules.plugin.target_types import (
     LambdaArchitectureField,
     LambdaExtraEnvVarsField,
     LambdaFunctionHandlerField,
@@ -40,37 +35,10 @@ from lambda_rules.target_types import (
     LambdaRuntimeField,
     LambdaTimeoutField,
 )
+from lambda_rules.scripts.invoke import function_name_for
 
 _RUN_DIR = "__lambda_run"
-_INVOKER = Path(invoke.__file__).with_suffix(".py")
-
-
-class LambdaRunSubsystem(Subsystem):
-    options_scope = "lambda-run"
-    help = help_text(
-        """
-        How `run` invokes a `lambda_function` locally: `./pants run path/to:function --
-        event.json` (or `-`, or nothing, to read the event from standard input; relative paths
-        are relative to the build root).
-
-        It packages the function, extracts the zip into a fresh read-only directory (the task
-        root), and calls the handler in a fresh CPython of the runtime's version (pyenv's
-        `versions/3.X.*` first, then /usr/local/bin, /usr/bin, /bin) in isolated mode, with the
-        module search path of the Lambda Python runtime (the task root, the layer directories,
-        the standard library; no site-packages of the local interpreter), a context object, and
-        the `timeout` of the target. Standard output gets the handler's return value as JSON, or
-        on a function error Lambda's error payload (`errorMessage`, `errorType`, `requestId`,
-        `stackTrace`) and exit status 1 (2 when nothing could be invoked: a bad event, no
-        interpreter, a foreign architecture); what the handler prints goes to standard error, as it
-        would go to the function's log. An `arm64` function is refused on an x86_64 machine (and
-        the reverse): no emulator is used. The memory size is reported, not enforced.
-        """
-    ) + "\n\n" + invoke.ENVIRONMENT_HELP
-
-    region = StrOption(
-        default=invoke.DEFAULT_REGION,
-        help="The region the handler sees in `AWS_REGION`, `AWS_DEFAULT_REGION` and its function ARN.",
-    )
+_SCRIPTS_DIR = f"{_RUN_DIR}/scripts"
 
 
 @dataclass(frozen=True)
@@ -116,10 +84,9 @@ async def run_lambda_function(
         entries, package_field_set.output_path.value_or_default(file_ending="zip")
     )
     archive_path = f"{_RUN_DIR}/{Path(archive.path).name}"
-    invoker_path = f"{_RUN_DIR}/invoke.py"
     # Each layer's zip, extracted by the invoker under /opt as Lambda does.
     layer_zips = await MultiGet(
-        Get(DigestEntries, Digest, layer.archive) for layer in function_layers.layers
+        Get(DigestEntries, Digest, layer.archive.digest) for layer in function_layers.layers
     )
     layer_files = [
         FileEntry(f"{_RUN_DIR}/layers/{index}/{Path(entry.path).name}", entry.file_digest)
@@ -130,7 +97,10 @@ async def run_lambda_function(
         CreateDigest(
             [
                 FileEntry(archive_path, archive.file_digest),
-                FileContent(invoker_path, _INVOKER.read_bytes()),
+                *(
+                    FileContent(f"{_SCRIPTS_DIR}/{path}", content)
+                    for path, content in sandbox_files.SCRIPTS.read().items()
+                ),
                 *layer_files,
             ]
         ),
@@ -144,7 +114,8 @@ async def run_lambda_function(
             sys.executable,
             "-I",
             "-B",
-            f"{{chroot}}/{invoker_path}",
+            "-c",
+            sandbox_files.entry_program(sandbox_files.INVOKER_MODULE, (f"{{chroot}}/{_SCRIPTS_DIR}",)),
             f"{{chroot}}/{archive_path}",
             "--runtime",
             field_set.runtime.value,
@@ -157,7 +128,7 @@ async def run_lambda_function(
             "--memory-size",
             str(field_set.memory_size.value),
             "--function-name",
-            invoke.function_name_for(field_set.address.spec),
+            function_name_for(field_set.address.spec),
             "--region",
             subsystem.region,
             *env_args,

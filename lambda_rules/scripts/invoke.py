@@ -1,19 +1,16 @@
 """Invoke a Lambda deployment package locally, the way the AWS Lambda Python runtime would.
 
-    python invoke.py FUNCTION.zip --runtime python3.12 --handler app.handler [EVENT.json | -]
+    python -m lambda_rules.scripts.invoke FUNCTION.zip --runtime python3.12 \
+        --handler app.handler [EVENT.json | -]
 
-This file is stdlib-only and self-contained (no Pants, no `lambda_rules` imports): `./pants run`
-ships it into its sandbox as file content and runs it with Pants' own interpreter, and it runs on
-CPython 3.9 and later. It is two programs:
-
-* the host side (`main`): extracts the package (and its layers) into a fresh directory made
-  read-only, creates writable scratch space, finds a CPython of the runtime's minor version,
-  builds the environment the Lambda runtime sets, runs the runtime bootstrap under a timeout and
-  prints the function's response;
-* the runtime bootstrap (`BOOTSTRAP_SOURCE`), which runs as `python3.X -I -B bootstrap.py` in
-  that interpreter: it sets `sys.path` like the Lambda Python runtime, imports the handler,
-  builds the context object, calls the handler and writes the response (or the error payload
-  Lambda would return) for the host to print.
+No Pants: `./pants run` ships this package's files, `lambda_rules/__init__.py` and
+`lambda_rules/facts.py` into its sandbox as file contents and runs `main` with Pants' own
+interpreter (CPython 3.9 or later), so it imports only the standard library and those files.
+It is the host side: it extracts the package (and its layers) into a fresh directory made
+read-only, creates writable scratch space, finds a CPython of the runtime's minor version
+(`interpreters.find_interpreter`), builds the environment the Lambda runtime sets, runs the
+runtime bootstrap (`bootstrap.py`, copied into the runtime directory) in that interpreter under
+the init and invoke timeouts, and prints the function's response.
 
 Standard output carries only the response: the handler's return value as JSON, or Lambda's error
 payload (`errorMessage`, `errorType`, `requestId`, `stackTrace`). Everything the handler prints
@@ -43,31 +40,28 @@ import sys
 import tempfile
 import uuid
 import zipfile
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+
+from lambda_rules import facts
+from lambda_rules.scripts import interpreters
 
 PROG = "lambda-invoke"
 
 EXIT_OK = 0
 EXIT_FUNCTION_ERROR = 1
 EXIT_NOT_INVOKED = 2
+# The bootstrap's exit status when the interpreter is not CPython of the runtime's version.
+_EXIT_WRONG_PYTHON = 70
 
-RUNTIMES = {f"python3.{minor}": (3, minor) for minor in range(9, 15)}
-# Lambda's architecture names -> the machine names `platform.machine()` reports on Linux.
-ARCHITECTURES = {"x86_64": "x86_64", "arm64": "aarch64"}
+# `platform.machine()` spellings -> the machine names of `facts.ARCHITECTURES`.
 _MACHINE_ALIASES = {"amd64": "x86_64", "x64": "x86_64", "arm64": "aarch64", "aarch64": "aarch64"}
 
-DEFAULT_TIMEOUT = 3
-MAX_TIMEOUT = 900
-DEFAULT_MEMORY_SIZE = 128
-MEMORY_SIZE_RANGE = (128, 10240)
 DEFAULT_REGION = "us-east-1"
-# Lambda gives the init phase (importing the handler module) its own 10 seconds.
-INIT_TIMEOUT = 10.0
 # The placeholder account of the AWS documentation, for the function ARN in the context.
 ACCOUNT_ID = "123456789012"
-# Fixed directories searched after pyenv; never $PATH, so a run does not depend on the shell.
-INTERPRETER_SEARCH_PATH = ("/usr/local/bin", "/usr/bin", "/bin")
+# The runtime bootstrap, copied into the runtime directory of every invoke.
+_BOOTSTRAP = Path(__file__).with_name("bootstrap.py")
 
 # Set by the invoker; `--env` may not override them (Lambda reserves them too).
 RESERVED_ENV_VARS = frozenset(
@@ -88,12 +82,12 @@ RESERVED_ENV_VARS = frozenset(
     }
 )
 
-ENVIRONMENT_HELP = """\
+ENVIRONMENT_HELP = f"""\
 The handler gets only these environment variables (nothing else from the caller's
 environment, except extra variables: --env / the `extra_env_vars` field):
-  LAMBDA_TASK_ROOT                 the extracted package, read-only (Lambda's /var/task);
+  LAMBDA_TASK_ROOT                 the extracted package, read-only (Lambda's {facts.TASK_ROOT});
                                    also the working directory
-  LAMBDA_RUNTIME_DIR               the runtime bootstrap's directory (Lambda's /var/runtime)
+  LAMBDA_RUNTIME_DIR               the runtime bootstrap's directory (Lambda's {facts.RUNTIME_DIR})
   _HANDLER                         the handler, as module.function
   AWS_EXECUTION_ENV                AWS_Lambda_python3.X
   AWS_LAMBDA_FUNCTION_NAME         the function name (under `run`: from the target address,
@@ -103,7 +97,7 @@ environment, except extra variables: --env / the `extra_env_vars` field):
   AWS_LAMBDA_INITIALIZATION_TYPE   on-demand
   AWS_LAMBDA_LOG_GROUP_NAME        /aws/lambda/<function name>
   AWS_LAMBDA_LOG_STREAM_NAME       YYYY/MM/DD/[$LATEST]<32 hex digits>
-  AWS_REGION, AWS_DEFAULT_REGION   the region (default us-east-1)
+  AWS_REGION, AWS_DEFAULT_REGION   the region (default {DEFAULT_REGION})
   TMPDIR                           fresh writable scratch space standing in for Lambda's
                                    /tmp (this machine's /tmp itself is not replaced)
   TZ=:UTC, LANG=en_US.UTF-8, PATH, LD_LIBRARY_PATH, PYTHONPATH=$LAMBDA_RUNTIME_DIR
@@ -114,272 +108,32 @@ class InvokeError(Exception):
     """Nothing could be invoked; the message says why and what to do."""
 
 
-# --------------------------------------------------------------------------------------------
-# The runtime bootstrap: runs in the runtime's interpreter, CPython 3.9 ... 3.14, stdlib only.
-# --------------------------------------------------------------------------------------------
-
-BOOTSTRAP_SOURCE = r'''
-"""Lambda runtime bootstrap for a local invoke (written by lambda_rules.invoke)."""
-import json
-import os
-import sys
-import time
-import traceback
-
-
-def _search_path(task_root, opt_dir, minor):
-    # Lambda's order: the task root, the layers' site-packages and python/, then the runtime's
-    # standard library. Never the current directory, user site or the interpreter's site-packages.
-    stdlib = [
-        p for p in sys.path
-        if p and os.path.basename(os.path.normpath(p)) not in ("site-packages", "dist-packages")
-    ]
-    layers = [
-        os.path.join(opt_dir, "python", "lib", "python3.%d" % minor, "site-packages"),
-        os.path.join(opt_dir, "python"),
-    ]
-    return [task_root] + layers + stdlib
-
-
-def _error(message, error_type, stack_trace=None, request_id=""):
-    return {
-        "errorMessage": message or "",
-        "errorType": error_type or "",
-        "requestId": request_id or "",
-        "stackTrace": stack_trace or [],
-    }
-
-
-def _user_frames(tb):
-    frames = traceback.extract_tb(tb)
-    for i, frame in enumerate(frames):
-        if os.path.abspath(frame.filename) != os.path.abspath(__file__):
-            return traceback.format_list(frames[i:])
-    return []
-
-
-def _load_handler(handler):
-    import importlib
-
-    try:
-        modname, fname = handler.rsplit(".", 1)
-    except ValueError as e:
-        return None, _error("Bad handler '%s': %s" % (handler, e), "Runtime.MalformedHandlerName")
-    if modname.split(".")[0] in sys.builtin_module_names:
-        return None, _error(
-            "Cannot use built-in module %s as a handler module" % modname,
-            "Runtime.BuiltInModuleConflict",
-        )
-    try:
-        module = importlib.import_module(modname.replace("/", "."))
-    except ImportError as e:
-        return None, _error(
-            "Unable to import module '%s': %s" % (modname, e), "Runtime.ImportModuleError"
-        )
-    except SyntaxError as e:
-        trace = ['  File "%s" Line %s\n    %s' % (e.filename, e.lineno, e.text)]
-        return None, _error(
-            "Syntax error in module '%s': %s" % (modname, e), "Runtime.UserCodeSyntaxError", trace
-        )
-    except Exception as e:
-        return None, _error(str(e), type(e).__name__, _user_frames(sys.exc_info()[2]))
-    try:
-        return getattr(module, fname), None
-    except AttributeError:
-        return None, _error(
-            "Handler '%s' missing on module '%s'" % (fname, modname), "Runtime.HandlerNotFound"
-        )
-
-
-class CognitoIdentity(object):
-    __slots__ = ("cognito_identity_id", "cognito_identity_pool_id")
-
-    def __init__(self):
-        self.cognito_identity_id = None
-        self.cognito_identity_pool_id = None
-
-    def __repr__(self):
-        return "CognitoIdentity([cognito_identity_id=None,cognito_identity_pool_id=None])"
-
-
-class LambdaContext(object):
-    def __init__(self, request_id, function_arn, timeout_ms):
-        env = os.environ
-        self.aws_request_id = request_id
-        self.log_group_name = env.get("AWS_LAMBDA_LOG_GROUP_NAME")
-        self.log_stream_name = env.get("AWS_LAMBDA_LOG_STREAM_NAME")
-        self.function_name = env.get("AWS_LAMBDA_FUNCTION_NAME")
-        self.memory_limit_in_mb = env.get("AWS_LAMBDA_FUNCTION_MEMORY_SIZE")
-        self.function_version = env.get("AWS_LAMBDA_FUNCTION_VERSION")
-        self.invoked_function_arn = function_arn
-        self.client_context = None
-        self.identity = CognitoIdentity()
-        self.tenant_id = None
-        self._deadline = time.monotonic() + timeout_ms / 1000.0
-
-    def get_remaining_time_in_millis(self):
-        return max(0, int(round((self._deadline - time.monotonic()) * 1000)))
-
-    def log(self, msg):
-        sys.stderr.write(str(msg))
-        sys.stderr.flush()
-
-    def __repr__(self):
-        return (
-            "LambdaContext([aws_request_id=%s,log_group_name=%s,log_stream_name=%s,"
-            "function_name=%s,memory_limit_in_mb=%s,function_version=%s,"
-            "invoked_function_arn=%s,client_context=None,identity=%r])"
-            % (
-                self.aws_request_id, self.log_group_name, self.log_stream_name,
-                self.function_name, self.memory_limit_in_mb, self.function_version,
-                self.invoked_function_arn, self.identity,
-            )
-        )
-
-
-def _json_default(value):
-    import decimal
-
-    if isinstance(value, decimal.Decimal):
-        return int(value) if value == value.to_integral_value() else float(value)
-    raise TypeError("Object of type %s is not JSON serializable" % type(value).__name__)
-
-
-def _log_error(error):
-    # What Lambda writes to the function's log for an error, here on standard error.
-    lines = ["[ERROR] %s: %s" % (error["errorType"], error["errorMessage"])]
-    if error["stackTrace"]:
-        lines.append("Traceback (most recent call last):")
-        lines.extend(line.rstrip("\n") for line in error["stackTrace"])
-    sys.stderr.write("\n".join(lines) + "\n")
-    sys.stderr.flush()
-
-
-def _respond(result_file, status, payload):
-    with open(result_file, "w", encoding="utf-8") as f:
-        f.write(json.dumps({"status": status, "payload": payload}))
-
-
-def main():
-    config = json.loads(sys.argv[1])
-    minor = config["minor"]
-    if sys.version_info[:2] != (3, minor):
-        sys.stderr.write(
-            "lambda-invoke: %s is Python %d.%d, not 3.%d\n"
-            % (sys.executable, sys.version_info[0], sys.version_info[1], minor)
-        )
-        sys.exit(70)
-    sys.path[:] = _search_path(config["task_root"], config["opt_dir"], minor)
-    # Handler output is log output: it goes to standard error, never into the response.
-    sys.stdout = sys.stderr
-    status_fd = config["status_fd"]
-
-    handler, error = _load_handler(config["handler"])
-    if error is not None:
-        _log_error(error)
-        _respond(config["result_file"], "error", error)
-        return
-    os.write(status_fd, b"I")  # init done: the invoke timeout starts now
-
-    request_id = config["request_id"]
-    with open(config["event_file"], "rb") as f:
-        event = json.loads(f.read().decode("utf-8"))
-    context = LambdaContext(request_id, config["function_arn"], config["timeout_ms"])
-    try:
-        response = handler(event, context)
-    except Exception as e:
-        error = _error(str(e), type(e).__name__, _user_frames(sys.exc_info()[2]), request_id)
-        _log_error(error)
-        _respond(config["result_file"], "error", error)
-        return
-    try:
-        body = json.loads(json.dumps(response, default=_json_default))
-    except (TypeError, ValueError) as e:
-        error = _error("Unable to marshal response: %s" % e, "Runtime.MarshalError", [], request_id)
-        _log_error(error)
-        _respond(config["result_file"], "error", error)
-        return
-    _respond(config["result_file"], "ok", body)
-
-
-if __name__ == "__main__":
-    main()
-    # Lambda freezes the environment once the response is sent: threads the handler left
-    # running do not hold the invoke open.
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except Exception:
-            pass
-    os._exit(0)
-'''
-
-
-# --------------------------------------------------------------------------------------------
-# Host side.
-# --------------------------------------------------------------------------------------------
-
-
 def host_machine() -> str:
+    """This machine's name in `facts.ARCHITECTURES` terms (x86_64, aarch64)."""
     machine = platform.machine().lower()
     return _MACHINE_ALIASES.get(machine, machine)
 
 
 def check_architecture(architecture: str, machine: str | None = None) -> None:
-    if architecture not in ARCHITECTURES:
+    """Native code runs only on its own machine type, and no emulator is used."""
+    if architecture not in facts.ARCHITECTURES:
         raise InvokeError(
-            f"unknown architecture {architecture!r}; choose one of {', '.join(ARCHITECTURES)}"
+            f"unknown architecture {architecture!r}; "
+            f"choose one of {', '.join(facts.ARCHITECTURES)}"
         )
     machine = machine or host_machine()
-    needed = ARCHITECTURES[architecture]
+    needed = facts.ARCHITECTURES[architecture]
     if needed != machine:
         raise InvokeError(
-            f"the function is built for {architecture} ({needed}), and this machine is {machine}: "
-            f"its native code cannot run here and no emulator is used. Run it on an {needed} "
-            f"machine, or set architecture=\"{_architecture_for(machine)}\" to try it here."
+            f"the function is built for {architecture} ({needed}), and this machine is "
+            f"{machine}: its native code cannot run here and no emulator is used. Run it on an "
+            f"{needed} machine, or set architecture=\"{_architecture_for(machine)}\" to try it "
+            "here."
         )
 
 
 def _architecture_for(machine: str) -> str:
-    return next((arch for arch, m in ARCHITECTURES.items() if m == machine), machine)
-
-
-def _version_key(name: str) -> tuple[int, ...]:
-    return tuple(int(part) for part in name.split("."))
-
-
-def find_interpreter(
-    runtime: str,
-    *,
-    pyenv_root: str | None = None,
-    search_path: Sequence[str] = INTERPRETER_SEARCH_PATH,
-) -> Path:
-    """`python3.X` for the runtime: pyenv's highest 3.X.N release first, then a fixed search path."""
-    if runtime not in RUNTIMES:
-        raise InvokeError(f"unknown runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}")
-    major, minor = RUNTIMES[runtime]
-    name = f"python{major}.{minor}"
-    root = Path(pyenv_root or os.environ.get("PYENV_ROOT") or Path.home() / ".pyenv")
-    versions = root / "versions"
-    release = re.compile(rf"^{major}\.{minor}\.\d+$")
-    candidates = []
-    if versions.is_dir():
-        for version_dir in versions.iterdir():
-            binary = version_dir / "bin" / name
-            if release.match(version_dir.name) and os.access(binary, os.X_OK):
-                candidates.append((_version_key(version_dir.name), binary))
-    if candidates:
-        return max(candidates)[1]
-    for directory in search_path:
-        binary = Path(directory) / name
-        if os.access(binary, os.X_OK):
-            return binary
-    raise InvokeError(
-        f"no CPython {major}.{minor} for runtime {runtime}: looked for {name} under "
-        f"{versions}/{major}.{minor}.*/bin and in {', '.join(search_path)}. Install it with "
-        f"`pyenv install {major}.{minor}` (or your system's python{major}.{minor} package), "
-        f"or pass its path with --python."
-    )
+    return next((arch for arch, m in facts.ARCHITECTURES.items() if m == machine), machine)
 
 
 def read_event(source: str | None, stdin=None) -> bytes:
@@ -389,7 +143,10 @@ def read_event(source: str | None, stdin=None) -> bytes:
         if stdin is None:
             raise InvokeError("no event file given and no standard input to read the event from")
         if hasattr(stdin, "isatty") and stdin.isatty():
-            print(f"{PROG}: reading the event JSON from standard input (end with Ctrl-D)", file=sys.stderr)
+            print(
+                f"{PROG}: reading the event JSON from standard input (end with Ctrl-D)",
+                file=sys.stderr,
+            )
         raw = stdin.buffer.read() if hasattr(stdin, "buffer") else stdin.read()
         if isinstance(raw, str):
             raw = raw.encode("utf-8")
@@ -425,7 +182,8 @@ def _safe_member_path(root: Path, name: str) -> Path:
 
 
 def extract_archive(archive: Path, destination: Path) -> int:
-    """Extract `archive` into `destination`, keeping execute bits and symlinks; returns the file count."""
+    """Extract `archive` into `destination`, keeping execute bits and symlinks; returns the
+    file count."""
     try:
         zf = zipfile.ZipFile(archive)
     except (OSError, zipfile.BadZipFile) as e:
@@ -510,11 +268,14 @@ def lambda_environment(
     region: str,
     task_root: Path,
     runtime_dir: Path,
+    layer_root: Path,
     scratch_dir: Path,
     interpreter: Path,
     log_stream_name: str,
     extra: Mapping[str, str] = {},
 ) -> dict[str, str]:
+    """The environment Lambda's Python runtime sets, with this invoke's directories standing in
+    for /var/task, /var/runtime, /opt and /tmp, and the interpreter's lib for /var/lang/lib."""
     interpreter_lib = str(Path(interpreter).resolve().parent.parent / "lib")
     env = {
         "LAMBDA_TASK_ROOT": str(task_root),
@@ -532,10 +293,18 @@ def lambda_environment(
         "TMPDIR": str(scratch_dir),
         "TZ": ":UTC",
         "LANG": "en_US.UTF-8",
-        "PATH": "/usr/local/bin:/usr/bin/:/bin:/opt/bin",
+        "PATH": f"/usr/local/bin:/usr/bin/:/bin:{layer_root}/bin",
         "LD_LIBRARY_PATH": ":".join(
-            [interpreter_lib, "/lib64", "/usr/lib64", str(runtime_dir), f"{runtime_dir}/lib",
-             str(task_root), f"{task_root}/lib", "/opt/lib"]
+            [
+                interpreter_lib,
+                "/lib64",
+                "/usr/lib64",
+                str(runtime_dir),
+                f"{runtime_dir}/lib",
+                str(task_root),
+                f"{task_root}/lib",
+                f"{layer_root}/lib",
+            ]
         ),
         "PYTHONPATH": str(runtime_dir),
     }
@@ -592,27 +361,31 @@ def invoke(
     runtime: str,
     handler: str,
     event: bytes,
-    architecture: str = "x86_64",
-    timeout: float = DEFAULT_TIMEOUT,
-    memory_size: int = DEFAULT_MEMORY_SIZE,
+    architecture: str = facts.DEFAULT_ARCHITECTURE,
+    timeout: float = facts.TIMEOUT.default,
+    memory_size: int = facts.MEMORY_SIZE.default,
     function_name: str = "function",
     region: str = DEFAULT_REGION,
     layers: Sequence[Path] = (),
     extra_env: Mapping[str, str] = {},
     python: Path | None = None,
-    init_timeout: float = INIT_TIMEOUT,
+    init_timeout: float = facts.INIT_TIMEOUT_SECONDS,
     keep: bool = False,
 ) -> tuple[int, str]:
     """Invoke once; returns (exit status, response JSON text). Handler output goes to stderr."""
-    if runtime not in RUNTIMES:
-        raise InvokeError(f"unknown runtime {runtime!r}; choose one of {', '.join(RUNTIMES)}")
-    if not 1 <= timeout <= MAX_TIMEOUT:
-        raise InvokeError(f"timeout must be 1 to {MAX_TIMEOUT} seconds, not {timeout}")
-    low, high = MEMORY_SIZE_RANGE
-    if not low <= memory_size <= high:
-        raise InvokeError(f"memory size must be {low} to {high} MB, not {memory_size}")
+    spec = facts.RUNTIMES.get(runtime)
+    if spec is None:
+        raise InvokeError(
+            f"unknown runtime {runtime!r}; choose one of {', '.join(facts.RUNTIMES)}"
+        )
+    if not facts.TIMEOUT.minimum <= timeout <= facts.TIMEOUT.maximum:
+        raise InvokeError(f"timeout must be {facts.TIMEOUT.describe()}, not {timeout}")
+    if not facts.MEMORY_SIZE.minimum <= memory_size <= facts.MEMORY_SIZE.maximum:
+        raise InvokeError(
+            f"memory size must be {facts.MEMORY_SIZE.describe()}, not {memory_size}"
+        )
     check_architecture(architecture)
-    interpreter = Path(python) if python else find_interpreter(runtime)
+    interpreter = Path(python) if python else _find_interpreter(spec)
     if not os.access(interpreter, os.X_OK):
         raise InvokeError(f"interpreter {interpreter} is not an executable file")
     for path in [archive, *layers]:
@@ -621,6 +394,7 @@ def invoke(
 
     work = Path(tempfile.mkdtemp(prefix="lambda-invoke-"))
     try:
+        # Stand-ins for Lambda's task root, layer root, runtime directory and /tmp.
         task_root, opt_dir, runtime_dir = work / "task", work / "opt", work / "runtime"
         scratch_dir, control_dir = work / "tmp", work / "control"
         for directory in (task_root, opt_dir, runtime_dir, scratch_dir, control_dir):
@@ -628,8 +402,8 @@ def invoke(
         extract_archive(Path(archive), task_root)
         for layer in layers:
             extract_archive(Path(layer), opt_dir)
-        bootstrap = runtime_dir / "bootstrap.py"
-        bootstrap.write_text(BOOTSTRAP_SOURCE, encoding="utf-8")
+        bootstrap = runtime_dir / _BOOTSTRAP.name
+        bootstrap.write_bytes(_BOOTSTRAP.read_bytes())
         for directory in (task_root, opt_dir, runtime_dir):
             make_read_only(directory)
         scratch_dir.chmod(0o700)
@@ -647,6 +421,7 @@ def invoke(
             region=region,
             task_root=task_root,
             runtime_dir=runtime_dir,
+            layer_root=opt_dir,
             scratch_dir=scratch_dir,
             interpreter=interpreter,
             log_stream_name=f"{today}/[$LATEST]{uuid.uuid4().hex}",
@@ -654,9 +429,10 @@ def invoke(
         )
         status_read, status_write = os.pipe()
         config = {
-            "minor": RUNTIMES[runtime][1],
+            "python_version": list(spec.python_version),
+            "wrong_python_exit": _EXIT_WRONG_PYTHON,
             "task_root": str(task_root),
-            "opt_dir": str(opt_dir),
+            "layer_paths": facts.layer_sys_path(str(opt_dir), spec.python_version),
             "handler": handler,
             "event_file": str(event_file),
             "result_file": str(result_file),
@@ -697,14 +473,23 @@ def invoke(
             phase, seconds = timed_out
             message = f"Task timed out after {seconds:.2f} seconds"
             if phase == "init":
-                message = f"Init phase (importing the handler module) timed out after {seconds:.2f} seconds"
+                message = (
+                    "Init phase (importing the handler module) timed out after "
+                    f"{seconds:.2f} seconds"
+                )
             print(f"{PROG}: {message}", file=sys.stderr)
-            error = _error_payload(f"RequestId: {request_id} Error: {message}", "Sandbox.Timedout", request_id)
+            error = _error_payload(
+                f"RequestId: {request_id} Error: {message}", "Sandbox.Timedout", request_id
+            )
             return EXIT_FUNCTION_ERROR, error
-        if process.returncode == 70 and not result_file.exists():
-            raise InvokeError(f"{interpreter} is not CPython {RUNTIMES[runtime][0]}.{RUNTIMES[runtime][1]}")
+        if process.returncode == _EXIT_WRONG_PYTHON and not result_file.exists():
+            major, minor = spec.python_version
+            raise InvokeError(f"{interpreter} is not CPython {major}.{minor}")
         if not result_file.exists():
-            message = f"RequestId: {request_id} Error: Runtime exited with error: {_describe_exit(process.returncode)}"
+            message = (
+                f"RequestId: {request_id} Error: Runtime exited with error: "
+                f"{_describe_exit(process.returncode)}"
+            )
             print(f"{PROG}: {message}", file=sys.stderr)
             return EXIT_FUNCTION_ERROR, _error_payload(message, "Runtime.ExitError", request_id)
         result = json.loads(result_file.read_text(encoding="utf-8"))
@@ -717,19 +502,34 @@ def invoke(
             remove_tree(work)
 
 
+def _find_interpreter(runtime: facts.Runtime) -> Path:
+    try:
+        return interpreters.find_interpreter(runtime)
+    except interpreters.InterpreterNotFoundError as e:
+        raise InvokeError(f"{e} Or pass its path with --python.") from None
+
+
 def _error_payload(message: str, error_type: str, request_id: str) -> str:
     return json.dumps(
-        {"errorMessage": message, "errorType": error_type, "requestId": request_id, "stackTrace": []}
+        {
+            "errorMessage": message,
+            "errorType": error_type,
+            "requestId": request_id,
+            "stackTrace": [],
+        }
     )
 
 
-def _wait(process: subprocess.Popen, status_fd: int, init_timeout: float, timeout: float):
+def _wait(
+    process: subprocess.Popen, status_fd: int, init_timeout: float, timeout: float
+) -> tuple[str, float] | None:
     """Wait for init, then for the invoke; returns None, or (phase, limit) when a limit passed."""
     ready, _, _ = select.select([status_fd], [], [], init_timeout)
     if not ready:
         return ("init", init_timeout)
     if os.read(status_fd, 1) == b"":
-        # The bootstrap ended during init (an import error, or it exited): nothing more to wait for.
+        # The bootstrap ended during init (an import error, or it exited): nothing more to wait
+        # for.
         process.wait()
         return None
     try:
@@ -752,10 +552,11 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog=PROG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Invoke a Lambda deployment package locally, as the AWS Lambda Python runtime would.",
+        description="Invoke a Lambda deployment package locally, as the AWS Lambda Python "
+        "runtime would.",
         epilog=ENVIRONMENT_HELP
-        + "\nExit status: 0 the handler returned (its JSON on stdout); 1 a function error (Lambda's\n"
-        "error payload on stdout); 2 nothing was invoked (the reason on stderr).\n",
+        + "\nExit status: 0 the handler returned (its JSON on stdout); 1 a function error "
+        "(Lambda's\nerror payload on stdout); 2 nothing was invoked (the reason on stderr).\n",
     )
     parser.add_argument("archive", type=Path, help="the deployment package (.zip)")
     parser.add_argument(
@@ -764,22 +565,56 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="a JSON event file; standard input when omitted or `-`",
     )
-    parser.add_argument("--runtime", required=True, choices=sorted(RUNTIMES, key=_runtime_order))
-    parser.add_argument("--handler", required=True, help="module.function, as Lambda's handler setting")
-    parser.add_argument("--architecture", default="x86_64", choices=sorted(ARCHITECTURES))
-    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, help="seconds (default 3, at most 900)")
-    parser.add_argument("--memory-size", type=int, default=DEFAULT_MEMORY_SIZE, help="MB (reported, not enforced)")
+    parser.add_argument(
+        "--runtime",
+        required=True,
+        choices=sorted(facts.RUNTIMES, key=lambda name: facts.RUNTIMES[name].python_version),
+    )
+    parser.add_argument(
+        "--handler", required=True, help="module.function, as Lambda's handler setting"
+    )
+    parser.add_argument(
+        "--architecture", default=facts.DEFAULT_ARCHITECTURE, choices=sorted(facts.ARCHITECTURES)
+    )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=facts.TIMEOUT.default,
+        help=f"seconds (default {facts.TIMEOUT.default}, at most {facts.TIMEOUT.maximum})",
+    )
+    parser.add_argument(
+        "--memory-size",
+        type=int,
+        default=facts.MEMORY_SIZE.default,
+        help=f"MB (default {facts.MEMORY_SIZE.default}; reported, not enforced)",
+    )
     parser.add_argument("--function-name", default="function")
     parser.add_argument("--region", default=DEFAULT_REGION)
-    parser.add_argument("--layer", action="append", type=Path, default=[], help="a layer .zip, extracted to the layer directory in order (repeatable)")
-    parser.add_argument("--env", action="append", default=[], metavar="NAME[=VALUE]", help="an extra environment variable; a bare NAME copies it from this environment (repeatable)")
-    parser.add_argument("--python", type=Path, help="the interpreter to use instead of searching pyenv and /usr/local/bin, /usr/bin, /bin")
-    parser.add_argument("--keep", action="store_true", help="keep the extracted directories for inspection")
+    parser.add_argument(
+        "--layer",
+        action="append",
+        type=Path,
+        default=[],
+        help="a layer .zip, extracted to the layer directory in order (repeatable)",
+    )
+    parser.add_argument(
+        "--env",
+        action="append",
+        default=[],
+        metavar="NAME[=VALUE]",
+        help="an extra environment variable; a bare NAME copies it from this environment "
+        "(repeatable)",
+    )
+    parser.add_argument(
+        "--python",
+        type=Path,
+        help="the interpreter to use instead of searching pyenv and "
+        f"{', '.join(interpreters.DEFAULT_SEARCH_PATH)}",
+    )
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the extracted directories for inspection"
+    )
     return parser
-
-
-def _runtime_order(runtime: str) -> tuple[int, int]:
-    return RUNTIMES[runtime]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

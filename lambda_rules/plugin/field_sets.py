@@ -1,0 +1,55 @@
+"""What the `package` and `run` goals read from `lambda_function` and `lambda_layer` targets."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pants.backend.python.target_types import PythonResolveField
+from pants.core.goals.package import PackageFieldSet
+
+from lambda_rules.platforms import LambdaPlatform, lambda_platform
+from lambda_rules.plugin.target_types import (
+    LambdaArchitectureField,
+    LambdaCompileBytecodeField,
+    LambdaExcludeDistributionsField,
+    LambdaFunctionHandlerField,
+    LambdaFunctionOutputPathField,
+    LambdaLayerDependencies,
+    LambdaLayerOutputPathField,
+    LambdaLayersField,
+    LambdaRuntimeField,
+)
+
+
+@dataclass(frozen=True)
+class LambdaFunctionFieldSet(PackageFieldSet):
+    required_fields = (LambdaFunctionHandlerField, LambdaRuntimeField)
+
+    handler: LambdaFunctionHandlerField
+    runtime: LambdaRuntimeField
+    architecture: LambdaArchitectureField
+    resolve: PythonResolveField
+    output_path: LambdaFunctionOutputPathField
+    compile_bytecode: LambdaCompileBytecodeField
+    layers: LambdaLayersField
+    exclude_distributions: LambdaExcludeDistributionsField
+
+    @property
+    def platform(self) -> LambdaPlatform:
+        return lambda_platform(self.runtime.value, self.architecture.value)
+
+
+@dataclass(frozen=True)
+class LambdaLayerFieldSet(PackageFieldSet):
+    required_fields = (LambdaLayerDependencies, LambdaRuntimeField)
+
+    runtime: LambdaRuntimeField
+    architecture: LambdaArchitectureField
+    resolve: PythonResolveField
+    output_path: LambdaLayerOutputPathField
+    compile_bytecode: LambdaCompileBytecodeField
+    exclude_distributions: LambdaExcludeDistributionsField
+
+    @property
+    def platform(self) -> LambdaPlatform:
+        return lambda_platform(self.runtime.value, self.architecture.value)

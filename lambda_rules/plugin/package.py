@@ -1,0 +1,91 @@
+"""`package` on `lambda_function` and `lambda_layer`: the steps, in the order of the data flow.
+
+resolve -> stage -> (tool) -> parts -> assemble, each a module of `lambda_rules.plugin.steps`.
+"""
+
+from __future__ import annotations
+
+from pants.backend.python.subsystems.setup import PythonSetup
+from pants.backend.python.util_rules.faas import rules as faas_rules
+from pants.core.goals.package import BuiltPackage, PackageFieldSet
+from pants.engine.rules import Get, MultiGet, collect_rules, rule
+from pants.engine.unions import UnionRule
+from pants.util.logging import LogLevel
+
+from lambda_rules.facts import Kind
+from lambda_rules.plugin.field_sets import LambdaFunctionFieldSet, LambdaLayerFieldSet
+from lambda_rules.plugin.steps import assemble, layers, parts, resolve, stage, tool
+from lambda_rules.plugin.steps.assemble import (
+    AssembledLambda,
+    AssembleLambdaRequest,
+    UniqueOutputPath,
+    UniqueOutputPathRequest,
+)
+from lambda_rules.plugin.steps.layers import (
+    BuiltLambdaLayer,
+    LambdaFunctionLayers,
+    LambdaFunctionLayersRequest,
+)
+from lambda_rules.plugin.steps.stage import StagedLambda, StageLambdaRequest
+from lambda_rules.plugin.steps.tool import LambdaZipTool
+
+
+@rule(desc="Package Lambda layer", level=LogLevel.DEBUG)
+async def package_lambda_layer(field_set: LambdaLayerFieldSet) -> BuiltPackage:
+    layer = await Get(BuiltLambdaLayer, LambdaLayerFieldSet, field_set)
+    return layer.package
+
+
+@rule(desc="Package Lambda function", level=LogLevel.DEBUG)
+async def package_lambda_function(
+    field_set: LambdaFunctionFieldSet, python_setup: PythonSetup
+) -> BuiltPackage:
+    platform = field_set.platform
+    output_path = field_set.output_path.value_or_default(file_ending="zip")
+    _, function_layers = await MultiGet(
+        Get(UniqueOutputPath, UniqueOutputPathRequest(field_set.address, output_path)),
+        Get(LambdaFunctionLayers, LambdaFunctionLayersRequest(field_set)),
+    )
+    staged, _ = await MultiGet(
+        Get(
+            StagedLambda,
+            StageLambdaRequest(
+                field_set.address,
+                platform,
+                tuple(field_set.exclude_distributions.value or ()),
+                handler=field_set.handler,
+                layers=tuple(layer.archive.contents for layer in function_layers.layers),
+            ),
+        ),
+        # Built while the requirements resolve: on a fresh machine both wait on downloads.
+        Get(LambdaZipTool),
+    )
+    assembled = await Get(
+        AssembledLambda,
+        AssembleLambdaRequest(
+            field_set.address,
+            Kind.FUNCTION,
+            platform,
+            staged,
+            output_path,
+            field_set.compile_bytecode.value,
+            field_set.resolve.normalized_value(python_setup),
+            tuple(layer.archive for layer in function_layers.layers),
+        ),
+    )
+    return assembled.package
+
+
+def rules():
+    return (
+        *collect_rules(),
+        *resolve.rules(),
+        *stage.rules(),
+        *tool.rules(),
+        *parts.rules(),
+        *assemble.rules(),
+        *layers.rules(),
+        *faas_rules(),
+        UnionRule(PackageFieldSet, LambdaFunctionFieldSet),
+        UnionRule(PackageFieldSet, LambdaLayerFieldSet),
+    )

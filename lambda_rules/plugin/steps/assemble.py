@@ -1,0 +1,400 @@
+"""Assemble: parts and first-party code -> the archive, its manifest and SBOM, in `dist/`.
+
+The merge copies the parts' compressed entries without recompressing and zips the first-party
+code in the same process; the SBOM template depends on the distribution parts alone, so an edit
+of first-party code runs one process, that merge.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+from dataclasses import dataclass
+
+from pants.core.goals.package import BuiltPackage, BuiltPackageArtifact
+from pants.backend.python.util_rules.pex_requirements import (
+    LoadedLockfile,
+    LoadedLockfileRequest,
+    Lockfile,
+    Resolve,
+)
+from pants.engine.addresses import Address
+from pants.engine.fs import (
+    EMPTY_DIGEST,
+    CreateDigest,
+    Digest,
+    DigestContents,
+    DigestEntries,
+    DigestSubset,
+    FileContent,
+    FileEntry,
+    PathGlobs,
+)
+from pants.engine.process import Process, ProcessResult
+from pants.engine.rules import Get, MultiGet, collect_rules, rule
+from pants.engine.target import AllTargets
+from pants.util.frozendict import FrozenDict
+from pants.util.logging import LogLevel
+
+from lambda_rules import layers, manifest, sbom_identity, staging
+from lambda_rules.facts import LAYER_ROOT, Kind
+from lambda_rules.platforms import LambdaPlatform
+from lambda_rules.plugin.steps.cache import linked_directories
+from lambda_rules.plugin.steps.parts import (
+    PART_FILE,
+    STAGED_DIR,
+    BytecodeCompiler,
+    BytecodeCompilerRequest,
+    PreparedUnit,
+    PrepareUnitRequest,
+    ZipPart,
+    ZipParts,
+    ZipPartsRequest,
+)
+from lambda_rules.plugin.steps.stage import StagedLambda
+from lambda_rules.plugin.steps.tool import LambdaZipTool
+from lambda_rules.plugin.subsystems.lambda_zip import LambdaZipSubsystem
+from lambda_rules.plugin.target_types import (
+    LambdaFunctionOutputPathField,
+    LambdaLayerOutputPathField,
+)
+from lambda_rules.zipper.summary import ZipSummary
+
+logger = logging.getLogger(__name__)
+
+# A sandbox directory per part or layer (immutable inputs), apart from any input file's path.
+_PARTS_DIR_PREFIX = "__lambda_part_"
+_LAYERS_DIR_PREFIX = "__lambda_layer_"
+
+
+@dataclass(frozen=True)
+class LayerArchive:
+    """A built layer as the functions deployed with it need it: what it holds, and its zip."""
+
+    contents: layers.LayerContents
+    digest: Digest
+    path: str
+
+
+@dataclass(frozen=True)
+class AssembleLambdaRequest:
+    """Compress the staged units, merge them, and write the manifest and SBOM beside the zip."""
+
+    address: Address
+    kind: Kind
+    platform: LambdaPlatform
+    staged: StagedLambda
+    output_path: str
+    compile_bytecode: bool
+    resolve: str
+    layers: tuple[LayerArchive, ...] = ()
+
+
+@dataclass(frozen=True)
+class AssembledLambda:
+    package: BuiltPackage
+    archive: Digest
+    sha256_hex: str
+    sha256_base64: str
+    unzipped_size: int
+
+
+@dataclass(frozen=True)
+class MergeZipPartsRequest:
+    """Merge the parts, and zip `tree` (first-party code, which changes on every edit) into the
+    same archive in the same process."""
+
+    parts: tuple[ZipPart, ...]
+    tree: PreparedUnit | None
+    output_filename: str
+    description: str
+
+
+@dataclass(frozen=True)
+class DeterministicZip:
+    digest: Digest
+    summary: ZipSummary
+
+
+@dataclass(frozen=True)
+class SbomTemplateRequest:
+    """The CycloneDX SBOM of the archive the distribution parts go into, with wheel hashes from
+    the resolve's lockfile and placeholders for the archive's digest and the target's name:
+    neither first-party code nor the target is in its inputs, so an edit reuses the cached
+    template and every function on the same distributions shares one."""
+
+    parts: tuple[ZipPart, ...]
+    kind: Kind
+    platform: LambdaPlatform
+    resolve: str
+    layers: tuple[LayerArchive, ...] = ()
+
+
+@dataclass(frozen=True)
+class SbomTemplate:
+    content: str
+
+
+@dataclass(frozen=True)
+class LambdaOutputPaths:
+    """The dist path of every `lambda_function` and `lambda_layer` -> the targets writing it."""
+
+    by_path: FrozenDict[str, tuple[str, ...]]
+
+
+@dataclass(frozen=True)
+class UniqueOutputPathRequest:
+    address: Address
+    output_path: str
+
+
+@dataclass(frozen=True)
+class UniqueOutputPath:
+    path: str
+
+
+def _part_inputs(parts: tuple[ZipPart, ...]) -> tuple[dict[str, Digest], list[str]]:
+    """The parts as immutable inputs, and the path of each part's zip in the sandbox."""
+    directories = linked_directories(_PARTS_DIR_PREFIX, [part.digest for part in parts])
+    return directories, [f"{directory}/{PART_FILE}" for directory in directories]
+
+
+@rule(desc="Merge zip parts", level=LogLevel.DEBUG)
+async def merge_zip_parts(
+    request: MergeZipPartsRequest, tool: LambdaZipTool, subsystem: LambdaZipSubsystem
+) -> DeterministicZip:
+    """Assemble the archive by copying the parts' compressed entries: nothing is recompressed,
+    except the first-party tree, which is zipped here rather than in a process of its own."""
+    summary_file = "zip-summary.json"
+    part_digests, part_paths = _part_inputs(request.parts)
+    tree_digest = EMPTY_DIGEST
+    tree_args: tuple[str, ...] = ()
+    if request.tree is not None:
+        tree_digest = request.tree.digest
+        tree_args = ("--tree", STAGED_DIR, "--workers", "1", *request.tree.build_args)
+    result = await Get(
+        ProcessResult,
+        Process,
+        tool.process(
+            argv=(
+                "merge",
+                *part_paths,
+                *tree_args,
+                *subsystem.level_args(),
+                "-o",
+                request.output_filename,
+                "--summary-json",
+                summary_file,
+            ),
+            input_digest=tree_digest,
+            immutable_input_digests=part_digests,
+            output_files=(request.output_filename, summary_file),
+            description=request.description,
+            level=LogLevel.DEBUG,
+        ),
+    )
+    summary_contents, archive = await MultiGet(
+        Get(DigestContents, DigestSubset(result.output_digest, PathGlobs([summary_file]))),
+        Get(Digest, DigestSubset(result.output_digest, PathGlobs([request.output_filename]))),
+    )
+    return DeterministicZip(archive, ZipSummary.from_json(summary_contents[0].content))
+
+
+@rule(desc="Write SBOM template", level=LogLevel.DEBUG)
+async def write_sbom_template(request: SbomTemplateRequest, tool: LambdaZipTool) -> SbomTemplate:
+    lockfile = await Get(Lockfile, Resolve(request.resolve, use_entire_lockfile=True))
+    loaded = await Get(LoadedLockfile, LoadedLockfileRequest(lockfile))
+    output = "sbom-template.cdx.json"
+    platform = request.platform
+    part_digests, part_paths = _part_inputs(request.parts)
+    layer_digests = linked_directories(
+        _LAYERS_DIR_PREFIX, [layer.digest for layer in request.layers]
+    )
+    layer_args = [
+        arg
+        for directory, layer in zip(layer_digests, request.layers)
+        for arg in ("--layer-archive", f"{layer.contents.address}={directory}/{layer.path}")
+    ]
+    result = await Get(
+        ProcessResult,
+        Process,
+        tool.process(
+            argv=(
+                "sbom",
+                "--template",
+                *part_paths,
+                "--lockfile",
+                loaded.lockfile_path,
+                "--kind",
+                request.kind.value,
+                "--runtime",
+                platform.runtime.name,
+                "--architecture",
+                platform.architecture,
+                *layer_args,
+                "-o",
+                output,
+            ),
+            input_digest=loaded.lockfile_digest,
+            immutable_input_digests={**part_digests, **layer_digests},
+            output_files=(output,),
+            description=(
+                f"Write SBOM template of a {request.kind.value} with {len(request.parts)} "
+                f"distributions ({platform.description})"
+            ),
+            level=LogLevel.DEBUG,
+        ),
+    )
+    (content,) = await Get(DigestContents, Digest, result.output_digest)
+    return SbomTemplate(content.content.decode("utf-8"))
+
+
+@rule(desc="Find Lambda output paths", level=LogLevel.DEBUG)
+async def lambda_output_paths(all_targets: AllTargets) -> LambdaOutputPaths:
+    """Once per run, not once per packaged target: `package ::` would otherwise be quadratic."""
+    by_path: dict[str, list[str]] = {}
+    for target in all_targets:
+        for field in (LambdaFunctionOutputPathField, LambdaLayerOutputPathField):
+            if target.has_field(field):
+                path = target[field].value_or_default(file_ending="zip")
+                by_path.setdefault(path, []).append(str(target.address))
+    return LambdaOutputPaths(FrozenDict((p, tuple(sorted(a))) for p, a in by_path.items()))
+
+
+@rule(desc="Check Lambda output paths", level=LogLevel.DEBUG)
+async def check_unique_output_path(
+    request: UniqueOutputPathRequest, output_paths: LambdaOutputPaths
+) -> UniqueOutputPath:
+    """Two targets writing one path would overwrite each other's package: name both."""
+    clashing = [
+        address
+        for address in output_paths.by_path.get(request.output_path, ())
+        if address != str(request.address)
+    ]
+    if clashing:
+        raise manifest.OutputPathClashError(
+            f"{request.address} and {', '.join(clashing)} all write `{request.output_path}` in "
+            "the dist directory; give each target its own `output_path`."
+        )
+    return UniqueOutputPath(request.output_path)
+
+
+@rule(desc="Assemble Lambda package", level=LogLevel.DEBUG)
+async def assemble_lambda(request: AssembleLambdaRequest) -> AssembledLambda:
+    platform, staged, address = request.platform, request.staged, request.address
+    if not staged.all_units:
+        raise staging.StagingError(
+            f"{address}: the {request.kind.value} would hold no files; give it `dependencies`."
+        )
+    bytecode = None
+    if request.compile_bytecode:
+        bytecode = await Get(BytecodeCompiler, BytecodeCompilerRequest(address, platform))
+        if request.kind is Kind.LAYER:
+            # Layer paths start with python/, and Lambda unzips the layer in /opt.
+            bytecode = dataclasses.replace(bytecode, prefix=LAYER_ROOT)
+    units_request = ZipPartsRequest(staged.units, bytecode)
+    tree = None
+    if staged.first_party is None:
+        zip_parts = await Get(ZipParts, ZipPartsRequest, units_request)
+    else:
+        zip_parts, tree = await MultiGet(
+            Get(ZipParts, ZipPartsRequest, units_request),
+            Get(PreparedUnit, PrepareUnitRequest(staged.first_party, bytecode)),
+        )
+    parts = zip_parts.parts
+    zipped, sbom_template = await MultiGet(
+        Get(
+            DeterministicZip,
+            MergeZipPartsRequest(
+                parts,
+                tree,
+                request.output_path,
+                description=f"Zip {address} ({platform.description})",
+            ),
+        ),
+        Get(
+            SbomTemplate,
+            SbomTemplateRequest(
+                parts,
+                kind=request.kind,
+                platform=platform,
+                resolve=request.resolve,
+                layers=request.layers,
+            ),
+        ),
+    )
+    summary = zipped.summary
+    layer_contents = [layer.contents for layer in request.layers]
+    if layer_contents:
+        layers.combined_size_check(str(address), summary.unzipped_size, layer_contents)
+    else:
+        manifest.check_unzipped_size(summary.unzipped_size, what=str(address))
+    for warning in manifest.size_warnings(summary.zipped_size):
+        logger.warning(f"{address}: {warning}")
+
+    paths = manifest.ArtifactPaths.for_output(request.output_path, summary.sha256_hex)
+    sbom = sbom_identity.complete_sbom(
+        sbom_template.content, summary.sha256_hex, str(address)
+    ).encode()
+    document = manifest.LambdaManifest(
+        artifact=paths.relative_to_manifest(paths.archive),
+        content_addressed_artifact=paths.relative_to_manifest(paths.content_addressed),
+        sha256_hex=summary.sha256_hex,
+        sha256_base64=summary.sha256_base64,
+        zipped_size=summary.zipped_size,
+        unzipped_size=summary.unzipped_size,
+        entry_count=summary.entry_count,
+        runtime=platform.runtime.name,
+        architecture=platform.architecture,
+        handler=staged.handler,
+        distributions=staged.distributions,
+        sbom=paths.relative_to_manifest(paths.sbom),
+        sbom_sha256=hashlib.sha256(sbom).hexdigest(),
+        kind=request.kind,
+        bytecode_compiled_by=next(
+            (p.compiled_by for p in (*parts, tree) if p is not None and p.compiled_by), None
+        ),
+        layers=tuple(layers.layer_manifest_entries(layer_contents)),
+    )
+    (archive_entry,) = await Get(DigestEntries, Digest, zipped.digest)
+    assert isinstance(archive_entry, FileEntry)
+    outputs = await Get(
+        Digest,
+        CreateDigest(
+            [
+                archive_entry,
+                FileEntry(paths.content_addressed, archive_entry.file_digest),
+                FileContent(paths.manifest, document.to_json().encode()),
+                FileContent(paths.sbom, sbom),
+            ]
+        ),
+    )
+    zip_details = f"{summary.zipped_size:,} bytes  sha256 {summary.sha256_hex}"
+    what = f"handler {staged.handler}" if staged.handler else "layer"
+    package = BuiltPackage(
+        outputs,
+        artifacts=(
+            BuiltPackageArtifact(
+                paths.archive, (f"  {zip_details}  ({platform.description}, {what})",)
+            ),
+            # The directory, not the file: `package` clears it first, so it holds only the
+            # current build's copy instead of one per build ever made.
+            BuiltPackageArtifact(paths.content_addressed_directory, (f"  {zip_details}",)),
+            BuiltPackageArtifact(
+                paths.manifest, (f"  manifest  filebase64sha256 {summary.sha256_base64}",)
+            ),
+            BuiltPackageArtifact(paths.sbom, ("  CycloneDX SBOM",)),
+        ),
+    )
+    return AssembledLambda(
+        package,
+        zipped.digest,
+        summary.sha256_hex,
+        summary.sha256_base64,
+        summary.unzipped_size,
+    )
+
+
+def rules():
+    return collect_rules()

@@ -1,0 +1,243 @@
+"""Parts: each distribution unit -> [its `.pyc`, by the runtime's CPython] -> a compressed part.
+
+A unit's processes see only that unit's files (and the tool), so every function, layer and
+machine that resolves the same wheel for the same platform shares its cached part.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from pants.backend.python.util_rules.interpreter_constraints import InterpreterConstraints
+from pants.backend.python.util_rules.pex_environment import PythonExecutable
+from pants.engine.addresses import Address
+from pants.engine.fs import AddPrefix, CreateDigest, Digest, FileContent, MergeDigests
+from pants.engine.process import Process, ProcessExecutionFailure, ProcessResult
+from pants.engine.rules import Get, MultiGet, collect_rules, rule
+from pants.util.logging import LogLevel
+from pants.util.strutil import softwrap
+
+from lambda_rules import facts, sandbox_files
+from lambda_rules.platforms import LambdaPlatform
+from lambda_rules.plugin.steps.cache import REMOTE_CACHE_SPECULATION_DELAY_MILLIS
+from lambda_rules.plugin.steps.stage import DistributionUnit
+from lambda_rules.plugin.steps.tool import LambdaZipTool
+from lambda_rules.plugin.subsystems.lambda_zip import LambdaZipSubsystem
+from lambda_rules.scripts.interpreters import InterpreterNotFoundError
+
+# Where a unit's files go in a sandbox, and the part a compress process writes.
+STAGED_DIR = "staged"
+PART_FILE = "part.zip"
+# Units from this size on may compile and compress on all the cores Pants grants.
+_PARALLEL_UNIT_BYTES = 8 << 20
+_BYTECODE_SCRIPT = "__lambda_bytecode.py"
+_BYTECODE_SCRIPT_SOURCE = sandbox_files.SOURCE_ROOT / sandbox_files.BYTECODE_COMPILER
+
+
+class BytecodeCompileError(Exception):
+    """A source that must compile (first-party code) does not compile on the runtime."""
+
+
+@dataclass(frozen=True)
+class BytecodeCompilerRequest:
+    address: Address
+    platform: LambdaPlatform
+
+
+@dataclass(frozen=True)
+class BytecodeCompiler:
+    """The runtime's CPython, and where Lambda loads the package from (for `co_filename`)."""
+
+    python: str
+    cache_tag: str
+    prefix: str = facts.TASK_ROOT
+
+
+@dataclass(frozen=True)
+class CompileBytecodeRequest:
+    staged: Digest
+    unit: DistributionUnit
+    compiler: BytecodeCompiler
+    cores: int
+
+
+@dataclass(frozen=True)
+class CompiledBytecode:
+    """The unit's staged tree with `.pyc` beside its sources, and the compiler's exact version."""
+
+    digest: Digest
+    python_version: str
+
+
+@dataclass(frozen=True)
+class PrepareUnitRequest:
+    unit: DistributionUnit
+    bytecode: BytecodeCompiler | None = None
+
+
+@dataclass(frozen=True)
+class PreparedUnit:
+    """A unit's files under `staged/`, with `.pyc` if asked; the `build` arguments that keep
+    them; and the exact version of the CPython that compiled them."""
+
+    digest: Digest
+    build_args: tuple[str, ...] = ()
+    compiled_by: str | None = None
+
+
+@dataclass(frozen=True)
+class ZipPartsRequest:
+    units: tuple[DistributionUnit, ...]
+    bytecode: BytecodeCompiler | None = None
+
+
+@dataclass(frozen=True)
+class ZipPart:
+    """A canonical archive of one unit, named `part.zip` at the digest root; with bytecode, the
+    exact version of the CPython that compiled it."""
+
+    digest: Digest
+    compiled_by: str | None = None
+
+
+@dataclass(frozen=True)
+class ZipParts:
+    parts: tuple[ZipPart, ...]
+
+
+@rule(desc="Find the runtime's CPython", level=LogLevel.DEBUG)
+async def find_bytecode_compiler(request: BytecodeCompilerRequest) -> BytecodeCompiler:
+    """The interpreter is found the way Pants finds interpreters (search path, pyenv)."""
+    major, minor = request.platform.runtime.python_version
+    try:
+        python = await Get(
+            PythonExecutable,
+            InterpreterConstraints,
+            InterpreterConstraints([request.platform.interpreter_constraint]),
+        )
+    except ProcessExecutionFailure as e:
+        raise InterpreterNotFoundError(
+            softwrap(
+                f"""
+                {request.address}: `compile_bytecode=True` needs CPython {major}.{minor}, the
+                interpreter of the {request.platform.runtime.name} runtime, to compile `.pyc` that
+                the runtime uses, and none was found on `[python-bootstrap].search_path`. Install
+                it (e.g. `pyenv install {major}.{minor}`) or set `compile_bytecode=False`.
+                """
+            )
+        ) from e
+    return BytecodeCompiler(python.path, request.platform.runtime.cache_tag)
+
+
+@rule(desc="Compile bytecode", level=LogLevel.DEBUG)
+async def compile_bytecode(request: CompileBytecodeRequest) -> CompiledBytecode:
+    """The unit's tree with reproducible `.pyc` beside its sources (see `bytecode.py`), and the
+    compiler's exact version. A distribution's file that does not compile is skipped, as pip does
+    at install time; a first-party one is an error."""
+    unit, compiler = request.unit, request.compiler
+    script = await Get(
+        Digest,
+        CreateDigest([FileContent(_BYTECODE_SCRIPT, _BYTECODE_SCRIPT_SOURCE.read_bytes())]),
+    )
+    invalid = () if unit.first_party else ("--on-invalid", "skip")
+    try:
+        result = await Get(
+            ProcessResult,
+            Process(
+                argv=(
+                    compiler.python,
+                    "-I",
+                    "-B",
+                    _BYTECODE_SCRIPT,
+                    "compile",
+                    "--root",
+                    STAGED_DIR,
+                    "--prefix",
+                    compiler.prefix,
+                    "--workers",
+                    "{pants_concurrency}",
+                    *invalid,
+                ),
+                input_digest=await Get(Digest, MergeDigests([request.staged, script])),
+                output_directories=(STAGED_DIR,),
+                description=f"Compile bytecode of {unit.description}",
+                level=LogLevel.DEBUG,
+                concurrency_available=request.cores,
+                remote_cache_speculation_delay_millis=REMOTE_CACHE_SPECULATION_DELAY_MILLIS,
+            ),
+        )
+    except ProcessExecutionFailure as e:
+        raise BytecodeCompileError(
+            f"Cannot compile bytecode of {unit.description}:\n"
+            f"{e.stderr.decode(errors='replace').strip()}\nFix the source or set "
+            "`compile_bytecode=False`."
+        ) from e
+    return CompiledBytecode(result.output_digest, json.loads(result.stdout)["python"])
+
+
+def _cores_for(unit: DistributionUnit) -> int:
+    """Small units compile and zip in one process; large ones may use the cores Pants grants."""
+    return 1 if unit.size < _PARALLEL_UNIT_BYTES else 8
+
+
+@rule(desc="Prepare a unit for zipping", level=LogLevel.DEBUG)
+async def prepare_unit(request: PrepareUnitRequest) -> PreparedUnit:
+    unit = request.unit
+    staged = await Get(Digest, AddPrefix(unit.digest, STAGED_DIR))
+    if not request.bytecode:
+        return PreparedUnit(staged)
+    compiled = await Get(
+        CompiledBytecode,
+        CompileBytecodeRequest(staged, unit, request.bytecode, _cores_for(unit)),
+    )
+    return PreparedUnit(
+        compiled.digest,
+        ("--include", f"*.{request.bytecode.cache_tag}.pyc"),
+        compiled.python_version,
+    )
+
+
+@rule(desc="Compress a distribution unit", level=LogLevel.DEBUG)
+async def zip_part(
+    request: PrepareUnitRequest, tool: LambdaZipTool, subsystem: LambdaZipSubsystem
+) -> ZipPart:
+    """Compress one unit. The inputs are only the unit's files and the tool, so the result is
+    shared by every function, layer and machine that resolves the same distribution."""
+    unit = request.unit
+    prepared = await Get(PreparedUnit, PrepareUnitRequest, request)
+    result = await Get(
+        ProcessResult,
+        Process,
+        tool.process(
+            argv=(
+                "build",
+                STAGED_DIR,
+                "-o",
+                PART_FILE,
+                "--max-workers",
+                # Filled in by Pants with the cores it grants; not part of the cache key.
+                "{pants_concurrency}",
+                *prepared.build_args,
+                *subsystem.level_args(),
+            ),
+            input_digest=prepared.digest,
+            output_files=(PART_FILE,),
+            description=f"Compress {unit.description}",
+            level=LogLevel.DEBUG,
+            concurrency_available=_cores_for(unit),
+        ),
+    )
+    return ZipPart(result.output_digest, prepared.compiled_by)
+
+
+@rule(desc="Compress distribution units", level=LogLevel.DEBUG)
+async def zip_parts(request: ZipPartsRequest) -> ZipParts:
+    parts = await MultiGet(
+        Get(ZipPart, PrepareUnitRequest(unit, request.bytecode)) for unit in request.units
+    )
+    return ZipParts(tuple(parts))
+
+
+def rules():
+    return collect_rules()

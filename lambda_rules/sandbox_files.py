@@ -1,0 +1,69 @@
+"""Which of our files run outside the process that imports them, declared once.
+
+The Pants rules ship these files, as contents, into the sandboxes of their processes: `TOOL` is
+the `lambda-zip` command (the zipper and the SBOM writer) that compresses, merges and writes SBOMs;
+`SCRIPTS` are the stdlib-only programs run by the runtime's CPython or by `pants run`. A module
+of ours that one of them imports but that is not listed here would fail only inside a sandbox, so
+tests/test_sandbox_files.py follows every import of every listed file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+# The directory that holds the `lambda_rules` package: shipped paths are relative to it.
+SOURCE_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class FileSet:
+    """Files of ours, as glob patterns relative to `SOURCE_ROOT`."""
+
+    patterns: tuple[str, ...]
+
+    def paths(self) -> list[str]:
+        """The files, sorted, as '/'-separated paths relative to `SOURCE_ROOT`."""
+        found = {
+            path.relative_to(SOURCE_ROOT).as_posix()
+            for pattern in self.patterns
+            for path in SOURCE_ROOT.glob(pattern)
+        }
+        return sorted(found)
+
+    def read(self) -> dict[str, bytes]:
+        """Each file's path and contents: what a sandbox gets (never a path of this machine)."""
+        return {path: (SOURCE_ROOT / path).read_bytes() for path in self.paths()}
+
+
+def entry_program(module: str, sys_path: tuple[str, ...]) -> str:
+    """A `python -c` program that runs `module`'s `main` with `sys_path` (the directories a
+    sandbox holds a file set in) in front of the interpreter's own."""
+    return (
+        f"import sys; sys.path[:0] = {list(sys_path)!r}; "
+        f"from {module} import main; sys.exit(main())"
+    )
+
+
+TOOL = FileSet(
+    patterns=(
+        "lambda_rules/__init__.py",
+        "lambda_rules/cli.py",
+        "lambda_rules/facts.py",
+        "lambda_rules/platforms.py",
+        "lambda_rules/sbom.py",
+        "lambda_rules/sbom_identity.py",
+        "lambda_rules/zipper/*.py",
+    )
+)
+TOOL_MODULE = "lambda_rules.cli"
+
+SCRIPTS = FileSet(
+    patterns=(
+        "lambda_rules/__init__.py",
+        "lambda_rules/facts.py",
+        "lambda_rules/scripts/*.py",
+    )
+)
+INVOKER_MODULE = "lambda_rules.scripts.invoke"
+BYTECODE_COMPILER = "lambda_rules/scripts/bytecode.py"
