@@ -104,7 +104,14 @@ def section(pairs: Sequence[Pair], runs: int) -> str:
             "`compile_bytecode`.",
             "",
             markdown_table(
-                ("function", "imports", "without ms", "with ms", "with / without", "with: min–max ms"),
+                (
+                    "function",
+                    "imports",
+                    "without ms",
+                    "with ms",
+                    "with / without",
+                    "with: min–max ms",
+                ),
                 import_rows,
             ),
             "",

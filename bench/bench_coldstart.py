@@ -50,7 +50,9 @@ def section(ours: Artifact, builtin: Artifact, runs: int) -> str:
         try:
             for _ in range(runs):  # interleaved, so that load changes hit both alike
                 for artifact, directory in directories.items():
-                    timings[artifact].append(import_seconds(python, directory, artifact.handler_module))
+                    timings[artifact].append(
+                        import_seconds(python, directory, artifact.handler_module)
+                    )
         finally:
             for directory in directories.values():
                 set_read_only(directory, False)

@@ -86,8 +86,12 @@ def prepare(root: Path, functions: int = FUNCTIONS) -> None:
     """Add the `heavy` resolve, the heavy functions and bytecode variants to a clone at `root`."""
     config = root / "pants.toml"
     text = config.read_text()
-    text = _replace_once(text, "root_patterns = [", f'root_patterns = ["/{HEAVY_DIR}", ', "pants.toml")
-    text = _replace_once(text, "[python.resolves]\n", f'[python.resolves]\nheavy = "{LOCKFILE}"\n', "pants.toml")
+    text = _replace_once(
+        text, "root_patterns = [", f'root_patterns = ["/{HEAVY_DIR}", ', "pants.toml"
+    )
+    text = _replace_once(
+        text, "[python.resolves]\n", f'[python.resolves]\nheavy = "{LOCKFILE}"\n', "pants.toml"
+    )
     text = _replace_once(
         text,
         "[python.resolves_to_interpreter_constraints]\n",
@@ -121,7 +125,7 @@ def prepare(root: Path, functions: int = FUNCTIONS) -> None:
     with (root / "fn/BUILD").open("a") as fn_build:
         fn_build.write(
             f'\nlambda_function(name="lambda_pyc", handler="app.py:handler", runtime="{RUNTIME}", '
-            f'compile_bytecode=True)\n'
+            f"compile_bytecode=True)\n"
         )
 
 
@@ -134,7 +138,9 @@ def check_contents(root: Path, names: Sequence[str]) -> None:
     for name in names:
         with zipfile.ZipFile(artifact(root, name)) as archive:
             paths = set(archive.namelist())
-        module = handler_module(int(name.removeprefix("builtin").removeprefix("fn").partition("_")[0]))
+        module = handler_module(
+            int(name.removeprefix("builtin").removeprefix("fn").partition("_")[0])
+        )
         missing = {"numpy/__init__.py", "pandas/__init__.py", f"{module}.py"} - paths
         if missing:
             raise RuntimeError(f"{artifact(root, name)} lacks {', '.join(sorted(missing))}")
@@ -154,7 +160,9 @@ def edit_builds(workspace, runs: int) -> Tuple[Dict[str, List[float]], Dict[str,
     noop: Dict[str, List[float]] = {label: [] for label in names}
     edited: Dict[str, List[float]] = {label: [] for label in names}
     try:
-        clone.pants(*caches, "package", *map(address, names.values()), pantsd=True, timeout=3600)  # warms up
+        clone.pants(
+            *caches, "package", *map(address, names.values()), pantsd=True, timeout=3600
+        )  # warms up
         check_contents(clone.root, list(names.values()))
         for _ in range(runs):
             for label, name in names.items():
@@ -164,9 +172,13 @@ def edit_builds(workspace, runs: int) -> Tuple[Dict[str, List[float]], Dict[str,
                 before = artifact(clone.root, name).read_bytes()
                 with (clone.root / HEAVY_DIR / f"{handler_module(0)}.py").open("a") as source:
                     source.write(f"# edit {run} before building {name}\n")
-                edited[label].append(_timed(clone, *caches, "package", address(name), pantsd=True)[0])
+                edited[label].append(
+                    _timed(clone, *caches, "package", address(name), pantsd=True)[0]
+                )
                 if artifact(clone.root, name).read_bytes() == before:
-                    raise RuntimeError(f"pantsd did not see the edit: {artifact(clone.root, name)} is unchanged")
+                    raise RuntimeError(
+                        f"pantsd did not see the edit: {artifact(clone.root, name)} is unchanged"
+                    )
     finally:
         clone.kill_pantsd()
     return noop, edited
@@ -224,17 +236,25 @@ def _process_note(label: str, processes: List[dict], functions: int) -> str:
     ran = [p for p in processes if p.get("source") == "Ran"]
     compress = [p for p in processes if p["description"].startswith("Compress ")]
     distributions = sorted(
-        {p["description"].removeprefix("Compress ") for p in compress if "first-party" not in p["description"]}
+        {
+            p["description"].removeprefix("Compress ")
+            for p in compress
+            if "first-party" not in p["description"]
+        }
     )
     first_party = [p for p in compress if "first-party" in p["description"]]
     kinds = Counter(
-        re.sub(r"\b(fn|builtin)\d+\b", r"\1<N>", re.sub(r"^Compress (?!first-party).*", "Compress <distribution>", p["description"]))
+        re.sub(
+            r"\b(fn|builtin)\d+\b",
+            r"\1<N>",
+            re.sub(r"^Compress (?!first-party).*", "Compress <distribution>", p["description"]),
+        )
         for p in processes
     )
     by_kind = ", ".join(f"{count}× {kind}" for kind, count in sorted(kinds.items()))
     if label == "ours":
         return (
-            f"{label}: {len(processes)} processes, {len(ran)} ran; {len(compress)} \"Compress\" processes for "
+            f'{label}: {len(processes)} processes, {len(ran)} ran; {len(compress)} "Compress" processes for '
             f"{functions} functions: {len(compress) - len(first_party)} for distributions "
             f"({len(distributions)} distinct: {', '.join(distributions)}) and {len(first_party)} for "
             f"first-party code (all processes: {by_kind})"
@@ -257,8 +277,19 @@ def flat_install(cache_dir: Path) -> Path:
     staging = Path(tempfile.mkdtemp(prefix="heavy-", dir=cache_dir))
     env = {**os.environ, "PIP_CONSTRAINT": ""}  # the image's pip config may carry a constraint file
     subprocess.run(
-        [str(runtime_python()), "-m", "pip", "install", "--quiet", "--no-compile", "--only-binary=:all:",
-         "--disable-pip-version-check", "--target", str(staging), *pins],
+        [
+            str(runtime_python()),
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-compile",
+            "--only-binary=:all:",
+            "--disable-pip-version-check",
+            "--target",
+            str(staging),
+            *pins,
+        ],
         check=True,
         env=env,
     )
@@ -286,7 +317,11 @@ print(time.perf_counter() - start, usage.ru_maxrss, os.waitstatus_to_exitcode(st
 def _measure(argv: Sequence[str], env: dict) -> Tuple[float, int]:
     """(wall seconds, peak RSS KiB) of one subprocess, from os.wait4's rusage in a small parent."""
     out = subprocess.run(
-        [sys.executable, "-I", "-S", "-c", MEASURE_SCRIPT, *argv], env=env, check=True, capture_output=True, text=True
+        [sys.executable, "-I", "-S", "-c", MEASURE_SCRIPT, *argv],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
     ).stdout.split()
     seconds, kib, status = float(out[0]), int(out[1]), int(out[2])
     if status != 0:
@@ -311,7 +346,9 @@ def _merge_peaks(tree: Path, runs: int, workdir: Path) -> dict:
     from lambda_rules import staging, units
 
     paths = sorted(
-        str(p.relative_to(tree)) for p in tree.rglob("*") if p.is_file() and "__pycache__" not in p.parts
+        str(p.relative_to(tree))
+        for p in tree.rglob("*")
+        if p.is_file() and "__pycache__" not in p.parts
     )
     bundled = [p for p in paths if staging.is_bundled_distribution_path(p)]
     records = {p: (tree / p).read_bytes() for p in bundled if p.endswith(".dist-info/RECORD")}
@@ -358,7 +395,9 @@ def merge_memory(cache_dir: Path, runs: int) -> str:
 
     inputs = {
         "numpy + pandas function": flat_install(cache_dir),
-        f"{', '.join(DEFAULT_PACKAGES)} (the zipper section's input)": ensure_tree(cache_dir, DEFAULT_PACKAGES),
+        f"{', '.join(DEFAULT_PACKAGES)} (the zipper section's input)": ensure_tree(
+            cache_dir, DEFAULT_PACKAGES
+        ),
     }
     measured = {}
     for label, tree in inputs.items():
@@ -374,10 +413,21 @@ def merge_memory(cache_dir: Path, runs: int) -> str:
     rows = []
     for label, m in measured.items():
         rows += [
-            (f"{label}: `lambda-zip merge` of the parts", seconds(m["merge"]), mib(max(k for _, k in m["merge"]))),
-            (f"{label}: `lambda-zip build` of the same tree in one go", seconds(m["build"]),
-             mib(max(k for _, k in m["build"]))),
-            (f"{label}: `lambda-zip build` of one part (largest of {m['parts']})", "", mib(m["largest_part_peak"])),
+            (
+                f"{label}: `lambda-zip merge` of the parts",
+                seconds(m["merge"]),
+                mib(max(k for _, k in m["merge"])),
+            ),
+            (
+                f"{label}: `lambda-zip build` of the same tree in one go",
+                seconds(m["build"]),
+                mib(max(k for _, k in m["build"])),
+            ),
+            (
+                f"{label}: `lambda-zip build` of one part (largest of {m['parts']})",
+                "",
+                mib(m["largest_part_peak"]),
+            ),
         ]
     notes = [
         f"- {label}: {m['parts']} parts, {m['files']:,} files, {m['unzipped'] / 1e6:.1f} MB unzipped; parts "
@@ -447,7 +497,9 @@ def section(workspace, runs: int, ten_runs: int, cache_dir: Path) -> str:
         "daemon was started with the same options by `./pants --version` (so Pants' own start, about "
         "20 s on this machine and the same for both kinds, is not in it; nothing is memoised from an "
         "earlier build, and the daemon is stopped after each run). From the log (last no-pantsd run): "
-        + "; ".join(_process_note(label, processes[label], FUNCTIONS) for label in ("ours", "built-in"))
+        + "; ".join(
+            _process_note(label, processes[label], FUNCTIONS) for label in ("ours", "built-in")
+        )
         + ".",
         "",
         merge_memory(cache_dir, max(runs, 1)),
@@ -462,14 +514,26 @@ def bytecode_pairs(workspace) -> list:
 
     clone = workspace.clone()
     clone.pants(
-        "package", "//fn:lambda", "//fn:lambda_pyc", address(ours_name(0)), address(ours_name(0, True)),
+        "package",
+        "//fn:lambda",
+        "//fn:lambda_pyc",
+        address(ours_name(0)),
+        address(ours_name(0, True)),
         timeout=3600,
     )
     return [
-        Pair("README example (`//fn:lambda`)", clone.root / "dist/fn/lambda.zip",
-             clone.root / "dist/fn/lambda_pyc.zip", "app"),
-        Pair(f"numpy + pandas (`{address(ours_name(0))}`)", artifact(clone.root, ours_name(0)),
-             artifact(clone.root, ours_name(0, True)), handler_module(0)),
+        Pair(
+            "README example (`//fn:lambda`)",
+            clone.root / "dist/fn/lambda.zip",
+            clone.root / "dist/fn/lambda_pyc.zip",
+            "app",
+        ),
+        Pair(
+            f"numpy + pandas (`{address(ours_name(0))}`)",
+            artifact(clone.root, ours_name(0)),
+            artifact(clone.root, ours_name(0, True)),
+            handler_module(0),
+        ),
     ]
 
 

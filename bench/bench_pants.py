@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 from common import REPO_ROOT, RUNTIME, TIMING_HEADER, Artifact, markdown_table, ratio, timing_row
+
 from tests.conftest import Clone, make_clone
 
 BUILDGRID_SERVE = REPO_ROOT / "tools/buildgrid/serve"
@@ -36,9 +37,13 @@ class Target:
 
 OURS = Target("ours (`lambda_function`)", "//fn:lambda", "dist/fn/lambda.zip", "app")
 # The built-in re-exports the handler as `lambda_function.handler`.
-BUILTIN = Target("built-in (`python_awslambda`)", "//fn:builtin", "dist/fn/builtin.zip", "lambda_function")
+BUILTIN = Target(
+    "built-in (`python_awslambda`)", "//fn:builtin", "dist/fn/builtin.zip", "lambda_function"
+)
 TARGETS = (OURS, BUILTIN)
-BUILTIN_BUILD_TARGET = f'\npython_awslambda(name="builtin", handler="app.py:handler", runtime="{RUNTIME}")\n'
+BUILTIN_BUILD_TARGET = (
+    f'\npython_awslambda(name="builtin", handler="app.py:handler", runtime="{RUNTIME}")\n'
+)
 
 Timings = Dict[Target, List[float]]
 
@@ -61,10 +66,15 @@ class Workspace:
     def empty_caches(self) -> Tuple[str, ...]:
         """Options for a local store and named caches (pex's, pip's) that nothing has used yet."""
         path = self.root / f"caches-{next(self._numbers)}"
-        return f"--local-store-dir={path / 'lmdb_store'}", f"--named-caches-dir={path / 'named_caches'}"
+        return (
+            f"--local-store-dir={path / 'lmdb_store'}",
+            f"--named-caches-dir={path / 'named_caches'}",
+        )
 
 
-def timed_package(clone: Clone, target: Target, *options: str, pantsd: bool = False) -> Tuple[float, str]:
+def timed_package(
+    clone: Clone, target: Target, *options: str, pantsd: bool = False
+) -> Tuple[float, str]:
     """Wall seconds of `./pants package` of one target, and Pants' stderr."""
     start = time.perf_counter()
     result = clone.pants(*options, "package", target.address, pantsd=pantsd)
@@ -92,7 +102,9 @@ def cold_builds(workspace: Workspace, runs: int) -> Tuple[Timings, Tuple[Artifac
     for _ in range(runs):
         for target in TARGETS:
             clones[target] = workspace.clone()
-            timings[target].append(timed_package(clones[target], target, *workspace.empty_caches())[0])
+            timings[target].append(
+                timed_package(clones[target], target, *workspace.empty_caches())[0]
+            )
     return timings, artifacts_of(clones)
 
 
@@ -115,7 +127,9 @@ def pantsd_builds(workspace: Workspace, runs: int) -> Tuple[Timings, Timings]:
                     source.write(f"# edit {run} before building {target.address}\n")
                 edited[target].append(timed_package(clone, target, *caches, pantsd=True)[0])
                 if artifact.read_bytes() == before:
-                    raise RuntimeError(f"pantsd did not see the edit of fn/app.py: {artifact} is unchanged")
+                    raise RuntimeError(
+                        f"pantsd did not see the edit of fn/app.py: {artifact} is unchanged"
+                    )
     finally:
         clone.kill_pantsd()
     return noop, edited
@@ -135,7 +149,9 @@ def remote_cache_builds(workspace: Workspace, runs: int) -> Tuple[Optional[Timin
         return None, f"Skipped: {BUILDGRID_SERVE.relative_to(REPO_ROOT)} does not exist"
     data_dir = workspace.root / "buildgrid"
     serve = [str(BUILDGRID_SERVE)]
-    started = subprocess.run([*serve, "start", "--data-dir", str(data_dir)], capture_output=True, text=True)
+    started = subprocess.run(
+        [*serve, "start", "--data-dir", str(data_dir)], capture_output=True, text=True
+    )
     if started.returncode != 0:
         return None, f"Skipped: the BuildGrid server did not start: {started.stderr.strip()[-500:]}"
     address = started.stdout.strip()
@@ -143,7 +159,9 @@ def remote_cache_builds(workspace: Workspace, runs: int) -> Tuple[Optional[Timin
     timings: Timings = {target: [] for target in TARGETS}
     stats = {}
     try:
-        workspace.clone().pants(*remote, *workspace.empty_caches(), "package", OURS.address, BUILTIN.address)
+        workspace.clone().pants(
+            *remote, *workspace.empty_caches(), "package", OURS.address, BUILTIN.address
+        )
         for _ in range(runs):
             for target in TARGETS:
                 clone = workspace.clone()
@@ -203,14 +221,21 @@ def size_section(ours: Artifact, builtin: Artifact) -> str:
         with zipfile.ZipFile(artifact.path) as archive:
             entries = archive.infolist()
         files = [entry for entry in entries if not entry.is_dir()]
-        return artifact.path.stat().st_size, sum(e.file_size for e in files), len(entries), len(files)
+        return (
+            artifact.path.stat().st_size,
+            sum(e.file_size for e in files),
+            len(entries),
+            len(files),
+        )
 
     ours_measures, builtin_measures = measures(ours), measures(builtin)
     rows = [
         (artifact.label, *(f"{value:,}" for value in values))
         for artifact, values in ((ours, ours_measures), (builtin, builtin_measures))
     ]
-    rows.append(("ours / built-in", *(ratio(a, b) for a, b in zip(ours_measures, builtin_measures))))
+    rows.append(
+        ("ours / built-in", *(ratio(a, b) for a, b in zip(ours_measures, builtin_measures)))
+    )
     return "\n".join(
         [
             "## Artifact size",

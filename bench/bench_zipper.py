@@ -67,7 +67,16 @@ class BenchRow:
 
 
 def _lambda_zip(*options: str) -> Callable[[Path, Path], List[str]]:
-    return lambda tree, out: [sys.executable, "-m", "lambda_rules.zipper", "build", str(tree), "-o", str(out), *options]
+    return lambda tree, out: [
+        sys.executable,
+        "-m",
+        "lambda_rules.zipper",
+        "build",
+        str(tree),
+        "-o",
+        str(out),
+        *options,
+    ]
 
 
 def candidates(cpus: int) -> List[Candidate]:
@@ -77,10 +86,25 @@ def candidates(cpus: int) -> List[Candidate]:
         Candidate("lambda-zip --store", _lambda_zip("--store", "--workers", "1")),
         Candidate(
             "zip -r -X -D -6",
-            lambda tree, out: ["zip", "-q", "-r", "-X", "-D", "-6", str(out), ".",
-                               "-x", "*__pycache__/*", "*.pyc", "*.pyo"],
+            lambda tree, out: [
+                "zip",
+                "-q",
+                "-r",
+                "-X",
+                "-D",
+                "-6",
+                str(out),
+                ".",
+                "-x",
+                "*__pycache__/*",
+                "*.pyc",
+                "*.pyo",
+            ],
         ),
-        Candidate("zipfile level 6", lambda tree, out: [sys.executable, "-c", ZIPFILE_SCRIPT, str(tree), str(out)]),
+        Candidate(
+            "zipfile level 6",
+            lambda tree, out: [sys.executable, "-c", ZIPFILE_SCRIPT, str(tree), str(out)],
+        ),
     ]
 
 
@@ -90,7 +114,9 @@ def input_bytes(tree: Path) -> int:
     for directory, dirs, files in os.walk(tree):
         dirs[:] = [d for d in dirs if d not in EXCLUDED_DIRS]
         total += sum(
-            os.path.getsize(os.path.join(directory, f)) for f in files if not f.endswith(EXCLUDED_SUFFIXES)
+            os.path.getsize(os.path.join(directory, f))
+            for f in files
+            if not f.endswith(EXCLUDED_SUFFIXES)
         )
     return total
 
@@ -105,8 +131,18 @@ def ensure_tree(cache_dir: Path, packages: Sequence[str]) -> Path:
     staging = Path(tempfile.mkdtemp(prefix="tree-", dir=cache_dir))
     print(f"installing {' '.join(packages)} into {tree} (once) ...", file=sys.stderr)
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-compile", "--disable-pip-version-check",
-         "--target", str(staging), *packages],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-compile",
+            "--disable-pip-version-check",
+            "--target",
+            str(staging),
+            *packages,
+        ],
         check=True,
     )
     staging.rename(tree)
@@ -136,7 +172,9 @@ def _measure_once(argv: List[str], cwd: Path, env: dict) -> tuple:
     return elapsed, usage.ru_maxrss
 
 
-def run_benchmark(tree: Path, runs: int, workdir: Path, cpus: Optional[int] = None) -> List[BenchRow]:
+def run_benchmark(
+    tree: Path, runs: int, workdir: Path, cpus: Optional[int] = None
+) -> List[BenchRow]:
     """Run every candidate `runs` times on `tree`; the rows that main() prints."""
     cpus = cpus or len(os.sched_getaffinity(0))
     megabytes = input_bytes(tree) / 1e6
@@ -167,9 +205,14 @@ def run_benchmark(tree: Path, runs: int, workdir: Path, cpus: Optional[int] = No
 
 
 def machine_description() -> str:
-    deflate_version = subprocess.run(
-        [sys.executable, "-c", "import deflate; print(deflate.__version__)"], capture_output=True, text=True
-    ).stdout.strip() or "not installed"
+    deflate_version = (
+        subprocess.run(
+            [sys.executable, "-c", "import deflate; print(deflate.__version__)"],
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        or "not installed"
+    )
     zip_version = subprocess.run(["zip", "-v"], capture_output=True, text=True).stdout.splitlines()
     load = os.getloadavg()
     return (
@@ -198,8 +241,12 @@ def format_table(rows: Sequence[BenchRow], megabytes: float) -> str:
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3, help="runs per candidate (median reported)")
-    parser.add_argument("--tree", type=Path, help="zip this directory instead of the cached package tree")
-    parser.add_argument("--packages", nargs="+", default=list(DEFAULT_PACKAGES), help="packages for the tree")
+    parser.add_argument(
+        "--tree", type=Path, help="zip this directory instead of the cached package tree"
+    )
+    parser.add_argument(
+        "--packages", nargs="+", default=list(DEFAULT_PACKAGES), help="packages for the tree"
+    )
     parser.add_argument("--cache-dir", type=Path, default=REPO_ROOT / ".cache" / "bench")
     args = parser.parse_args(argv)
     if shutil.which("zip") is None:

@@ -45,7 +45,9 @@ def markdown_table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> s
 
 
 def _output(*argv: object) -> str:
-    return subprocess.run([str(a) for a in argv], check=True, capture_output=True, text=True).stdout.strip()
+    return subprocess.run(
+        [str(a) for a in argv], check=True, capture_output=True, text=True
+    ).stdout.strip()
 
 
 def _cpu_model() -> str:
@@ -62,7 +64,9 @@ def machine_description() -> List[str]:
     bootstrap = Path(_output(REPO_ROOT / "pants", "--print-bootstrap-dir"))
     bootstrap_python = bootstrap / "venv/bin/python"
     pants_version = _output(
-        bootstrap_python, "-c", "import importlib.metadata as m; print(m.version('pantsbuild.pants'))"
+        bootstrap_python,
+        "-c",
+        "import importlib.metadata as m; print(m.version('pantsbuild.pants'))",
     )
     pex_version = _output(bootstrap_python, next(bootstrap.glob("pex-*.pex")), "--version")
     zip_version = re.search(r"Zip (\S+)", _output("zip", "-v")).group(1)
@@ -83,7 +87,14 @@ def ratio(ours: float, builtin: float) -> str:
     return f"{ours / builtin:.2f}"
 
 
-TIMING_HEADER = ("scenario", "ours s", "built-in s", "ours / built-in", "ours min–max", "built-in min–max")
+TIMING_HEADER = (
+    "scenario",
+    "ours s",
+    "built-in s",
+    "ours / built-in",
+    "ours min–max",
+    "built-in min–max",
+)
 
 
 def timing_row(scenario: str, ours: Sequence[float], builtin: Sequence[float]) -> Tuple[str, ...]:

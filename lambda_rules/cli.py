@@ -44,11 +44,15 @@ def _add_sbom_command(commands: argparse._SubParsersAction) -> None:
         "else absent. Needs cyclonedx-python-lib (3rdparty/python/sbom-requirements.txt).",
     )
     sbom.add_argument(
-        "archives", metavar="ARCHIVE.zip", type=Path, nargs="*",
+        "archives",
+        metavar="ARCHIVE.zip",
+        type=Path,
+        nargs="*",
         help="the archive; with --template, the parts it is merged from (none: no distributions)",
     )
     sbom.add_argument(
-        "--template", action="store_true",
+        "--template",
+        action="store_true",
         help="read the distributions from all ARCHIVE.zip and write the SBOM of the archive they "
         f"merge into, with {'0' * 8}… for its SHA-256 and <name> for its name (the Pants rules "
         "fill both in; takes no --name)",
@@ -60,28 +64,31 @@ def _add_sbom_command(commands: argparse._SubParsersAction) -> None:
         "--name",
         help="the root component's name (the target address); required without --template",
     )
-    sbom.add_argument(
-        "--kind", choices=[kind.value for kind in Kind], default=Kind.FUNCTION.value
-    )
-    sbom.add_argument(
-        "--runtime", required=True, help=f"the Lambda runtime: {', '.join(RUNTIMES)}"
-    )
+    sbom.add_argument("--kind", choices=[kind.value for kind in Kind], default=Kind.FUNCTION.value)
+    sbom.add_argument("--runtime", required=True, help=f"the Lambda runtime: {', '.join(RUNTIMES)}")
     sbom.add_argument(
         "--architecture",
         default=DEFAULT_ARCHITECTURE,
         help=f"{' or '.join(ARCHITECTURES)} (default {DEFAULT_ARCHITECTURE})",
     )
     sbom.add_argument(
-        "--layer", action="append", default=[], metavar="NAME=SHA256",
+        "--layer",
+        action="append",
+        default=[],
+        metavar="NAME=SHA256",
         help="a layer the function uses, by its archive's SHA-256 (repeatable)",
     )
     sbom.add_argument(
-        "--layer-archive", action="append", default=[], metavar="NAME=PATH",
+        "--layer-archive",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
         help="a layer the function uses, by its archive: requirements it bundles become edges "
         "(repeatable)",
     )
     sbom.add_argument(
-        "--timestamp", metavar="EPOCH",
+        "--timestamp",
+        metavar="EPOCH",
         help="Unix time for the SBOM, in UTC (default: $SOURCE_DATE_EPOCH, else none)",
     )
     sbom.add_argument("-o", "--output", metavar="OUT.cdx.json", type=Path, required=True)
@@ -107,7 +114,9 @@ def _run_sbom(args: argparse.Namespace) -> int:
         if args.timestamp is not None
         else timestamp_from_environment(os.environ)
     )
-    options = dict(platform=platform, kind=Kind(args.kind), layers=layers, source_date_epoch=timestamp)
+    options = dict(
+        platform=platform, kind=Kind(args.kind), layers=layers, source_date_epoch=timestamp
+    )
     if args.template:
         if args.name is not None:
             raise SbomError("sbom --template leaves the name to whoever completes it; drop --name")

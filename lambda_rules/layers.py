@@ -86,7 +86,9 @@ def _parse_requirement(value: str, owner: str) -> Requirement:
         ) from e
 
 
-def _applies(requirement: Requirement, environment: Mapping[str, str], extras: Iterable[str]) -> bool:
+def _applies(
+    requirement: Requirement, environment: Mapping[str, str], extras: Iterable[str]
+) -> bool:
     if requirement.marker is None:
         return True
     marker: Marker = requirement.marker
@@ -184,7 +186,9 @@ def _did_you_mean(name: str, candidates: Iterable[str]) -> str:
     return f" (did you mean {' or '.join(f'`{c}`' for c in close)}?)" if close else ""
 
 
-def _reachable(starts: Iterable[str], graph: Mapping[str, Iterable[str]], blocked: set[str]) -> set[str]:
+def _reachable(
+    starts: Iterable[str], graph: Mapping[str, Iterable[str]], blocked: set[str]
+) -> set[str]:
     seen: set[str] = set()
     pending = [s for s in starts if s in graph and s not in blocked]
     while pending:
@@ -212,7 +216,10 @@ def excluded_closure(
     compared canonically (`Boto3`, `python_dateutil`); a name the package does not hold is an
     error, so a typo never passes silently.
     """
-    graph = {canonicalize_name(name): {canonicalize_name(d) for d in deps} for name, deps in bundled.items()}
+    graph = {
+        canonicalize_name(name): {canonicalize_name(d) for d in deps}
+        for name, deps in bundled.items()
+    }
     typed = list(dict.fromkeys(excluded))
     unknown = [name for name in typed if canonicalize_name(name) not in graph]
     if unknown:

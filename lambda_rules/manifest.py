@@ -17,7 +17,6 @@ from lambda_rules.staging import Distribution
 MANIFEST_VERSION = 1
 
 
-
 class PackageTooLargeError(Exception):
     """The unzipped package exceeds what Lambda accepts."""
 

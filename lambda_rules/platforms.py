@@ -41,7 +41,9 @@ class LambdaPlatform:
     @property
     def description(self) -> str:
         glibc = ".".join(map(str, self.runtime.glibc))
-        return f"{self.runtime.name} on {self.architecture} ({self.runtime.os_release}, glibc {glibc})"
+        return (
+            f"{self.runtime.name} on {self.architecture} ({self.runtime.os_release}, glibc {glibc})"
+        )
 
     def platform_tags(self) -> list[str]:
         """Manylinux platform tags, most specific first, never newer than the runtime's glibc."""

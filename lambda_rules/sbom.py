@@ -131,8 +131,14 @@ def generate_sbom(
     if not name:
         raise SbomError("the SBOM's root component needs a name (the target address)")
     return _sbom_json(
-        [archive], lockfile, name=name, archive_sha256=file_sha256(archive)[0],
-        platform=platform, kind=kind, layers=layers, source_date_epoch=source_date_epoch,
+        [archive],
+        lockfile,
+        name=name,
+        archive_sha256=file_sha256(archive)[0],
+        platform=platform,
+        kind=kind,
+        layers=layers,
+        source_date_epoch=source_date_epoch,
     )
 
 
@@ -148,8 +154,14 @@ def generate_sbom_template(
     """`generate_sbom` of the archive that `archives` merge into, with PLACEHOLDER_SHA256 for
     its digest and PLACEHOLDER_NAME for its name: `sbom_identity.complete_sbom` fills them in."""
     return _sbom_json(
-        archives, lockfile, name=PLACEHOLDER_NAME, archive_sha256=PLACEHOLDER_SHA256,
-        platform=platform, kind=kind, layers=layers, source_date_epoch=source_date_epoch,
+        archives,
+        lockfile,
+        name=PLACEHOLDER_NAME,
+        archive_sha256=PLACEHOLDER_SHA256,
+        platform=platform,
+        kind=kind,
+        layers=layers,
+        source_date_epoch=source_date_epoch,
     )
 
 

@@ -112,8 +112,19 @@ _BINDING_STRING_FIELDS = {
 
 # Names through which code can reach a namespace without a visible binding.
 _DYNAMIC_NAMESPACE_NAMES = frozenset(
-    {"globals", "locals", "vars", "exec", "eval", "setattr", "__import__", "__dict__",
-     "__builtins__", "builtins", "modules"}
+    {
+        "globals",
+        "locals",
+        "vars",
+        "exec",
+        "eval",
+        "setattr",
+        "__import__",
+        "__dict__",
+        "__builtins__",
+        "builtins",
+        "modules",
+    }
 )
 
 

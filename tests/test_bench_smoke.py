@@ -36,7 +36,13 @@ def table(markdown: str, first_header_cell: str) -> Dict[str, List[str]]:
 def test_quick_zipper_run_writes_machine_and_table(tmp_path):
     output = tmp_path / "RESULTS.md"
     printed = subprocess.run(
-        [sys.executable, str(REPO_ROOT / "bench/run"), "--quick", "--only=zipper", f"--output={output}"],
+        [
+            sys.executable,
+            str(REPO_ROOT / "bench/run"),
+            "--quick",
+            "--only=zipper",
+            f"--output={output}",
+        ],
         check=True,
         capture_output=True,
         text=True,
@@ -44,11 +50,29 @@ def test_quick_zipper_run_writes_machine_and_table(tmp_path):
     ).stdout
     written = output.read_text()
     assert printed == written
-    for fact in ("usable cores", "Harness Python", "Pants 2.17.1", "pex 2.", "deflate 0.8.1", "zip 3.0"):
+    for fact in (
+        "usable cores",
+        "Harness Python",
+        "Pants 2.17.1",
+        "pex 2.",
+        "deflate 0.8.1",
+        "zip 3.0",
+    ):
         assert fact in written
     rows = table(written, "candidate")
-    assert rows["candidate"][:5] == ["candidate", "MB/s", "median wall s", "output bytes", "peak RSS MiB"]
-    assert {"lambda-zip, 1 worker", "lambda-zip --store", "zip -r -X -D -6", "zipfile level 6"} <= set(rows)
+    assert rows["candidate"][:5] == [
+        "candidate",
+        "MB/s",
+        "median wall s",
+        "output bytes",
+        "peak RSS MiB",
+    ]
+    assert {
+        "lambda-zip, 1 worker",
+        "lambda-zip --store",
+        "zip -r -X -D -6",
+        "zipfile level 6",
+    } <= set(rows)
     assert all(len(row) == len(rows["candidate"]) for row in rows.values())
 
 
@@ -60,7 +84,9 @@ def _archive(path: Path, files: Dict[str, str]) -> Path:
 
 
 def test_size_and_cold_start_tables(tmp_path):
-    ours = Artifact("ours", _archive(tmp_path / "ours.zip", {"app.py": "def handler(): pass\n"}), "app")
+    ours = Artifact(
+        "ours", _archive(tmp_path / "ours.zip", {"app.py": "def handler(): pass\n"}), "app"
+    )
     builtin = Artifact(
         "built-in",
         _archive(
@@ -86,11 +112,18 @@ def test_bytecode_table(tmp_path):
 
     plain = _archive(tmp_path / "plain.zip", {"app.py": "X = 1\n"})
     compiled = _archive(
-        tmp_path / "compiled.zip", {"app.py": "X = 1\n", "__pycache__/app.cpython-312.pyc": "not read\n"}
+        tmp_path / "compiled.zip",
+        {"app.py": "X = 1\n", "__pycache__/app.cpython-312.pyc": "not read\n"},
     )
     text = bench_bytecode.section([bench_bytecode.Pair("tiny", plain, compiled, "app")], runs=2)
     imports = table(text, "function")
-    assert imports["function"][:5] == ["function", "imports", "without ms", "with ms", "with / without"]
+    assert imports["function"][:5] == [
+        "function",
+        "imports",
+        "without ms",
+        "with ms",
+        "with / without",
+    ]
     assert imports["tiny"][1] == "`import app`"
     size_table = text[text.index("Size cost:") :]
     sizes = table(size_table, "function")

@@ -68,7 +68,9 @@ TREE = {
         "12345678901234567890, 1.5, ('t', 'u'))\n"
         for i in range(40)
     )
-    + "NAMES = [" + ", ".join(f"'name_{i % 7}'" for i in range(60)) + "]\n",
+    + "NAMES = ["
+    + ", ".join(f"'name_{i % 7}'" for i in range(60))
+    + "]\n",
     "pkg/sub/__init__.py": "",
     "pkg/sub/m.py": textwrap.dedent(
         """\
@@ -125,8 +127,7 @@ HELPER = textwrap.dedent(
 @pytest.fixture(scope="module")
 def pythons() -> dict[int, Path]:
     return {
-        minor: interpreters.find_interpreter(facts.RUNTIMES[f"python3.{minor}"])
-        for minor in MINORS
+        minor: interpreters.find_interpreter(facts.RUNTIMES[f"python3.{minor}"]) for minor in MINORS
     }
 
 
@@ -143,9 +144,7 @@ def pyc_relpath(rel: str, minor: int) -> str:
 
 
 def compiled(root: Path) -> dict[str, bytes]:
-    return {
-        str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*.pyc"))
-    }
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*.pyc"))}
 
 
 def run_cli(python: Path, root: Path, *args: str, seed: str = "0", umask: int = 0o022):
@@ -175,7 +174,10 @@ def helper(python: Path, tmp_path: Path, root: Path, mode: str, seed: str = "0")
     env["PYTHONHASHSEED"] = seed
     out = subprocess.run(
         [str(python), "-S", "-B", str(script), str(BYTECODE_PY), str(root), mode],
-        capture_output=True, text=True, env=env, check=True,
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
     )
     return json.loads(out.stdout)
 
@@ -295,7 +297,10 @@ def test_naive_marshal_varies_with_the_hash_seed_and_ours_does_not(pythons, tmp_
             digests.add(
                 subprocess.run(
                     [str(python), "-S", "-c", naive, str(root / "consts.py")],
-                    capture_output=True, text=True, env=env, check=True,
+                    capture_output=True,
+                    text=True,
+                    env=env,
+                    check=True,
                 ).stdout
             )
         if len(digests) > 1:

@@ -43,8 +43,10 @@ def test_the_target_fields_take_their_choices_and_bounds_from_the_facts():
         128,
         facts.MEMORY_SIZE,
     )
-    help_text = LambdaRuntimeField.help() if callable(LambdaRuntimeField.help) else str(
-        LambdaRuntimeField.help
+    help_text = (
+        LambdaRuntimeField.help()
+        if callable(LambdaRuntimeField.help)
+        else str(LambdaRuntimeField.help)
     )
     assert "python3.9 to python3.11 run on Amazon Linux 2 (glibc 2.26)" in help_text
     assert "python3.12 to python3.14 run on Amazon Linux 2023 (glibc 2.34)" in help_text

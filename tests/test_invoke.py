@@ -21,7 +21,7 @@ SCRIPTS = REPO_ROOT / "lambda_rules" / "scripts"
 
 # The test package's handlers.py is HANDLERS + FAILING_HANDLERS: handlers that report what they
 # see, and handlers that fail, each in its own way.
-HANDLERS = '''
+HANDLERS = """
 import json, os, sys, tempfile, time
 
 import pkg.helper
@@ -74,9 +74,9 @@ def filesystem(event, context):
     outcome["tmp_readback"] = open(f.name).read()
     outcome["pycache"] = [d for d, _, _ in os.walk(task_root) if "__pycache__" in d]
     return outcome
-'''
+"""
 
-FAILING_HANDLERS = '''
+FAILING_HANDLERS = """
 def boom(event, context):
     raise ValueError("bad order: " + event.get("why", "?"))
 
@@ -92,7 +92,7 @@ def unserialisable(event, context):
 
 def exits(event, context):
     sys.exit(3)
-'''
+"""
 
 
 @pytest.fixture(scope="module")
@@ -168,8 +168,14 @@ def test_response_context_environment_and_search_path(run_invoker, package, tmp_
     result = run_invoker(
         package,
         str(event),
-        "--function-name", "orders", "--memory-size", "512", "--region", "eu-west-1",
-        "--env", "FROM_TEST=yes",
+        "--function-name",
+        "orders",
+        "--memory-size",
+        "512",
+        "--region",
+        "eu-west-1",
+        "--env",
+        "FROM_TEST=yes",
     )
     assert result.returncode == 0, result.stderr
     # Only the response on stdout; the handler's print went to stderr.

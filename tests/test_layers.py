@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from packaging.utils import canonicalize_name
 
-from lambda_rules import layers
+from lambda_rules.facts import UNZIPPED_LIMIT_BYTES
 from lambda_rules.layers import (
     CombinedSizeError,
     LayerContents,
@@ -26,7 +26,6 @@ from lambda_rules.layers import (
     requirement_graph,
     requirements_of,
 )
-from lambda_rules.facts import UNZIPPED_LIMIT_BYTES
 from lambda_rules.manifest import PackageTooLargeError
 from lambda_rules.platforms import lambda_platform
 from tests.conftest import REPO_ROOT
@@ -54,7 +53,13 @@ WHEELS = {
 }
 BOTO3 = {"boto3", "botocore", "s3transfer", "jmespath", "python-dateutil", "six", "urllib3"}
 REQUESTS = {"requests", "certifi", "idna", "charset-normalizer", "urllib3"}
-PYDANTIC = {"pydantic", "pydantic-core", "typing-extensions", "annotated-types", "typing-inspection"}
+PYDANTIC = {
+    "pydantic",
+    "pydantic-core",
+    "typing-extensions",
+    "annotated-types",
+    "typing-inspection",
+}
 
 PY312 = lambda_platform("python3.12", "x86_64")
 ENV = PY312.marker_environment()
@@ -244,7 +249,9 @@ def test_unknown_excluded_name_is_an_error_with_did_you_mean(graph):
 
 
 def test_unknown_name_in_an_empty_package():
-    with pytest.raises(LayerError, match=r"names a distribution that .*: `boto3`\. It holds: none\."):
+    with pytest.raises(
+        LayerError, match=r"names a distribution that .*: `boto3`\. It holds: none\."
+    ):
         excluded_closure("fn:fn", ["boto3"], {}, roots=set())
 
 
@@ -304,7 +311,10 @@ def test_version_clash_names_the_distribution_both_versions_and_both_targets():
     with pytest.raises(LayerError) as error:
         layer_coverage("svc:fn", PY312, FUNCTION_DISTRIBUTIONS, [layer])
     message = str(error.value)
-    assert "it needs typing-extensions 4.16.0, but its layer libs:deps holds typing-extensions 4.15.0" in message  # noqa: E501
+    assert (
+        "it needs typing-extensions 4.16.0, but its layer libs:deps holds typing-extensions 4.15.0"
+        in message
+    )  # noqa: E501
     assert "pin one version of typing-extensions for both svc:fn and libs:deps" in message
 
 
@@ -331,7 +341,10 @@ def test_first_party_files_a_layer_holds_with_the_same_content_are_left_out():
 
 
 def test_layer_contents_are_hashable_and_name_themselves_for_the_manifest():
-    a, b = make_layer(), make_layer(distributions=dict(reversed(list(make_layer().distributions.items()))))
+    a, b = (
+        make_layer(),
+        make_layer(distributions=dict(reversed(list(make_layer().distributions.items())))),
+    )
     assert a == b and hash(a) == hash(b) and len({a, b}) == 1
     assert a.distributions["pydantic"] == "2.12.5"
     assert layer_manifest_entries([a]) == [
@@ -349,7 +362,10 @@ def test_combined_size_over_the_limit_names_every_part():
         combined_size_check("svc:fn", 136_314_880, [big, make_layer()])
     assert isinstance(error.value, PackageTooLargeError)
     message = str(error.value)
-    assert f"unzip to 282,629,760 bytes together, above Lambda's limit of {UNZIPPED_LIMIT_BYTES:,}" in message  # noqa: E501
+    assert (
+        f"unzip to 282,629,760 bytes together, above Lambda's limit of {UNZIPPED_LIMIT_BYTES:,}"
+        in message
+    )  # noqa: E501
     assert "svc:fn (function): 136,314,880 bytes" in message
     assert "libs:big (layer): 136,314,880 bytes" in message
     assert "libs:deps (layer): 10,000,000 bytes" in message
@@ -366,4 +382,3 @@ def test_layer_paths_round_trip():
     assert package_path("pythonx/y.py") is None
     with pytest.raises(ValueError):
         layer_path("/abs.py")
-

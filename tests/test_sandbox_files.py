@@ -109,8 +109,17 @@ def test_the_tool_runs_from_its_shipped_files_alone(tmp_path):
     (tmp_path / "tree" / "app.py").write_text("def handler(event, context):\n    return 1\n")
     program = sandbox_files.entry_program(sandbox_files.TOOL_MODULE, (str(tmp_path / "tool"),))
     result = subprocess.run(
-        [sys.executable, "-I", "-B", "-c", program, "build", str(tmp_path / "tree"), "-o",
-         str(tmp_path / "out.zip")],
+        [
+            sys.executable,
+            "-I",
+            "-B",
+            "-c",
+            program,
+            "build",
+            str(tmp_path / "tree"),
+            "-o",
+            str(tmp_path / "out.zip"),
+        ],
         capture_output=True,
         text=True,
     )

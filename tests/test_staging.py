@@ -77,7 +77,10 @@ def test_content_addressed_name_and_manifest():
     assert paths.content_addressed_directory == "fn/lambda.cas"
     assert paths.manifest == "fn/lambda.json"
     assert paths.sbom == "fn/lambda.cdx.json"
-    assert paths.relative_to_manifest(paths.content_addressed) == "lambda.cas/lambda-abababababababab.zip"
+    assert (
+        paths.relative_to_manifest(paths.content_addressed)
+        == "lambda.cas/lambda-abababababababab.zip"
+    )
     assert paths.relative_to_manifest(paths.archive) == "lambda.zip"
     top_level = manifest.ArtifactPaths.for_output("lambda.zip", "ab" * 32)
     assert top_level.relative_to_manifest(top_level.archive) == "lambda.zip"

@@ -115,7 +115,9 @@ async def run_lambda_function(
             "-I",
             "-B",
             "-c",
-            sandbox_files.entry_program(sandbox_files.INVOKER_MODULE, (f"{{chroot}}/{_SCRIPTS_DIR}",)),
+            sandbox_files.entry_program(
+                sandbox_files.INVOKER_MODULE, (f"{{chroot}}/{_SCRIPTS_DIR}",)
+            ),
             f"{{chroot}}/{archive_path}",
             "--runtime",
             field_set.runtime.value,

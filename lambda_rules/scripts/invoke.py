@@ -118,8 +118,7 @@ def check_architecture(architecture: str, machine: str | None = None) -> None:
     """Native code runs only on its own machine type, and no emulator is used."""
     if architecture not in facts.ARCHITECTURES:
         raise InvokeError(
-            f"unknown architecture {architecture!r}; "
-            f"choose one of {', '.join(facts.ARCHITECTURES)}"
+            f"unknown architecture {architecture!r}; choose one of {', '.join(facts.ARCHITECTURES)}"
         )
     machine = machine or host_machine()
     needed = facts.ARCHITECTURES[architecture]
@@ -127,7 +126,7 @@ def check_architecture(architecture: str, machine: str | None = None) -> None:
         raise InvokeError(
             f"the function is built for {architecture} ({needed}), and this machine is "
             f"{machine}: its native code cannot run here and no emulator is used. Run it on an "
-            f"{needed} machine, or set architecture=\"{_architecture_for(machine)}\" to try it "
+            f'{needed} machine, or set architecture="{_architecture_for(machine)}" to try it '
             "here."
         )
 
@@ -375,15 +374,11 @@ def invoke(
     """Invoke once; returns (exit status, response JSON text). Handler output goes to stderr."""
     spec = facts.RUNTIMES.get(runtime)
     if spec is None:
-        raise InvokeError(
-            f"unknown runtime {runtime!r}; choose one of {', '.join(facts.RUNTIMES)}"
-        )
+        raise InvokeError(f"unknown runtime {runtime!r}; choose one of {', '.join(facts.RUNTIMES)}")
     if not facts.TIMEOUT.minimum <= timeout <= facts.TIMEOUT.maximum:
         raise InvokeError(f"timeout must be {facts.TIMEOUT.describe()}, not {timeout}")
     if not facts.MEMORY_SIZE.minimum <= memory_size <= facts.MEMORY_SIZE.maximum:
-        raise InvokeError(
-            f"memory size must be {facts.MEMORY_SIZE.describe()}, not {memory_size}"
-        )
+        raise InvokeError(f"memory size must be {facts.MEMORY_SIZE.describe()}, not {memory_size}")
     check_architecture(architecture)
     interpreter = Path(python) if python else _find_interpreter(spec)
     if not os.access(interpreter, os.X_OK):

@@ -146,7 +146,9 @@ def write_archive(
     `level` None means store every entry; `timestamp` None means 1980-01-01.
     """
     if not entries:
-        raise ZipError(f"{out}: nothing to zip (no files left after filtering); Lambda rejects empty archives")
+        raise ZipError(
+            f"{out}: nothing to zip (no files left after filtering); Lambda rejects empty archives"
+        )
     epoch = DOS_EPOCH if timestamp is None else timestamp
     with replaced_atomically(out) as out_file:
         writer = ArchiveWriter(out_file, *dos_date_time(epoch))

@@ -22,7 +22,12 @@ from lambda_rules.zipper.diff import diff_archives
 from lambda_rules.zipper.errors import ZipError
 from lambda_rules.zipper.merge import merge_zips
 from lambda_rules.zipper.output import replaced_atomically
-from lambda_rules.zipper.repack import DEFAULT_MAX_RATIO, DEFAULT_MAX_UNZIPPED_SIZE, RepackLimits, repack_zip
+from lambda_rules.zipper.repack import (
+    DEFAULT_MAX_RATIO,
+    DEFAULT_MAX_UNZIPPED_SIZE,
+    RepackLimits,
+    repack_zip,
+)
 from lambda_rules.zipper.summary import ZipSummary, file_sha256
 from lambda_rules.zipper.timestamps import parse_epoch, timestamp_from_environment
 
@@ -98,11 +103,17 @@ def add_zipper_commands(commands: argparse._SubParsersAction) -> None:
     repack.add_argument("archive", metavar="IN.zip", type=Path)
     _add_write_options(repack)
     repack.add_argument(
-        "--max-ratio", type=int, default=DEFAULT_MAX_RATIO, metavar="R",
+        "--max-ratio",
+        type=int,
+        default=DEFAULT_MAX_RATIO,
+        metavar="R",
         help=f"refuse entries over 1 MiB expanding more than R:1 (default {DEFAULT_MAX_RATIO})",
     )
     repack.add_argument(
-        "--max-unzipped-size", type=int, default=DEFAULT_MAX_UNZIPPED_SIZE, metavar="BYTES",
+        "--max-unzipped-size",
+        type=int,
+        default=DEFAULT_MAX_UNZIPPED_SIZE,
+        metavar="BYTES",
         help=f"refuse archives declaring more than BYTES in total (default {DEFAULT_MAX_UNZIPPED_SIZE})",
     )
     repack.set_defaults(run=_run_repack)
@@ -152,32 +163,47 @@ def _add_write_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("-o", "--output", metavar="OUT.zip", type=Path, required=True)
     compression = parser.add_mutually_exclusive_group()
     compression.add_argument(
-        "--level", type=int, metavar="N",
+        "--level",
+        type=int,
+        metavar="N",
         help=f"libdeflate level {MIN_LEVEL}-{MAX_LEVEL} (default {DEFAULT_LEVEL})",
     )
     compression.add_argument("--store", action="store_true", help="store entries uncompressed")
     parser.add_argument(
-        "--exclude", action="append", default=[], metavar="GLOB",
+        "--exclude",
+        action="append",
+        default=[],
+        metavar="GLOB",
         help="leave out matching paths (repeatable; '**' spans directories, a pattern without '/' "
         "matches a name at any depth)",
     )
     parser.add_argument(
-        "--include", action="append", default=[], metavar="GLOB",
+        "--include",
+        action="append",
+        default=[],
+        metavar="GLOB",
         help="keep matching paths even if an exclude (default or given) matches (repeatable)",
     )
     parser.add_argument(
-        "--timestamp", metavar="EPOCH",
+        "--timestamp",
+        metavar="EPOCH",
         help="Unix time for every entry, in UTC (default: $SOURCE_DATE_EPOCH, else 1980-01-01)",
     )
     workers = parser.add_mutually_exclusive_group()
-    workers.add_argument("--workers", type=int, metavar="N", help="compression processes (default: all CPUs)")
     workers.add_argument(
-        "--max-workers", type=int, metavar="N",
+        "--workers", type=int, metavar="N", help="compression processes (default: all CPUs)"
+    )
+    workers.add_argument(
+        "--max-workers",
+        type=int,
+        metavar="N",
         help="at most N compression processes; inputs under 8 MiB use one (what a build tool "
         "that grants N cores wants)",
     )
     parser.add_argument(
-        "--summary-json", type=Path, metavar="PATH",
+        "--summary-json",
+        type=Path,
+        metavar="PATH",
         help="also write hashes, sizes and entries as JSON",
     )
 
@@ -213,7 +239,9 @@ def _run_build(args: argparse.Namespace) -> int:
 
 def _run_repack(args: argparse.Namespace) -> int:
     limits = RepackLimits(max_ratio=args.max_ratio, max_unzipped_size=args.max_unzipped_size)
-    return _report(args, repack_zip(args.archive, args.output, limits=limits, **_write_options(args)))
+    return _report(
+        args, repack_zip(args.archive, args.output, limits=limits, **_write_options(args))
+    )
 
 
 def _run_merge(args: argparse.Namespace) -> int:
@@ -245,7 +273,11 @@ def _run_diff(args: argparse.Namespace) -> int:
 def _run_hash(args: argparse.Namespace) -> int:
     sha256_hex, sha256_base64 = file_sha256(args.archive)
     if args.json:
-        document = {"path": str(args.archive), "sha256_hex": sha256_hex, "sha256_base64": sha256_base64}
+        document = {
+            "path": str(args.archive),
+            "sha256_hex": sha256_hex,
+            "sha256_base64": sha256_base64,
+        }
         print(json.dumps(document, sort_keys=True))
     else:
         print(f"{sha256_hex}  {sha256_base64}  {args.archive}")

@@ -21,7 +21,15 @@ _EXTRA_FIELD_NAMES = {
     0xD935: "Android alignment",
 }
 _CREATORS = {0: "MS-DOS", 3: "Unix", 10: "NTFS", 19: "OS X"}
-_METHODS = {0: "stored", 8: "deflated", 9: "deflate64", 12: "bzip2", 14: "lzma", 93: "zstd", 99: "AES"}
+_METHODS = {
+    0: "stored",
+    8: "deflated",
+    9: "deflate64",
+    12: "bzip2",
+    14: "lzma",
+    93: "zstd",
+    99: "AES",
+}
 
 
 def diff_archives(a_path: str | os.PathLike[str], b_path: str | os.PathLike[str]) -> list[str]:
@@ -129,7 +137,8 @@ def _entry_differences(x: ArchiveEntry, y: ArchiveEntry, a: Archive, b: Archive)
     yield from field("mode", _describe_mode)
     yield from field("timestamp", lambda e: describe_dos_date_time(e.dos_date, e.dos_time))
     yield from field(
-        "local header timestamp", lambda e: describe_dos_date_time(e.local.dos_date, e.local.dos_time)
+        "local header timestamp",
+        lambda e: describe_dos_date_time(e.local.dos_date, e.local.dos_time),
     )
     yield from field("compression method", lambda e: _describe_method(e.method))
     if x.method == y.method and (x.crc32, x.uncompressed_size) == (y.crc32, y.uncompressed_size):

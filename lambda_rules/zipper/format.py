@@ -169,7 +169,9 @@ def central_directory_header(record: EntryRecord, dos_date: int, dos_time: int) 
     return header + record.name + extra
 
 
-def end_of_archive(entry_count: int, central_directory_offset: int, central_directory_size: int) -> bytes:
+def end_of_archive(
+    entry_count: int, central_directory_offset: int, central_directory_size: int
+) -> bytes:
     """End-of-central-directory record, preceded by the Zip64 record and locator when needed.
 
     Only the fields that overflow are set to their sentinel (APPNOTE 4.4.1.4).

@@ -35,13 +35,35 @@ from lambda_rules.zipper.timestamps import describe_dos_date_time
 COPY_CHUNK = 1 << 20
 
 _LOCAL_FIELDS = (
-    "signature", "version needed", "flags", "method", "time", "date", "CRC-32",
-    "compressed size", "uncompressed size", "name length", "extra field length",
+    "signature",
+    "version needed",
+    "flags",
+    "method",
+    "time",
+    "date",
+    "CRC-32",
+    "compressed size",
+    "uncompressed size",
+    "name length",
+    "extra field length",
 )
 _CENTRAL_FIELDS = (
-    "signature", "version made by", "version needed", "flags", "method", "time", "date", "CRC-32",
-    "compressed size", "uncompressed size", "name length", "extra field length",
-    "comment length", "disk number", "internal attributes", "external attributes",
+    "signature",
+    "version made by",
+    "version needed",
+    "flags",
+    "method",
+    "time",
+    "date",
+    "CRC-32",
+    "compressed size",
+    "uncompressed size",
+    "name length",
+    "extra field length",
+    "comment length",
+    "disk number",
+    "internal attributes",
+    "external attributes",
     "local header offset",
 )
 
@@ -164,16 +186,15 @@ def read_canonical_part(path: Path) -> CanonicalPart:
             return check_canonical_part(path)
         f.seek(size - end_size)
         end = f.read(end_size)
-        _, _, _, _, count, directory_size, directory_offset, _ = (
-            zf.END_OF_CENTRAL_DIRECTORY.unpack(end)
+        _, _, _, _, count, directory_size, directory_offset, _ = zf.END_OF_CENTRAL_DIRECTORY.unpack(
+            end
         )
         if count == 0 or directory_offset + directory_size + end_size != size:
             return check_canonical_part(path)
         f.seek(directory_offset)
         directory = f.read(directory_size)
-    if (
-        len(directory) < zf.CENTRAL_DIRECTORY_HEADER.size
-        or end != zf.end_of_archive(count, directory_offset, directory_size)
+    if len(directory) < zf.CENTRAL_DIRECTORY_HEADER.size or end != zf.end_of_archive(
+        count, directory_offset, directory_size
     ):
         return check_canonical_part(path)
     # Every entry of a canonical part carries the first one's timestamp.
@@ -272,8 +293,11 @@ def check_canonical_part(path: Path) -> CanonicalPart:
                 expected = zf.local_file_header(_record(entry, offset), dos_date, dos_time)
                 actual = _read_exact(f, shown, offset, entry.data_offset - offset)
                 problem = _header_difference(
-                    f"local header of {entry.name!r}", zf.LOCAL_FILE_HEADER, _LOCAL_FIELDS,
-                    actual, expected,
+                    f"local header of {entry.name!r}",
+                    zf.LOCAL_FILE_HEADER,
+                    _LOCAL_FIELDS,
+                    actual,
+                    expected,
                 )
             if problem is not None:
                 raise refuse(problem)
@@ -288,8 +312,11 @@ def check_canonical_part(path: Path) -> CanonicalPart:
             _record(entry, entry.local_header_offset), dos_date, dos_time
         )
         problem = _header_difference(
-            f"central header of {entry.name!r}", zf.CENTRAL_DIRECTORY_HEADER, _CENTRAL_FIELDS,
-            tail[position : position + len(expected)], expected,
+            f"central header of {entry.name!r}",
+            zf.CENTRAL_DIRECTORY_HEADER,
+            _CENTRAL_FIELDS,
+            tail[position : position + len(expected)],
+            expected,
         )
         if problem is not None:
             raise refuse(problem)
@@ -299,9 +326,7 @@ def check_canonical_part(path: Path) -> CanonicalPart:
             "its end records are not the canonical ones: an archive comment, or Zip64 records "
             "where none are needed"
         )
-    entries = tuple(
-        PartEntry(e.name, _record(e, e.local_header_offset)) for e in archive.entries
-    )
+    entries = tuple(PartEntry(e.name, _record(e, e.local_header_offset)) for e in archive.entries)
     return CanonicalPart(shown, dos_date, dos_time, entries)
 
 

@@ -23,10 +23,14 @@ def replaced_atomically(destination: Path) -> Iterator[BinaryIO]:
     """
     directory = destination.parent
     if not directory.is_dir():
-        raise ZipError(f"{destination}: output directory {directory} does not exist; create it first")
+        raise ZipError(
+            f"{destination}: output directory {directory} does not exist; create it first"
+        )
     if destination.is_dir():
         raise ZipError(f"{destination}: is a directory; pass a file path for the output")
-    fd, temp_path = tempfile.mkstemp(prefix=f".{destination.name}.", suffix=".partial", dir=directory)
+    fd, temp_path = tempfile.mkstemp(
+        prefix=f".{destination.name}.", suffix=".partial", dir=directory
+    )
     try:
         with os.fdopen(fd, "wb") as temp_file:
             yield temp_file

@@ -61,7 +61,9 @@ def resolve_workers(workers: int | None, total_bytes: int, max_workers: int | No
     return min(available_cpus(), max_workers or available_cpus())
 
 
-def compress_all(items: Sequence[Content], level: int | None, workers: int) -> Iterator[CompressedEntry]:
+def compress_all(
+    items: Sequence[Content], level: int | None, workers: int
+) -> Iterator[CompressedEntry]:
     """Yield one CompressedEntry per item, in the order of `items`.
 
     Close the iterator (e.g. with contextlib.closing) to stop workers early.
@@ -110,7 +112,9 @@ def _compress_in_processes(
     in_flight_bytes = 0
     try:
         while True:
-            while len(window) < 2 * workers and (not window or in_flight_bytes < MAX_IN_FLIGHT_BYTES):
+            while len(window) < 2 * workers and (
+                not window or in_flight_bytes < MAX_IN_FLIGHT_BYTES
+            ):
                 next_batch = next(batches, None)
                 if next_batch is None:
                     break

@@ -130,7 +130,9 @@ class _ArchiveParser:
 
     def read_at(self, offset: int, length: int, what: str) -> bytes:
         if offset < 0 or offset + length > self.size:
-            raise self.corrupt(f"{what} at offset {offset} lies past the end of the file (truncated?)")
+            raise self.corrupt(
+                f"{what} at offset {offset} lies past the end of the file (truncated?)"
+            )
         self.f.seek(offset)
         data = self.f.read(length)
         if len(data) != length:
@@ -145,13 +147,17 @@ class _ArchiveParser:
         locator_offset = end_offset - zf.ZIP64_END_OF_CENTRAL_DIRECTORY_LOCATOR.size
         if locator_offset >= 0:
             locator = zf.ZIP64_END_OF_CENTRAL_DIRECTORY_LOCATOR.unpack(
-                self.read_at(locator_offset, zf.ZIP64_END_OF_CENTRAL_DIRECTORY_LOCATOR.size, "Zip64 locator")
+                self.read_at(
+                    locator_offset, zf.ZIP64_END_OF_CENTRAL_DIRECTORY_LOCATOR.size, "Zip64 locator"
+                )
             )
             if locator[0] == zf.ZIP64_END_OF_CENTRAL_DIRECTORY_LOCATOR_SIGNATURE:
                 zip64 = True
                 record_offset = locator[2]
                 record = zf.ZIP64_END_OF_CENTRAL_DIRECTORY.unpack(
-                    self.read_at(record_offset, zf.ZIP64_END_OF_CENTRAL_DIRECTORY.size, "Zip64 end record")
+                    self.read_at(
+                        record_offset, zf.ZIP64_END_OF_CENTRAL_DIRECTORY.size, "Zip64 end record"
+                    )
                 )
                 if record[0] != zf.ZIP64_END_OF_CENTRAL_DIRECTORY_SIGNATURE:
                     raise self.corrupt(f"no Zip64 end record at offset {record_offset}")
@@ -160,7 +166,9 @@ class _ArchiveParser:
                 (_, _, _, _, disk, cd_disk, count_on_disk, count, cd_size, cd_offset) = record
                 central_end = record_offset
         if disk != 0 or cd_disk != 0 or count_on_disk != count:
-            raise self.corrupt("is a split (multi-disk) archive; join the parts into one file first")
+            raise self.corrupt(
+                "is a split (multi-disk) archive; join the parts into one file first"
+            )
         if cd_offset + cd_size != central_end:
             raise self.corrupt(
                 f"central directory ({cd_size} bytes at offset {cd_offset}) does not end where the "
@@ -195,7 +203,9 @@ class _ArchiveParser:
             "no end-of-central-directory record: not a ZIP archive, truncated, or has trailing bytes"
         )
 
-    def parse_central_directory(self, cd_offset: int, cd_size: int, count: int) -> list[ArchiveEntry]:
+    def parse_central_directory(
+        self, cd_offset: int, cd_size: int, count: int
+    ) -> list[ArchiveEntry]:
         directory = self.read_at(cd_offset, cd_size, "central directory")
         entries = []
         position = 0
@@ -206,9 +216,25 @@ class _ArchiveParser:
             fields = header.unpack_from(directory, position)
             if fields[0] != zf.CENTRAL_DIRECTORY_HEADER_SIGNATURE:
                 raise self.corrupt(f"bad central directory signature for entry {index}")
-            (_, made_by, needed, flags, method, dos_time, dos_date, crc, csize, usize,
-             name_length, extra_length, comment_length, disk_start, internal_attr,
-             external_attr, local_offset) = fields
+            (
+                _,
+                made_by,
+                needed,
+                flags,
+                method,
+                dos_time,
+                dos_date,
+                crc,
+                csize,
+                usize,
+                name_length,
+                extra_length,
+                comment_length,
+                disk_start,
+                internal_attr,
+                external_attr,
+                local_offset,
+            ) = fields
             name_start = position + header.size
             extra_start = name_start + name_length
             comment_start = extra_start + extra_length
@@ -223,7 +249,9 @@ class _ArchiveParser:
                 (usize, csize, local_offset, disk_start), zip64_values, self.corrupt, name
             )
             if disk_start != 0:
-                raise self.corrupt(f"entry {name!r} starts on disk {disk_start}: split archives are unsupported")
+                raise self.corrupt(
+                    f"entry {name!r} starts on disk {disk_start}: split archives are unsupported"
+                )
             entries.append(
                 self.with_local_header(
                     raw_name=raw_name,
@@ -266,12 +294,25 @@ class _ArchiveParser:
         fixed = zf.LOCAL_FILE_HEADER.unpack(
             self.read_at(offset, zf.LOCAL_FILE_HEADER.size, f"local header of {name!r}")
         )
-        (signature, needed, flags, method, dos_time, dos_date, crc, csize, usize,
-         name_length, extra_length) = fixed
+        (
+            signature,
+            needed,
+            flags,
+            method,
+            dos_time,
+            dos_date,
+            crc,
+            csize,
+            usize,
+            name_length,
+            extra_length,
+        ) = fixed
         if signature != zf.LOCAL_FILE_HEADER_SIGNATURE:
             raise self.corrupt(f"bad local header signature for entry {name!r} at offset {offset}")
         variable = self.read_at(
-            offset + zf.LOCAL_FILE_HEADER.size, name_length + extra_length, f"local header of {name!r}"
+            offset + zf.LOCAL_FILE_HEADER.size,
+            name_length + extra_length,
+            f"local header of {name!r}",
         )
         if variable[:name_length] != central["raw_name"]:
             raise self.corrupt(
@@ -288,19 +329,32 @@ class _ArchiveParser:
             )
         local = LocalHeader(needed, flags, method, dos_time, dos_date, crc, csize, usize, extra)
         data_offset = offset + zf.LOCAL_FILE_HEADER.size + name_length + extra_length
-        central_values = (central["crc32"], central["compressed_size"], central["uncompressed_size"])
+        central_values = (
+            central["crc32"],
+            central["compressed_size"],
+            central["uncompressed_size"],
+        )
         descriptor = b""
         if flags & zf.FLAG_DATA_DESCRIPTOR:
             # The descriptor holds the real values; writers zero some local fields (Info-ZIP -fd keeps the size).
-            if any(value not in (0, expected) for value, expected in zip((crc, csize, usize), central_values)):
-                raise self.corrupt(f"entry {name!r}: local header CRC/sizes disagree with central directory")
-            descriptor = self.read_data_descriptor(name, data_offset + central["compressed_size"], central_values)
+            if any(
+                value not in (0, expected)
+                for value, expected in zip((crc, csize, usize), central_values)
+            ):
+                raise self.corrupt(
+                    f"entry {name!r}: local header CRC/sizes disagree with central directory"
+                )
+            descriptor = self.read_data_descriptor(
+                name, data_offset + central["compressed_size"], central_values
+            )
         elif (crc, csize, usize) != central_values:
             raise self.corrupt(
                 f"entry {name!r}: local header (crc {crc:#010x}, sizes {csize}/{usize}) disagrees with "
                 "central directory (crc %#010x, sizes %d/%d)" % central_values
             )
-        return ArchiveEntry(local=local, data_offset=data_offset, data_descriptor=descriptor, **central)
+        return ArchiveEntry(
+            local=local, data_offset=data_offset, data_descriptor=descriptor, **central
+        )
 
     def read_data_descriptor(self, name: str, offset: int, expected: tuple[int, int, int]) -> bytes:
         """The descriptor after the data: optional signature, CRC, then 4- or 8-byte sizes."""
@@ -316,7 +370,9 @@ class _ArchiveParser:
             size_format = "<IQQ" if len(body) == 20 else "<III"
             if struct.unpack(size_format, body) == expected:
                 return raw
-        raise self.corrupt(f"entry {name!r}: data descriptor missing or disagrees with central directory")
+        raise self.corrupt(
+            f"entry {name!r}: data descriptor missing or disagrees with central directory"
+        )
 
     def check_no_overlap(self, entries: list[ArchiveEntry], cd_offset: int) -> None:
         by_offset = sorted(entries, key=lambda e: (e.local_header_offset, e.end_offset))
@@ -331,7 +387,9 @@ class _ArchiveParser:
                 )
 
 
-def _zip64_extra_values(extra: bytes, corrupt: Callable[[str], Exception], name: str) -> bytes | None:
+def _zip64_extra_values(
+    extra: bytes, corrupt: Callable[[str], Exception], name: str
+) -> bytes | None:
     """The payload of the Zip64 extra field, if any; malformed extra blocks are errors."""
     position = 0
     found = None
@@ -349,7 +407,10 @@ def _zip64_extra_values(extra: bytes, corrupt: Callable[[str], Exception], name:
 
 
 def _resolve_zip64(
-    values: tuple[int, ...], zip64_payload: bytes | None, corrupt: Callable[[str], Exception], name: str
+    values: tuple[int, ...],
+    zip64_payload: bytes | None,
+    corrupt: Callable[[str], Exception],
+    name: str,
 ) -> tuple[int, ...]:
     """Replace sentinel fields, in APPNOTE order, with the values from the Zip64 extra field."""
     sentinels = (zf.UINT32_MAX, zf.UINT32_MAX, zf.UINT32_MAX, zf.UINT16_MAX)
@@ -403,7 +464,9 @@ def read_entry_data(f: BinaryIO, archive: str, entry: ArchiveEntry) -> bytes:
             f"{archive}: entry {entry.name!r} holds {len(data)} bytes but declares {entry.uncompressed_size}"
         )
     if zlib.crc32(data) != entry.crc32:
-        raise CorruptArchiveError(f"{archive}: entry {entry.name!r} fails its CRC-32 check (corrupt data)")
+        raise CorruptArchiveError(
+            f"{archive}: entry {entry.name!r} fails its CRC-32 check (corrupt data)"
+        )
     return bytes(data)
 
 
@@ -430,7 +493,9 @@ def _inflate(f: BinaryIO, archive: str, entry: ArchiveEntry) -> bytearray:
             if inflater.eof or (not piece and not pending and not unread):
                 break
     except zlib.error as error:
-        raise CorruptArchiveError(f"{archive}: entry {entry.name!r} has corrupt deflate data ({error})") from None
+        raise CorruptArchiveError(
+            f"{archive}: entry {entry.name!r} has corrupt deflate data ({error})"
+        ) from None
     if not inflater.eof:
         raise CorruptArchiveError(f"{archive}: entry {entry.name!r} has a truncated deflate stream")
     if pending or unread or inflater.unused_data:

@@ -111,7 +111,9 @@ def _plan_entries(
             continue
         _refuse_unsupported(shown, entry)
         if not name:
-            raise UnsafeArchiveError(f"{shown}: an entry has an empty name ({entry.name!r}); repack refuses it")
+            raise UnsafeArchiveError(
+                f"{shown}: an entry has an empty name ({entry.name!r}); repack refuses it"
+            )
         if name in by_name:
             raise UnsafeArchiveError(
                 f"{shown}: entries {by_name[name].name!r} and {entry.name!r} both unpack to {name!r}; "

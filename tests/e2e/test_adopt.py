@@ -62,7 +62,17 @@ def plugin_wheel(tmp_path_factory) -> Path:
     )
     wheels = tmp_path_factory.mktemp("wheels")
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--isolated", "--quiet", "--no-deps", "-w", str(wheels)]
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--isolated",
+            "--quiet",
+            "--no-deps",
+            "-w",
+            str(wheels),
+        ]
         + [str(source)],
         check=True,
     )

@@ -78,7 +78,9 @@ def clone(tmp_path_factory) -> Clone:
 
     clone = make_clone(tmp_path_factory.mktemp("bad") / "repo")
     toml = (clone.root / "pants.toml").read_text()
-    clone.write("pants.toml", toml.replace('["/", "/fn"]', '["/", "/fn", "/bad", "/bad_fixtures", "/case"]'))
+    clone.write(
+        "pants.toml", toml.replace('["/", "/fn"]', '["/", "/fn", "/bad", "/bad_fixtures", "/case"]')
+    )
     clone.write("bad/BUILD", BAD_BUILD)
     clone.write("bad/app.py", HANDLER)
     clone.write("bad/typing_extensions.py", "# shadows the distribution\n")
@@ -111,20 +113,29 @@ def failing_package(clone: Clone, target: str) -> str:
             "bad:missing-function",
             ["bad:missing-function", "`no_such_handler`", "`app.py` defines no top-level"],
         ),
-
         (
             "bad_fixtures:no-wheel",
             ["bad_fixtures:no-wheel", "numpy 1.26.4", "no wheel for python3.13 on x86_64"],
         ),
         (
             "bad_fixtures:sdist-only",
-            ["bad_fixtures:sdist-only", "docopt 0.6.2", "no wheel for python3.12 on arm64",
-             "docopt-0.6.2.tar.gz", "never built"],
+            [
+                "bad_fixtures:sdist-only",
+                "docopt 0.6.2",
+                "no wheel for python3.12 on arm64",
+                "docopt-0.6.2.tar.gz",
+                "never built",
+            ],
         ),
         ("bad:collision", ["bad:collision", "typing_extensions.py", "first-party", "distribution"]),
         (
             "bad:pyc-no-interpreter",
-            ["bad:pyc-no-interpreter", "CPython 3.14", "pyenv install 3.14", "compile_bytecode=False"],
+            [
+                "bad:pyc-no-interpreter",
+                "CPython 3.14",
+                "pyenv install 3.14",
+                "compile_bytecode=False",
+            ],
         ),
         (
             "bad:same-path-a",

@@ -38,7 +38,7 @@ def magic_number(minor: int) -> bytes:
             str(pyenv_python(minor)),
             "-I",
             "-c",
-            "import importlib.util, sys; " "sys.stdout.write(importlib.util.MAGIC_NUMBER.hex())",
+            "import importlib.util, sys; sys.stdout.write(importlib.util.MAGIC_NUMBER.hex())",
         ],
         check=True,
         capture_output=True,

@@ -44,7 +44,7 @@ lambda_function(
     layers=[":deps"],
 )
 """
-ORDERS_MODEL = '''
+ORDERS_MODEL = """
 from pydantic import BaseModel, Field
 
 
@@ -52,8 +52,8 @@ class Order(BaseModel):
     order_id: str
     quantity: int = Field(gt=0)
     unit_price_cents: int = Field(ge=0)
-'''
-LAYERED_APP = '''
+"""
+LAYERED_APP = """
 import orjson
 
 from orders_model import Order
@@ -63,7 +63,7 @@ def handler(event, context):
     order = Order.model_validate(event)
     body = {"order_id": order.order_id, "total_cents": order.quantity * order.unit_price_cents}
     return {"statusCode": 200, "body": orjson.dumps(body).decode()}
-'''
+"""
 
 # 131 MiB each: either alone is within Lambda's 250 MB, together they are not.
 BLOB_BYTES = 131 * 1024 * 1024
@@ -142,21 +142,21 @@ lambda_function(
     exclude_distributions=["Boto3"],
 )
 """
-BOTO_APP = '''
+BOTO_APP = """
 import boto3
 
 
 def handler(event, context):
     return {"boto3": boto3.__version__}
-'''
-BOTH_APP = '''
+"""
+BOTH_APP = """
 import boto3
 import requests
 
 
 def handler(event, context):
     return {"boto3": boto3.__version__, "requests": requests.__version__}
-'''
+"""
 
 SOURCE_ROOTS = ["/layered", "/layer_errors", "/excl"]
 
@@ -276,7 +276,9 @@ def test_function_on_a_layer_leaves_out_what_the_layer_holds_and_runs_with_it(cl
     assert "orjson" in tops and any(t.startswith("orjson-") for t in tops)
     assert "orders_model.py" not in function_entries
     for top in tops:
-        assert not top.startswith(("pydantic", "typing_extensions", "annotated_types", "typing_inspection")), top
+        assert not top.startswith(
+            ("pydantic", "typing_extensions", "annotated_types", "typing_inspection")
+        ), top
     function_manifest = json.loads((dist / "layered/fn.json").read_text())
     assert function_manifest["kind"] == "function"
     assert function_manifest["handler"] == "app.handler"
@@ -373,8 +375,7 @@ BOTO3_FILES = ("boto3", "botocore", "s3transfer", "jmespath", "dateutil", "six")
 def _has(tops: set[str], package: str) -> bool:
     """Whether the top-level entries hold a package's code or its .dist-info."""
     return any(
-        t in (package, f"{package}.py") or t.lower().startswith(f"{package.lower()}-")
-        for t in tops
+        t in (package, f"{package}.py") or t.lower().startswith(f"{package.lower()}-") for t in tops
     )
 
 
@@ -397,7 +398,10 @@ def test_excluding_boto3_drops_what_only_it_needs(clone):
         assert not _has(both, package), (package, sorted(both))
     for package in ("requests", "urllib3", "certifi", "idna", "charset_normalizer"):
         assert _has(both, package), (package, sorted(both))
-    names = {d["name"] for d in json.loads((dist / "excl/boto-and-requests.json").read_text())["distributions"]}
+    names = {
+        d["name"]
+        for d in json.loads((dist / "excl/boto-and-requests.json").read_text())["distributions"]
+    }
     assert names == {"requests", "urllib3", "certifi", "idna", "charset-normalizer"}
 
 

@@ -12,7 +12,6 @@ import zipfile
 from pathlib import Path
 
 import pytest
-
 from cyclonedx.schema import SchemaVersion
 from cyclonedx.validation.json import JsonStrictValidator
 
@@ -109,9 +108,10 @@ def test_package_is_byte_identical_across_clones_umask_mtimes_cache_and_pantsd(
 
     manifest = json.loads((first.root / "dist/fn/lambda.json").read_text())
     assert manifest["sha256"] == digest
-    assert manifest["filebase64sha256"] == base64.b64encode(
-        hashlib.sha256(archive_first.read_bytes()).digest()
-    ).decode()
+    assert (
+        manifest["filebase64sha256"]
+        == base64.b64encode(hashlib.sha256(archive_first.read_bytes()).digest()).decode()
+    )
     assert manifest["zipped_size"] == archive_first.stat().st_size
     assert manifest["runtime"] == "python3.12" and manifest["architecture"] == "x86_64"
     assert manifest["handler"] == "app.handler"
@@ -129,7 +129,11 @@ def test_package_is_byte_identical_across_clones_umask_mtimes_cache_and_pantsd(
 
     # One line per artifact with its path, size and sha256.
     log = out_first.stderr
-    assert "dist/fn/lambda.zip" in log and digest in log and f"{manifest['zipped_size']:,} bytes" in log
+    assert (
+        "dist/fn/lambda.zip" in log
+        and digest in log
+        and f"{manifest['zipped_size']:,} bytes" in log
+    )
 
     assert call_handler(pyenv_python(12), extract_read_only(archive_first, tmp_path / "x")) == (
         EXPECTED_RESPONSE
@@ -192,7 +196,9 @@ def test_runtimes_and_architectures_get_wheels_that_run_there(clone_factory, tmp
     clone.pants("package", "fn:matrix")
 
     built = sorted(
-        p for p in (clone.root / "dist/fn").glob("matrix@*.json") if not p.name.endswith(".cdx.json")
+        p
+        for p in (clone.root / "dist/fn").glob("matrix@*.json")
+        if not p.name.endswith(".cdx.json")
     )
     assert len(built) == 10
     for manifest_path in built:

@@ -24,7 +24,9 @@ def test_run_invokes_the_example_like_lambda(clone_factory):
     assert response["statusCode"] == 200
     assert json.loads(response["body"]) == {"order_id": "A1", "total_cents": 750}
 
-    failed = clone.pants("run", "//fn:lambda", "--", "events/invalid.json", pantsd=True, check=False)
+    failed = clone.pants(
+        "run", "//fn:lambda", "--", "events/invalid.json", pantsd=True, check=False
+    )
     assert failed.returncode != 0
     error = json.loads(failed.stdout)
     assert error["errorType"] == "ValidationError"

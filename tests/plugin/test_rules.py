@@ -41,7 +41,11 @@ from tests.conftest import REPO_ROOT
 def pex_cli_options() -> list[str]:
     bootstrap = Path(
         subprocess.run(
-            ["./pants", "--print-bootstrap-dir"], cwd=REPO_ROOT, check=True, capture_output=True, text=True
+            ["./pants", "--print-bootstrap-dir"],
+            cwd=REPO_ROOT,
+            check=True,
+            capture_output=True,
+            text=True,
         ).stdout.strip()
     )
     env = dict(
@@ -126,9 +130,14 @@ def test_unknown_runtime_and_architecture_are_rejected_naming_the_target(rule_ru
             "b/BUILD": 'lambda_function(name="f", handler="app.py:h", runtime="python3.12", architecture="ppc")',
         }
     )
-    with pytest.raises(ExecutionError, match=r"'runtime' field in target a:f must be one of .*python3\.14"):
+    with pytest.raises(
+        ExecutionError, match=r"'runtime' field in target a:f must be one of .*python3\.14"
+    ):
         rule_runner.get_target(Address("a", target_name="f"))
-    with pytest.raises(ExecutionError, match=r"'architecture' field in target b:f must be one of \['arm64', 'x86_64'\]"):
+    with pytest.raises(
+        ExecutionError,
+        match=r"'architecture' field in target b:f must be one of \['arm64', 'x86_64'\]",
+    ):
         rule_runner.get_target(Address("b", target_name="f"))
 
 
@@ -181,23 +190,34 @@ def test_staging_holds_sources_resources_and_flat_wheels_only(rule_runner):
 
 def test_staging_rejects_a_module_that_lacks_the_handler_function(rule_runner):
     rule_runner.write_files(
-        {"fn/BUILD": BUILD, "fn/app.py": "def other(event, context):\n    pass\n", "fn/data/x.json": ""}
+        {
+            "fn/BUILD": BUILD,
+            "fn/app.py": "def other(event, context):\n    pass\n",
+            "fn/data/x.json": "",
+        }
     )
-    with pytest.raises(ExecutionError, match=r"fn:lambda: the handler `app.py:handler` names function `handler`"):
+    with pytest.raises(
+        ExecutionError, match=r"fn:lambda: the handler `app.py:handler` names function `handler`"
+    ):
         stage(rule_runner, Address("fn", target_name="lambda"))
 
 
 def test_staging_rejects_source_and_distribution_writing_the_same_path(rule_runner):
     rule_runner.write_files(
         {
-            "fn/BUILD": BUILD.replace('dependencies=[":data"]', 'dependencies=[":data", ":orjson", "fn/orjson"]'),
+            "fn/BUILD": BUILD.replace(
+                'dependencies=[":data"]', 'dependencies=[":data", ":orjson", "fn/orjson"]'
+            ),
             "fn/app.py": HANDLER,
             "fn/data/x.json": "",
             "fn/orjson/BUILD": "python_sources()",
             "fn/orjson/__init__.py": "# shadows the real orjson\n",
         }
     )
-    with pytest.raises(ExecutionError, match=r"fn:lambda: these paths come both from first-party sources and from a third-party distribution.*orjson/__init__\.py"):
+    with pytest.raises(
+        ExecutionError,
+        match=r"fn:lambda: these paths come both from first-party sources and from a third-party distribution.*orjson/__init__\.py",
+    ):
         stage(rule_runner, Address("fn", target_name="lambda"))
 
 
@@ -212,7 +232,9 @@ def test_staging_rejects_source_and_distribution_writing_the_same_path(rule_runn
 )
 def test_timeout_and_memory_size_outside_lambdas_range_are_refused(field, value, message):
     address = Address("fn", target_name="lambda")
-    with pytest.raises(InvalidFieldException, match=rf"`{field.alias}` field of fn:lambda {message}"):
+    with pytest.raises(
+        InvalidFieldException, match=rf"`{field.alias}` field of fn:lambda {message}"
+    ):
         field.compute_value(value, address)
     assert field.compute_value(None, address) == field.default
 

@@ -132,12 +132,16 @@ def add_big_lambda(clone: Clone) -> None:
     """//big:lambda: ~25 MiB of incompressible, deterministic bytes, so a zip of >= 20 MB."""
     clone.write("big/BUILD", BIG_LAMBDA_BUILD)
     clone.write("big/handler.py", BIG_LAMBDA_HANDLER)
-    (clone.root / "big/blob.bin").write_bytes(hashlib.shake_256(b"lambda_rules").digest(BIG_BLOB_BYTES))
+    (clone.root / "big/blob.bin").write_bytes(
+        hashlib.shake_256(b"lambda_rules").digest(BIG_BLOB_BYTES)
+    )
 
 
 def assert_all_hit_nothing_run_locally(run: CacheRun, processes=CACHED_PROCESSES) -> None:
     for process in processes:
-        assert run.hit(process), f"no remote cache hit for {process!r}: hits={run.hits} misses={run.misses}"
+        assert run.hit(process), (
+            f"no remote cache hit for {process!r}: hits={run.hits} misses={run.misses}"
+        )
     assert run.misses == []
     assert run.counters["remote_cache_requests_cached"] == len(run.hits)
     # Pants 2.17 starts each process locally at once, in case the lookup is slow, and drops it

@@ -113,7 +113,9 @@ def golden_tree() -> Path:
     return GOLDEN_TREE
 
 
-def copy_golden_tree(dest: Path, order: Callable[[list], Iterable] = sorted, umask: int = 0o022) -> Path:
+def copy_golden_tree(
+    dest: Path, order: Callable[[list], Iterable] = sorted, umask: int = 0o022
+) -> Path:
     """Recreate the golden tree at `dest` file by file, in `order`, under `umask`.
 
     Modes are set from GOLDEN_EXECUTABLES, not copied, so a checkout that lost
@@ -188,8 +190,10 @@ def write_raw_zip(
     central = bytearray()
     entries = list(entries)
     for index, e in enumerate(entries):
-        payload = e.payload if e.payload is not None else (
-            raw_deflate(e.data) if e.method == 8 else e.data
+        payload = (
+            e.payload
+            if e.payload is not None
+            else (raw_deflate(e.data) if e.method == 8 else e.data)
         )
         crc = zlib.crc32(e.data) if e.crc is None else e.crc
         size = len(e.data) if e.declared_size is None else e.declared_size
@@ -199,19 +203,59 @@ def write_raw_zip(
         if e.zip64:  # sizes moved to a Zip64 extra field, as streaming writers do
             extra += struct.pack("<HHQQ", 1, 16, size, len(payload))
             size_fields = (0xFFFFFFFF, 0xFFFFFFFF)
-        body += struct.pack(
-            "<IHHHHHIIIHH", 0x04034B50, 45 if e.zip64 else 20, e.flags, e.method, e.dos_time,
-            e.dos_date, crc if e.local_crc is None else e.local_crc, *size_fields, len(local_name), len(extra),
-        ) + local_name + extra + payload
+        body += (
+            struct.pack(
+                "<IHHHHHIIIHH",
+                0x04034B50,
+                45 if e.zip64 else 20,
+                e.flags,
+                e.method,
+                e.dos_time,
+                e.dos_date,
+                crc if e.local_crc is None else e.local_crc,
+                *size_fields,
+                len(local_name),
+                len(extra),
+            )
+            + local_name
+            + extra
+            + payload
+        )
         if local_offsets is not None:
             offset = local_offsets[index]
-        central += struct.pack(
-            "<IHHHHHHIIIHHHHHII", 0x02014B50, e.made_by, 45 if e.zip64 else 20, e.flags, e.method,
-            e.dos_time, e.dos_date, crc, *size_fields, len(e.raw_name), len(extra), 0, 0, 0,
-            e.external_attr, offset,
-        ) + e.raw_name + extra
+        central += (
+            struct.pack(
+                "<IHHHHHHIIIHHHHHII",
+                0x02014B50,
+                e.made_by,
+                45 if e.zip64 else 20,
+                e.flags,
+                e.method,
+                e.dos_time,
+                e.dos_date,
+                crc,
+                *size_fields,
+                len(e.raw_name),
+                len(extra),
+                0,
+                0,
+                0,
+                e.external_attr,
+                offset,
+            )
+            + e.raw_name
+            + extra
+        )
     end = struct.pack(
-        "<IHHHHIIH", 0x06054B50, 0, 0, len(entries), len(entries), len(central), len(body), len(comment)
+        "<IHHHHIIH",
+        0x06054B50,
+        0,
+        0,
+        len(entries),
+        len(entries),
+        len(central),
+        len(body),
+        len(comment),
     )
     Path(path).write_bytes(bytes(body + central + end + comment))
     return Path(path)

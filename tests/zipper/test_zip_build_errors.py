@@ -90,13 +90,18 @@ def test_symlinks_inside_root_store_target_content_and_mode(tmp_path):
 def test_symlinked_root_is_followed(tmp_path):
     tree = _tree(tmp_path / "tree", {"a.py": b"a"})
     (tmp_path / "root-link").symlink_to(tree)
-    assert build_zip(tmp_path / "root-link", tmp_path / "a.zip").sha256_hex == build_zip(tree, tmp_path / "b.zip").sha256_hex
+    assert (
+        build_zip(tmp_path / "root-link", tmp_path / "a.zip").sha256_hex
+        == build_zip(tree, tmp_path / "b.zip").sha256_hex
+    )
 
 
 def test_symlink_cycle_is_an_error(tmp_path, capsys):
     tree = _tree(tmp_path / "tree", {"pkg/a.py": b"a"})
     (tree / "pkg" / "loop").symlink_to("..", target_is_directory=True)
-    assert "pkg/loop: symlink to a directory that contains it (a cycle)" in _build_fails(tmp_path, capsys, tree)
+    assert "pkg/loop: symlink to a directory that contains it (a cycle)" in _build_fails(
+        tmp_path, capsys, tree
+    )
 
 
 def test_fifo_is_an_error_naming_it(tmp_path, capsys):
@@ -197,9 +202,22 @@ def test_sigint_to_the_cli_mid_build_leaves_nothing(tmp_path):
     out_dir.mkdir()
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
     process = subprocess.Popen(
-        [sys.executable, "-m", "lambda_rules.zipper", "build", str(tree), "-o", str(out_dir / "out.zip"),
-         "--level", "12", "--workers", "2"],
-        env=env, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "lambda_rules.zipper",
+            "build",
+            str(tree),
+            "-o",
+            str(out_dir / "out.zip"),
+            "--level",
+            "12",
+            "--workers",
+            "2",
+        ],
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     deadline = time.monotonic() + 30
     while not any(p.name.endswith(".partial") for p in out_dir.iterdir()):

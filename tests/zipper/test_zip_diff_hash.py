@@ -53,7 +53,9 @@ def test_mode_timestamp_method_and_level(zipper, golden_copy, base_zip, tmp_path
 
     timed = tmp_path / "time.zip"
     zipper.build_sha256(golden_copy, timed, "--timestamp", "1700000000")
-    assert "handler.py: timestamp: 1980-01-01 00:00:00 vs 2023-11-14 22:13:20" in _diff(zipper, base_zip, timed)
+    assert "handler.py: timestamp: 1980-01-01 00:00:00 vs 2023-11-14 22:13:20" in _diff(
+        zipper, base_zip, timed
+    )
 
     stored = tmp_path / "store.zip"
     zipper.build_sha256(golden_copy, stored, "--store")
@@ -71,7 +73,10 @@ def test_info_zip_differences_are_named(zipper, golden_copy, base_zip, require_t
     subprocess.run([require_tool("zip"), "-q", "-r", str(info), "."], cwd=golden_copy, check=True)
     output = _diff(zipper, base_zip, info)
     assert f"only in {info}: pkg/ (directory entry)" in output
-    assert "handler.py: central extra fields: none vs 0x5455 UT extended timestamp, 0x7875 ux Unix uid/gid" in output
+    assert (
+        "handler.py: central extra fields: none vs 0x5455 UT extended timestamp, 0x7875 ux Unix uid/gid"
+        in output
+    )
     assert "handler.py: local extra fields: none vs 0x5455" in output
     assert "handler.py: general purpose flags: 0x0800 vs 0x0000" in output
     assert "handler.py: version made by: Unix 2.0 vs Unix 3.0" in output
@@ -93,6 +98,7 @@ def test_order_comment_and_data_descriptor(zipper, tmp_path):
     assert "archive comment: b'' vs b'hello'" in output
 
     with open(tmp_path / "stream.zip", "wb") as raw:  # unseekable-style output: data descriptors
+
         class Unseekable:
             def write(self, data):
                 return raw.write(data)
@@ -119,7 +125,9 @@ def test_entry_comment_internal_and_dos_attributes(zipper, tmp_path):
         return path
 
     a = make(tmp_path / "a.zip")
-    b = make(tmp_path / "b.zip", comment=b"note", internal_attr=1, external_attr=(0o100644 << 16) | 0x20)
+    b = make(
+        tmp_path / "b.zip", comment=b"note", internal_attr=1, external_attr=(0o100644 << 16) | 0x20
+    )
     output = _diff(zipper, a, b)
     assert "x.txt: entry comment: b'' vs b'note'" in output
     assert "x.txt: internal attributes: 0x0000 vs 0x0001" in output
@@ -169,7 +177,10 @@ def test_help_for_each_subcommand(zipper, command):
     "argv, message",
     [
         (["build", "x", "-o", "y.zip", "--level", "13"], "compression level 13 is out of range"),
-        (["build", "x", "-o", "y.zip", "--timestamp", "yesterday"], "--timestamp must be an integer"),
+        (
+            ["build", "x", "-o", "y.zip", "--timestamp", "yesterday"],
+            "--timestamp must be an integer",
+        ),
         (["build", "x", "-o", "y.zip", "--workers", "0"], "--workers must be at least 1"),
         (["build", "x", "-o", "y.zip", "--exclude", "/abs"], "patterns are relative POSIX paths"),
         (["hash", "missing.zip"], "missing.zip: No such file or directory"),

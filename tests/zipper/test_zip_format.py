@@ -22,8 +22,13 @@ GIB = 1 << 30
 
 def _record(**overrides) -> zf.EntryRecord:
     fields = dict(
-        name=b"big.bin", executable=False, method=zf.METHOD_DEFLATED, crc32=0x12345678,
-        compressed_size=100, uncompressed_size=200, local_header_offset=0,
+        name=b"big.bin",
+        executable=False,
+        method=zf.METHOD_DEFLATED,
+        crc32=0x12345678,
+        compressed_size=100,
+        uncompressed_size=200,
+        local_header_offset=0,
     )
     fields.update(overrides)
     return zf.EntryRecord(**fields)
@@ -32,7 +37,19 @@ def _record(**overrides) -> zf.EntryRecord:
 def test_small_entry_headers_have_no_extra_and_version_20():
     local = zf.local_file_header(_record(), 0x21, 0)
     fields = zf.LOCAL_FILE_HEADER.unpack_from(local)
-    assert fields == (zf.LOCAL_FILE_HEADER_SIGNATURE, 20, 0x0800, 8, 0, 0x21, 0x12345678, 100, 200, 7, 0)
+    assert fields == (
+        zf.LOCAL_FILE_HEADER_SIGNATURE,
+        20,
+        0x0800,
+        8,
+        0,
+        0x21,
+        0x12345678,
+        100,
+        200,
+        7,
+        0,
+    )
     central = zf.central_directory_header(_record(executable=True), 0x21, 0)
     fields = zf.CENTRAL_DIRECTORY_HEADER.unpack_from(central)
     assert fields[1:3] == (0x0314, 20)
@@ -45,17 +62,19 @@ def test_zip64_local_header_carries_both_sizes_past_4_gib():
     fields = zf.LOCAL_FILE_HEADER.unpack_from(local)
     assert fields[1] == 45
     assert fields[7:9] == (zf.UINT32_MAX, zf.UINT32_MAX)
-    extra = local[zf.LOCAL_FILE_HEADER.size + len(record.name):]
+    extra = local[zf.LOCAL_FILE_HEADER.size + len(record.name) :]
     assert extra == struct.pack("<HHQQ", 1, 16, 5 * GIB, 4 * GIB + 5)
 
 
 def test_zip64_central_header_holds_only_overflowing_fields_in_order():
-    record = _record(compressed_size=3 * GIB, uncompressed_size=5 * GIB, local_header_offset=6 * GIB)
+    record = _record(
+        compressed_size=3 * GIB, uncompressed_size=5 * GIB, local_header_offset=6 * GIB
+    )
     central = zf.central_directory_header(record, 0x21, 0)
     fields = zf.CENTRAL_DIRECTORY_HEADER.unpack_from(central)
     assert fields[1:3] == ((3 << 8) | 45, 45)
     assert (fields[8], fields[9], fields[16]) == (3 * GIB, zf.UINT32_MAX, zf.UINT32_MAX)
-    extra = central[zf.CENTRAL_DIRECTORY_HEADER.size + len(record.name):]
+    extra = central[zf.CENTRAL_DIRECTORY_HEADER.size + len(record.name) :]
     assert extra == struct.pack("<HHQQ", 1, 16, 5 * GIB, 6 * GIB)
 
 
@@ -65,9 +84,22 @@ def test_exactly_0xffffffff_already_needs_zip64():
 
 
 def test_end_record_for_central_directory_past_4_gib():
-    end = zf.end_of_archive(entry_count=3, central_directory_offset=5 * GIB, central_directory_size=200)
+    end = zf.end_of_archive(
+        entry_count=3, central_directory_offset=5 * GIB, central_directory_size=200
+    )
     record = zf.ZIP64_END_OF_CENTRAL_DIRECTORY.unpack_from(end)
-    assert record == (zf.ZIP64_END_OF_CENTRAL_DIRECTORY_SIGNATURE, 44, 0x032D, 45, 0, 0, 3, 3, 200, 5 * GIB)
+    assert record == (
+        zf.ZIP64_END_OF_CENTRAL_DIRECTORY_SIGNATURE,
+        44,
+        0x032D,
+        45,
+        0,
+        0,
+        3,
+        3,
+        200,
+        5 * GIB,
+    )
     locator = zf.ZIP64_END_OF_CENTRAL_DIRECTORY_LOCATOR.unpack_from(end, 56)
     assert locator == (zf.ZIP64_END_OF_CENTRAL_DIRECTORY_LOCATOR_SIGNATURE, 0, 5 * GIB + 200, 1)
     classic = zf.END_OF_CENTRAL_DIRECTORY.unpack_from(end, 76)
@@ -119,7 +151,9 @@ def test_other_deflate_version_is_refused(monkeypatch):
     import deflate
 
     monkeypatch.setattr(deflate, "__version__", "0.9.0")
-    with pytest.raises(ZipError, match=r"deflate 0\.9\.0 is installed but .* needs deflate==0\.8\.1"):
+    with pytest.raises(
+        ZipError, match=r"deflate 0\.9\.0 is installed but .* needs deflate==0\.8\.1"
+    ):
         effective_level(6, store=False)
 
 
@@ -193,6 +227,11 @@ def test_summary_json_is_stable_and_complete(golden_copy, tmp_path):
     assert text == json.dumps(document, sort_keys=True, indent=2, ensure_ascii=False) + "\n"
     assert document["sha256_hex"] == summary.sha256_hex
     assert document["entry_count"] == 7 == len(document["entries"])
-    assert document["entries"][0] == {"name": "bin/bootstrap", "size": 102, "mode": "0755", "crc32": "e11c096a"}
+    assert document["entries"][0] == {
+        "name": "bin/bootstrap",
+        "size": 102,
+        "mode": "0755",
+        "crc32": "e11c096a",
+    }
     assert document["zipped_size"] == (tmp_path / "out.zip").stat().st_size
     assert document["unzipped_size"] == sum(e["size"] for e in document["entries"])

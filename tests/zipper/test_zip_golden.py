@@ -101,7 +101,9 @@ def test_timezone_and_locale(zipper, golden_copy, tmp_path, env):
 
 def test_timezone_does_not_shift_an_explicit_timestamp(zipper, golden_copy, tmp_path):
     shas = {
-        zipper.build_sha256(golden_copy, tmp_path / f"{i}.zip", "--timestamp", "1700000000", env={"TZ": tz})
+        zipper.build_sha256(
+            golden_copy, tmp_path / f"{i}.zip", "--timestamp", "1700000000", env={"TZ": tz}
+        )
         for i, tz in enumerate(["UTC", "Pacific/Kiritimati", "America/Los_Angeles"])
     }
     assert len(shas) == 1 and GOLDEN_SHA256 not in shas
@@ -109,7 +111,10 @@ def test_timezone_does_not_shift_an_explicit_timestamp(zipper, golden_copy, tmp_
 
 @pytest.mark.parametrize("workers", ["1", "2", "3", "7"])
 def test_worker_count(zipper, golden_copy, tmp_path, workers):
-    assert zipper.build_sha256(golden_copy, tmp_path / "out.zip", "--workers", workers) == GOLDEN_SHA256
+    assert (
+        zipper.build_sha256(golden_copy, tmp_path / "out.zip", "--workers", workers)
+        == GOLDEN_SHA256
+    )
 
 
 def test_bytecode_and_pycache_are_left_out_by_default(zipper, golden_copy, tmp_path):
@@ -128,27 +133,41 @@ def test_empty_directories_are_not_stored(zipper, golden_copy, tmp_path):
 
 
 def test_source_date_epoch_and_timestamp_option(zipper, golden_copy, tmp_path):
-    from_env = zipper.build_sha256(golden_copy, tmp_path / "env.zip", env={"SOURCE_DATE_EPOCH": "1700000000"})
-    from_option = zipper.build_sha256(golden_copy, tmp_path / "opt.zip", "--timestamp", "1700000000")
+    from_env = zipper.build_sha256(
+        golden_copy, tmp_path / "env.zip", env={"SOURCE_DATE_EPOCH": "1700000000"}
+    )
+    from_option = zipper.build_sha256(
+        golden_copy, tmp_path / "opt.zip", "--timestamp", "1700000000"
+    )
     option_wins = zipper.build_sha256(
-        golden_copy, tmp_path / "both.zip", "--timestamp", "1700000000", env={"SOURCE_DATE_EPOCH": "5"}
+        golden_copy,
+        tmp_path / "both.zip",
+        "--timestamp",
+        "1700000000",
+        env={"SOURCE_DATE_EPOCH": "5"},
     )
     assert from_env == from_option == option_wins != GOLDEN_SHA256
     # Epochs before 1980 clamp to the DOS epoch; odd seconds round down.
-    assert zipper.build_sha256(golden_copy, tmp_path / "old.zip", "--timestamp", "0") == GOLDEN_SHA256
+    assert (
+        zipper.build_sha256(golden_copy, tmp_path / "old.zip", "--timestamp", "0") == GOLDEN_SHA256
+    )
     odd = zipper.build_sha256(golden_copy, tmp_path / "odd.zip", "--timestamp", "1700000001")
     assert odd == from_option
 
 
 def _cached_venv(version: str) -> str:
     """A venv of pyenv's CPython `version` with deflate==0.8.1, cached under .cache/."""
-    pyenv_root = os.environ.get("PYENV_ROOT") or subprocess.run(
-        ["pyenv", "root"], capture_output=True, text=True
-    ).stdout.strip() or os.path.expanduser("~/.pyenv")
+    pyenv_root = (
+        os.environ.get("PYENV_ROOT")
+        or subprocess.run(["pyenv", "root"], capture_output=True, text=True).stdout.strip()
+        or os.path.expanduser("~/.pyenv")
+    )
     major_minor = ".".join(version.split(".")[:2])
     base_python = Path(pyenv_root) / "versions" / version / "bin" / f"python{major_minor}"
     if not base_python.exists():
-        pytest.fail(f"CPython {version} not found at {base_python}; install it with `pyenv install {version}`")
+        pytest.fail(
+            f"CPython {version} not found at {base_python}; install it with `pyenv install {version}`"
+        )
     venv = REPO_ROOT / ".cache" / "zipper-venvs" / f"cpython-{version}"
     python = venv / "bin" / "python"
     ready = venv / ".deflate-0.8.1-installed"
@@ -156,7 +175,15 @@ def _cached_venv(version: str) -> str:
         shutil.rmtree(venv, ignore_errors=True)
         subprocess.run([str(base_python), "-m", "venv", str(venv)], check=True)
         subprocess.run(
-            [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "deflate==0.8.1"],
+            [
+                str(python),
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "deflate==0.8.1",
+            ],
             check=True,
         )
         ready.touch()
@@ -171,7 +198,10 @@ def test_same_bytes_under_cpython_versions(zipper_for, golden_copy, tmp_path, ve
     assert "build" in reported
     version_line = subprocess.run([python, "--version"], capture_output=True, text=True).stdout
     assert version in version_line
-    assert interpreter.build_sha256(golden_copy, tmp_path / "out.zip", "--workers", "2") == GOLDEN_SHA256
+    assert (
+        interpreter.build_sha256(golden_copy, tmp_path / "out.zip", "--workers", "2")
+        == GOLDEN_SHA256
+    )
 
 
 def test_worker_count_across_many_batches(tmp_path):
@@ -182,7 +212,9 @@ def test_worker_count_across_many_batches(tmp_path):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"VALUE = %d\n" % i * (i % 50 + 1))
     for i in range(3):
-        (tree / f"big{i}.bin").write_bytes(bytes(range(256)) * (BATCH_BYTES // 256 + 1) + bytes([i]))
+        (tree / f"big{i}.bin").write_bytes(
+            bytes(range(256)) * (BATCH_BYTES // 256 + 1) + bytes([i])
+        )
     summaries = [build_zip(tree, tmp_path / f"w{w}.zip", workers=w) for w in (1, 2, 5)]
     assert len({s.sha256_hex for s in summaries}) == 1
     assert summaries[0].entry_count == 2 * BATCH_ENTRIES + 53

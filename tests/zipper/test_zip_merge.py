@@ -354,7 +354,9 @@ def test_local_header_differing_from_a_canonical_central_directory_is_refused(
     other = _part(tmp_path, "other", {"a.py": b"A = 1\n"})
     err = _merge_fails(tmp_path, capsys, other, bad)
     assert f"{bad} is not in the canonical form" in err
-    assert "local header of 'lib/util.py': version needed is 0xa, the canonical value is 0x14" in err
+    assert (
+        "local header of 'lib/util.py': version needed is 0xa, the canonical value is 0x14" in err
+    )
 
 
 def test_crafted_archive_with_canonical_headers_is_accepted(tmp_path, crafter, good_part):
@@ -416,7 +418,9 @@ def _peak_rss_kib(*args) -> int:
     command = [sys.executable, "-m", "lambda_rules.zipper", *map(str, args)]
     result = subprocess.run(
         [sys.executable, "-c", _PEAK_RSS_OF_CHILD, *command],
-        env=env, capture_output=True, text=True,
+        env=env,
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 0, result.stderr
     return int(result.stdout)

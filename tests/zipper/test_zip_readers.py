@@ -33,7 +33,9 @@ def golden_zip(zipper, golden_copy, tmp_path) -> Path:
 
 
 def _run(command) -> str:
-    result = subprocess.run(command, capture_output=True, text=True, encoding="utf-8", errors="replace")
+    result = subprocess.run(
+        command, capture_output=True, text=True, encoding="utf-8", errors="replace"
+    )
     assert result.returncode == 0, f"{command} failed:\n{result.stdout}\n{result.stderr}"
     return result.stdout
 
@@ -47,12 +49,23 @@ def test_unzip_t(golden_zip, require_tool):
 def test_zipinfo_shows_canonical_modes_times_and_methods(golden_zip, require_tool):
     lines = _run([require_tool("zipinfo"), str(golden_zip)]).splitlines()
     entries = [line for line in lines if line.startswith("-")]
-    assert [line.split()[-1] for line in entries][:4] == ["bin/bootstrap", "handler.py", "pkg/Zeta.py", "pkg/__init__.py"]
+    assert [line.split()[-1] for line in entries][:4] == [
+        "bin/bootstrap",
+        "handler.py",
+        "pkg/Zeta.py",
+        "pkg/__init__.py",
+    ]
     assert len(entries) == len(EXPECTED_MODES)
     for line in entries:
         permissions, version, system, _size, _kind, method, date, time = line.split()[:8]
         expected = "-rwxr-xr-x" if line.endswith("bin/bootstrap") else "-rw-r--r--"
-        assert (permissions, version, system, date, time) == (expected, "2.0", "unx", "80-Jan-01", "00:00")
+        assert (permissions, version, system, date, time) == (
+            expected,
+            "2.0",
+            "unx",
+            "80-Jan-01",
+            "00:00",
+        )
         assert method in ("defN", "stor")
     methods = {line.split()[-1]: line.split()[5] for line in entries}
     assert methods["pkg/__init__.py"] == "stor"  # empty
@@ -60,7 +73,9 @@ def test_zipinfo_shows_canonical_modes_times_and_methods(golden_zip, require_too
     assert methods["pkg/sub/deep/module.py"] == "defN"
 
 
-def test_bsdtar_lists_and_extracts_identical_content(golden_zip, golden_tree, tmp_path, require_tool):
+def test_bsdtar_lists_and_extracts_identical_content(
+    golden_zip, golden_tree, tmp_path, require_tool
+):
     bsdtar = require_tool("bsdtar")
     listed = _run([bsdtar, "-tf", str(golden_zip)]).splitlines()
     assert listed == list(EXPECTED_MODES)
@@ -92,7 +107,9 @@ def test_python_zipfile_reads_content_modes_and_timestamps(golden_zip, golden_tr
         assert archive.comment == b""
 
 
-def test_unzip_extracts_identical_tree_with_exec_bit(golden_zip, golden_tree, tmp_path, require_tool):
+def test_unzip_extracts_identical_tree_with_exec_bit(
+    golden_zip, golden_tree, tmp_path, require_tool
+):
     extracted = tmp_path / "unzip"
     _run([require_tool("unzip"), "-q", str(golden_zip), "-d", str(extracted)])
     _assert_same_files(golden_tree, extracted)
@@ -145,15 +162,23 @@ def test_dos_date_time_encoding_is_what_zipfile_decodes():
     ]:
         dos_date, dos_time = dos_date_time(epoch)
         decoded = (
-            (dos_date >> 9) + 1980, (dos_date >> 5) & 0xF, dos_date & 0x1F,
-            dos_time >> 11, (dos_time >> 5) & 0x3F, (dos_time & 0x1F) * 2,
+            (dos_date >> 9) + 1980,
+            (dos_date >> 5) & 0xF,
+            dos_date & 0x1F,
+            dos_time >> 11,
+            (dos_time >> 5) & 0x3F,
+            (dos_time & 0x1F) * 2,
         )
         assert decoded == expected, epoch
 
 
 def _assert_same_files(expected_root: Path, actual_root: Path) -> None:
-    expected = sorted(p.relative_to(expected_root).as_posix() for p in expected_root.rglob("*") if p.is_file())
-    actual = sorted(p.relative_to(actual_root).as_posix() for p in actual_root.rglob("*") if p.is_file())
+    expected = sorted(
+        p.relative_to(expected_root).as_posix() for p in expected_root.rglob("*") if p.is_file()
+    )
+    actual = sorted(
+        p.relative_to(actual_root).as_posix() for p in actual_root.rglob("*") if p.is_file()
+    )
     assert actual == expected
     for name in expected:
         assert filecmp.cmp(expected_root / name, actual_root / name, shallow=False), name

@@ -9,8 +9,8 @@ import stat
 import struct
 import subprocess
 import sys
-import zlib
 import zipfile
+import zlib
 from pathlib import Path
 
 import pytest
@@ -28,7 +28,9 @@ def _sha256(path: Path) -> str:
 def _info_zip(tree: Path, out: Path, zip_tool: str, *options: str, umask: int = 0o022) -> Path:
     subprocess.run(
         [zip_tool, "-q", "-r", *options, str(out), "."],
-        cwd=tree, check=True, preexec_fn=lambda: os.umask(umask),
+        cwd=tree,
+        check=True,
+        preexec_fn=lambda: os.umask(umask),
     )
     return out
 
@@ -62,7 +64,9 @@ def test_info_zip_variants_repack_to_the_golden_build(
 def test_streamed_info_zip_repacks_to_the_golden_build(zipper, golden_copy, require_tool, tmp_path):
     streamed = tmp_path / "streamed.zip"
     with open(streamed, "wb") as stdout:  # `zip -r - .` writes to a pipe: no seeking back
-        subprocess.run([require_tool("zip"), "-q", "-r", "-", "."], cwd=golden_copy, stdout=stdout, check=True)
+        subprocess.run(
+            [require_tool("zip"), "-q", "-r", "-", "."], cwd=golden_copy, stdout=stdout, check=True
+        )
     out = tmp_path / "repacked.zip"
     zipper.run("repack", streamed, "-o", out)
     assert _sha256(out) == GOLDEN_SHA256
@@ -70,7 +74,9 @@ def test_streamed_info_zip_repacks_to_the_golden_build(zipper, golden_copy, requ
 
 def test_zip64_extra_fields_in_small_archives_are_read(tmp_path, crafter):
     plain = crafter.write(tmp_path / "plain.zip", [crafter.Entry("a.txt", data=b"a" * 300)])
-    zip64 = crafter.write(tmp_path / "zip64.zip", [crafter.Entry("a.txt", data=b"a" * 300, zip64=True)])
+    zip64 = crafter.write(
+        tmp_path / "zip64.zip", [crafter.Entry("a.txt", data=b"a" * 300, zip64=True)]
+    )
     assert main(["repack", str(plain), "-o", str(tmp_path / "p.zip")]) == 0
     assert main(["repack", str(zip64), "-o", str(tmp_path / "z.zip")]) == 0
     assert (tmp_path / "p.zip").read_bytes() == (tmp_path / "z.zip").read_bytes()
@@ -99,13 +105,16 @@ def test_repack_keeps_pycache_unless_excluded(zipper, golden_copy, require_tool,
 
 
 def test_exec_bit_comes_from_unix_attributes_only(tmp_path, crafter):
-    source = crafter.write(tmp_path / "in.zip", [
-        crafter.Entry("unix_exec.sh", external_attr=0o100750 << 16),
-        crafter.Entry("unix_plain.txt", external_attr=0o100600 << 16),
-        crafter.Entry("unix_no_mode.txt", external_attr=0),
-        crafter.Entry("dos_exec_bits.txt", made_by=(0 << 8) | 20, external_attr=0o100755 << 16),
-        crafter.Entry("dir/", data=b"", method=0, external_attr=(0o040755 << 16) | 0x10),
-    ])
+    source = crafter.write(
+        tmp_path / "in.zip",
+        [
+            crafter.Entry("unix_exec.sh", external_attr=0o100750 << 16),
+            crafter.Entry("unix_plain.txt", external_attr=0o100600 << 16),
+            crafter.Entry("unix_no_mode.txt", external_attr=0),
+            crafter.Entry("dos_exec_bits.txt", made_by=(0 << 8) | 20, external_attr=0o100755 << 16),
+            crafter.Entry("dir/", data=b"", method=0, external_attr=(0o040755 << 16) | 0x10),
+        ],
+    )
     out = tmp_path / "out.zip"
     assert main(["repack", str(source), "-o", str(out)]) == 0
     with zipfile.ZipFile(out) as archive:
@@ -120,10 +129,13 @@ def test_exec_bit_comes_from_unix_attributes_only(tmp_path, crafter):
 
 
 def test_dot_segments_are_normalized_and_entries_sorted(tmp_path, crafter):
-    source = crafter.write(tmp_path / "in.zip", [
-        crafter.Entry("./b//c.txt", data=b"c"),
-        crafter.Entry("a.txt", data=b"a"),
-    ])
+    source = crafter.write(
+        tmp_path / "in.zip",
+        [
+            crafter.Entry("./b//c.txt", data=b"c"),
+            crafter.Entry("a.txt", data=b"a"),
+        ],
+    )
     out = tmp_path / "out.zip"
     assert main(["repack", str(source), "-o", str(out)]) == 0
     with zipfile.ZipFile(out) as archive:
@@ -158,18 +170,33 @@ ZEROS = b"\0" * (20 << 20)
         ([{"name": "a.py"}, {"name": "./a.py", "data": b"other"}], "both unpack to 'a.py'"),
         ([{"name": "a"}, {"name": "a/b.py"}], "'a' is both a file and the directory of 'a/b.py'"),
         ([{"name": "secret.txt", "flags": 0x0801}], "is encrypted"),
-        ([{"name": "link", "data": b"target.txt", "method": 0, "external_attr": 0o120777 << 16}], "is a symlink"),
-        ([{"name": "fifo", "data": b"", "method": 0, "external_attr": 0o010644 << 16}], "is a special file"),
+        (
+            [{"name": "link", "data": b"target.txt", "method": 0, "external_attr": 0o120777 << 16}],
+            "is a symlink",
+        ),
+        (
+            [{"name": "fifo", "data": b"", "method": 0, "external_attr": 0o010644 << 16}],
+            "is a special file",
+        ),
         ([{"name": "a.bz2", "method": 12, "payload": b"BZh9"}], "uses compression method 12"),
         ([{"name": "bad-crc.txt", "crc": 0xDEADBEEF}], "fails its CRC-32 check"),
-        ([{"name": "lying.txt", "data": b"x" * 5000, "declared_size": 100}], "inflates past its declared size of 100"),
-        ([{"name": "short.txt", "data": b"x" * 5000, "declared_size": 6000}], "holds 5000 bytes but declares 6000"),
+        (
+            [{"name": "lying.txt", "data": b"x" * 5000, "declared_size": 100}],
+            "inflates past its declared size of 100",
+        ),
+        (
+            [{"name": "short.txt", "data": b"x" * 5000, "declared_size": 6000}],
+            "holds 5000 bytes but declares 6000",
+        ),
         ([{"name": "stored.txt", "method": 0, "declared_size": 3}], "declares 3 bytes but holds 8"),
         ([{"name": "junk.txt", "payload": b"\xff\xff\xff\xff"}], "corrupt deflate data"),
         ([{"name": "bomb.bin", "data": ZEROS}], "(limit 200:1), a likely zip bomb"),
         ([{"name": "a.txt", "local_name": b"b.txt"}], "local header name b'b.txt' differs"),
         ([{"name": "a.txt", "local_crc": 0x1234}], "local header (crc 0x00001234, sizes"),
-        ([{"name": "a.txt", "flags": 0x0808, "local_crc": 0x1234}], "local header CRC/sizes disagree"),
+        (
+            [{"name": "a.txt", "flags": 0x0808, "local_crc": 0x1234}],
+            "local header CRC/sizes disagree",
+        ),
         ([{"name": "a.txt", "flags": 0x0808}], "data descriptor missing or disagrees"),
     ],
 )
@@ -187,7 +214,10 @@ def test_bomb_limit_can_be_raised(tmp_path, capsys, crafter):
 
 
 def test_total_unzipped_size_limit(tmp_path, capsys, crafter):
-    source = crafter.write(tmp_path / "in.zip", [crafter.Entry("a", data=b"a" * 600), crafter.Entry("b", data=b"b" * 600)])
+    source = crafter.write(
+        tmp_path / "in.zip",
+        [crafter.Entry("a", data=b"a" * 600), crafter.Entry("b", data=b"b" * 600)],
+    )
     err = _refused(tmp_path, capsys, source, "--max-unzipped-size", "1000")
     assert "exceeds 1000 bytes at entry 'b'; raise --max-unzipped-size" in err
 
@@ -195,15 +225,24 @@ def test_total_unzipped_size_limit(tmp_path, capsys, crafter):
 def test_overlapping_entries_are_refused(tmp_path, capsys, crafter):
     # Fifield-style overlap: a.txt's stored data *is* b.txt's local header and data.
     b_data = b"bbbb"
-    b_local = struct.pack(
-        "<IHHHHHIIIHH", 0x04034B50, 20, 0x0800, 0, 0, 0x21, zlib.crc32(b_data), 4, 4, 5, 0
-    ) + b"b.txt" + b_data
+    b_local = (
+        struct.pack(
+            "<IHHHHHIIIHH", 0x04034B50, 20, 0x0800, 0, 0, 0x21, zlib.crc32(b_data), 4, 4, 5, 0
+        )
+        + b"b.txt"
+        + b_data
+    )
     source = crafter.write(
         tmp_path / "in.zip",
-        [crafter.Entry("a.txt", data=b_local, method=0), crafter.Entry("b.txt", data=b_data, method=0)],
+        [
+            crafter.Entry("a.txt", data=b_local, method=0),
+            crafter.Entry("b.txt", data=b_data, method=0),
+        ],
         local_offsets=[0, 30 + len("a.txt")],
     )
-    assert "share bytes; overlapping entries are a zip-bomb technique" in _refused(tmp_path, capsys, source)
+    assert "share bytes; overlapping entries are a zip-bomb technique" in _refused(
+        tmp_path, capsys, source
+    )
 
 
 @pytest.mark.parametrize("cut", [1, 22, 60, 200])
@@ -274,9 +313,7 @@ def test_python_zipfile_archive_repacks_with_default_modes(tmp_path):
         (b"\x82\x01.txt", 0, "'\u00e9\\x01.txt'"),  # not UTF-8: read as CP437
     ],
 )
-def test_control_characters_in_names_are_refused(
-    tmp_path, capsys, crafter, raw_name, flags, shown
-):
+def test_control_characters_in_names_are_refused(tmp_path, capsys, crafter, raw_name, flags, shown):
     source = crafter.write(tmp_path / "in.zip", [crafter.Entry(raw_name, flags=flags)])
     err = _refused(tmp_path, capsys, source)
     assert f"in.zip: entry {shown} contains the control character" in err
@@ -313,10 +350,22 @@ def _write_zero_filled_archive(path: Path, name: bytes, size_mib: int) -> Path:
         crc = zlib.crc32(mebibyte, crc)
     fields = (0x0800, 8, 0, 0x21, crc, len(payload), size_mib << 20, len(name))
     local = struct.pack("<IHHHHHIIIHH", 0x04034B50, 20, *fields, 0) + name
-    central = struct.pack(
-        "<IHHHHHHIIIHHHHHII", 0x02014B50, (CREATOR_UNIX << 8) | 20, 20, *fields, 0, 0, 0, 0,
-        0o100644 << 16, 0,
-    ) + name
+    central = (
+        struct.pack(
+            "<IHHHHHHIIIHHHHHII",
+            0x02014B50,
+            (CREATOR_UNIX << 8) | 20,
+            20,
+            *fields,
+            0,
+            0,
+            0,
+            0,
+            0o100644 << 16,
+            0,
+        )
+        + name
+    )
     end = struct.pack(
         "<IHHHHIIH", 0x06054B50, 0, 0, 1, 1, len(central), len(local) + len(payload), 0
     )
@@ -331,11 +380,24 @@ def test_out_of_memory_is_one_line_naming_the_input(tmp_path, workers):
     out_dir.mkdir()
     address_space = 256 << 20  # inherited by the spawned workers
     result = subprocess.run(
-        [sys.executable, "-m", "lambda_rules.zipper", "repack", str(source),
-         "-o", str(out_dir / "out.zip"), "--workers", workers,
-         "--max-ratio", "100000", "--max-unzipped-size", str(512 << 20)],
+        [
+            sys.executable,
+            "-m",
+            "lambda_rules.zipper",
+            "repack",
+            str(source),
+            "-o",
+            str(out_dir / "out.zip"),
+            "--workers",
+            workers,
+            "--max-ratio",
+            "100000",
+            "--max-unzipped-size",
+            str(512 << 20),
+        ],
         env=dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2])),
-        capture_output=True, text=True,
+        capture_output=True,
+        text=True,
         preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (address_space, address_space)),
     )
     assert result.returncode == 2, result.stderr

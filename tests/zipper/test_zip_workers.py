@@ -17,16 +17,28 @@ def test_max_workers_caps_large_inputs_and_small_inputs_use_one():
     assert resolve_workers(3, 0, max_workers=None) == 3
 
 
-@pytest.mark.parametrize("workers, max_workers, flag", [(0, None, "--workers"), (None, 0, "--max-workers")])
+@pytest.mark.parametrize(
+    "workers, max_workers, flag", [(0, None, "--workers"), (None, 0, "--max-workers")]
+)
 def test_worker_counts_below_one_are_refused(workers, max_workers, flag):
     with pytest.raises(ZipError, match=f"{flag} must be at least 1"):
         resolve_workers(workers, PARALLEL_MIN_BYTES, max_workers)
 
 
 def test_max_workers_gives_the_golden_bytes_and_excludes_workers(zipper, golden_tree, tmp_path):
-    assert zipper.build_sha256(golden_tree, tmp_path / "a.zip", "--max-workers", "4") == GOLDEN_SHA256
+    assert (
+        zipper.build_sha256(golden_tree, tmp_path / "a.zip", "--max-workers", "4") == GOLDEN_SHA256
+    )
     refused = zipper.run(
-        "build", golden_tree, "-o", tmp_path / "b.zip", "--workers", "2", "--max-workers", "2", expect=2
+        "build",
+        golden_tree,
+        "-o",
+        tmp_path / "b.zip",
+        "--workers",
+        "2",
+        "--max-workers",
+        "2",
+        expect=2,
     )
     assert "not allowed with argument" in refused.stderr
     assert not (tmp_path / "b.zip").exists()

@@ -12,13 +12,13 @@ import hashlib
 import logging
 from dataclasses import dataclass
 
-from pants.core.goals.package import BuiltPackage, BuiltPackageArtifact
 from pants.backend.python.util_rules.pex_requirements import (
     LoadedLockfile,
     LoadedLockfileRequest,
     Lockfile,
     Resolve,
 )
+from pants.core.goals.package import BuiltPackage, BuiltPackageArtifact
 from pants.engine.addresses import Address
 from pants.engine.fs import (
     EMPTY_DIGEST,

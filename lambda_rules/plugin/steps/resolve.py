@@ -17,8 +17,14 @@ from pants.backend.python.util_rules.pex_cli import PexCliProcess
 from pants.backend.python.util_rules.pex_from_targets import PexFromTargetsRequest
 from pants.backend.python.util_rules.pex_requirements import PexRequirements
 from pants.engine.addresses import Address
-from pants.engine.fs import EMPTY_DIGEST, CreateDigest, Digest, FileContent, MergeDigests
-from pants.engine.fs import RemovePrefix
+from pants.engine.fs import (
+    EMPTY_DIGEST,
+    CreateDigest,
+    Digest,
+    FileContent,
+    MergeDigests,
+    RemovePrefix,
+)
 from pants.engine.process import Process, ProcessExecutionFailure, ProcessResult
 from pants.engine.rules import Get, collect_rules, rule
 from pants.util.logging import LogLevel
@@ -81,9 +87,10 @@ async def resolve_lambda_distributions(
         ),
     )
     requirements = pex_request.requirements
-    if isinstance(requirements, PexRequirements) and not (
-        await Get(ReqStrings, PexRequirements, requirements)
-    ).req_strings:
+    if (
+        isinstance(requirements, PexRequirements)
+        and not (await Get(ReqStrings, PexRequirements, requirements)).req_strings
+    ):
         return LambdaDistributions(EMPTY_DIGEST)
     # One `pex3 venv create --layout flat` straight from the lockfile, as `pip install --target`
     # would lay it out. Building a PEX first and laying that out (Pants' `PexVenvRequest`) gives

@@ -145,7 +145,7 @@ async def stage_lambda(request: StageLambdaRequest) -> StagedLambda:
             softwrap(
                 f"""
                 {address}: these paths come both from first-party sources and from a third-party
-                distribution, and only one can be in the package: {', '.join(collisions)}.
+                distribution, and only one can be in the package: {", ".join(collisions)}.
                 Rename the first-party module or drop the requirement.
                 """
             )
@@ -263,7 +263,7 @@ async def check_lambda_handler(request: CheckLambdaHandlerRequest) -> CheckedLam
             softwrap(
                 f"""
                 {request.address}: the handler `{handler_spec}` is in module `{handler.module}`,
-                but neither {' nor '.join(candidates)} is in the package. Check the `handler`
+                but neither {" nor ".join(candidates)} is in the package. Check the `handler`
                 field, or add the module's target to `dependencies`.
                 """
             )
@@ -283,8 +283,6 @@ async def check_lambda_handler(request: CheckLambdaHandlerRequest) -> CheckedLam
             )
         )
     return CheckedLambdaHandler(module_file)
-
-
 
 
 def rules():

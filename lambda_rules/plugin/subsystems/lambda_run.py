@@ -11,8 +11,9 @@ from lambda_rules.scripts.invoke import DEFAULT_REGION, ENVIRONMENT_HELP
 
 class LambdaRunSubsystem(Subsystem):
     options_scope = "lambda-run"
-    help = help_text(
-        """
+    help = (
+        help_text(
+            """
         How `run` invokes a `lambda_function` locally: `./pants run path/to:function --
         event.json` (or `-`, or nothing, to read the event from standard input; relative paths
         are relative to the build root).
@@ -29,7 +30,10 @@ class LambdaRunSubsystem(Subsystem):
         would go to the function's log. An `arm64` function is refused on an x86_64 machine (and
         the reverse): no emulator is used. The memory size is reported, not enforced.
         """
-    ) + "\n\n" + ENVIRONMENT_HELP
+        )
+        + "\n\n"
+        + ENVIRONMENT_HELP
+    )
 
     region = StrOption(
         default=DEFAULT_REGION,
