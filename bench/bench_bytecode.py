@@ -73,7 +73,8 @@ def section(pairs: Sequence[Pair], runs: int) -> str:
                 f"{plain * 1000:.1f}",
                 f"{compiled * 1000:.1f}",
                 ratio(compiled, plain),
-                f"{min(timings[(pair.label, True)]) * 1000:.1f}–{max(timings[(pair.label, True)]) * 1000:.1f}",
+                f"{min(timings[(pair.label, True)]) * 1000:.1f}–"
+                f"{max(timings[(pair.label, True)]) * 1000:.1f}",
             )
         )
         (plain_zip, plain_unzipped, plain_files), (pyc_zip, pyc_unzipped, pyc_files) = (
@@ -97,10 +98,11 @@ def section(pairs: Sequence[Pair], runs: int) -> str:
         [
             "## Deterministic bytecode: cold import with and without `compile_bytecode=True`",
             "",
-            f"Median of {runs} imports per archive, each in a fresh `{python.name} -I -S -B` process "
-            f"(pyenv's {python.parent.parent.name}, runtime {RUNTIME}), from the extracted archive in a "
-            "read-only directory, all four archives alternating. Both archives of a function come from "
-            "one `./pants package` of two `lambda_function` targets that differ only in "
+            f"Median of {runs} imports per archive, each in a fresh `{python.name} -I -S -B` "
+            f"process (pyenv's {python.parent.parent.name}, runtime {RUNTIME}), from the extracted "
+            "archive in a read-only directory, all four archives alternating. Both archives of a "
+            "function come from one `./pants package` of two `lambda_function` targets that differ "
+            "only in "
             "`compile_bytecode`.",
             "",
             markdown_table(

@@ -104,13 +104,15 @@ def prepare(root: Path, functions: int = FUNCTIONS) -> None:
     shutil.copy(REQUIREMENTS, directory / "requirements.txt")
     build = [
         'python_requirements(name="reqs", source="requirements.txt", resolve="heavy")',
-        f'python_sources(name="src", resolve="heavy", interpreter_constraints={RESOLVE_CONSTRAINTS})',
+        f'python_sources(name="src", resolve="heavy", '
+        f"interpreter_constraints={RESOLVE_CONSTRAINTS})",
     ]
     for n in range(functions):
         (directory / f"{handler_module(n)}.py").write_text(HANDLER.format(n=n))
         handler = f"{handler_module(n)}.py:handler"
         build += [
-            f'lambda_function(name="{ours_name(n)}", handler="{handler}", runtime="{RUNTIME}", resolve="heavy")',
+            f'lambda_function(name="{ours_name(n)}", handler="{handler}", runtime="{RUNTIME}", '
+            f'resolve="heavy")',
             # Without resolve="heavy" it looks for the handler in the default resolve, finds
             # nothing, and packages only its `lambda_function.py` shim.
             f'python_awslambda(name="{builtin_name(n)}", handler="{handler}", runtime="{RUNTIME}", '
@@ -134,7 +136,8 @@ def prepare(root: Path, functions: int = FUNCTIONS) -> None:
 
 
 def check_contents(root: Path, names: Sequence[str]) -> None:
-    """Each artifact holds numpy, pandas and its handler's module: a guard against packaging less."""
+    """Each artifact holds numpy, pandas and its handler's module: a guard against packaging
+    less."""
     for name in names:
         with zipfile.ZipFile(artifact(root, name)) as archive:
             paths = set(archive.namelist())
@@ -153,7 +156,8 @@ def _timed(clone, *args: str, pantsd: bool = False) -> Tuple[float, str]:
 
 
 def edit_builds(workspace, runs: int) -> Tuple[Dict[str, List[float]], Dict[str, List[float]]]:
-    """No-op rebuilds and one-file edits of fn_0.py, one warm pantsd, ours and built-in alternately."""
+    """No-op rebuilds and one-file edits of fn_0.py, one warm pantsd, ours and built-in
+    alternately."""
     clone = workspace.clone()
     caches = workspace.empty_caches()
     names = {"ours": ours_name(0), "built-in": builtin_name(0)}
@@ -254,10 +258,11 @@ def _process_note(label: str, processes: List[dict], functions: int) -> str:
     by_kind = ", ".join(f"{count}× {kind}" for kind, count in sorted(kinds.items()))
     if label == "ours":
         return (
-            f'{label}: {len(processes)} processes, {len(ran)} ran; {len(compress)} "Compress" processes for '
-            f"{functions} functions: {len(compress) - len(first_party)} for distributions "
-            f"({len(distributions)} distinct: {', '.join(distributions)}) and {len(first_party)} for "
-            f"first-party code (all processes: {by_kind})"
+            f"{label}: {len(processes)} processes, {len(ran)} ran; "
+            f'{len(compress)} "Compress" processes for {functions} functions: '
+            f"{len(compress) - len(first_party)} for distributions "
+            f"({len(distributions)} distinct: {', '.join(distributions)}) and "
+            f"{len(first_party)} for first-party code (all processes: {by_kind})"
         )
     return f"{label}: {len(processes)} processes, {len(ran)} ran ({by_kind})"
 
@@ -329,21 +334,11 @@ def _measure(argv: Sequence[str], env: dict) -> Tuple[float, int]:
     return seconds, kib
 
 
-def _sha256(path: Path) -> str:
-    """In chunks: on Linux a child's peak RSS can start from its parent's, so the harness stays small."""
-    import hashlib
-
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _merge_peaks(tree: Path, runs: int, workdir: Path) -> dict:
     """Build one part per distribution unit of `tree` (as lambda_rules/units.py splits it), merge
     them and build the whole tree in one go: seconds and peak RSS of each."""
     from lambda_rules import staging, units
+    from lambda_rules.zipper.summary import file_sha256  # in chunks: the harness stays small
 
     paths = sorted(
         str(p.relative_to(tree))
@@ -383,7 +378,7 @@ def _merge_peaks(tree: Path, runs: int, workdir: Path) -> dict:
         "files": len(bundled),
         "unzipped": sum((tree / p).stat().st_size for p in bundled),
         "merged_bytes": merged.stat().st_size,
-        "identical": _sha256(merged) == _sha256(one_shot),
+        "identical": file_sha256(merged) == file_sha256(one_shot),
         "baseline": _measure([sys.executable, "-c", "import lambda_rules.zipper.__main__"], env)[1],
     }
 
@@ -430,18 +425,21 @@ def merge_memory(cache_dir: Path, runs: int) -> str:
             ),
         ]
     notes = [
-        f"- {label}: {m['parts']} parts, {m['files']:,} files, {m['unzipped'] / 1e6:.1f} MB unzipped; parts "
-        f"{m['part_bytes'] / 1e6:.1f} MB, merged archive {m['merged_bytes'] / 1e6:.1f} MB; merged archive "
+        f"- {label}: {m['parts']} parts, {m['files']:,} files, "
+        f"{m['unzipped'] / 1e6:.1f} MB unzipped; parts {m['part_bytes'] / 1e6:.1f} MB, "
+        f"merged archive {m['merged_bytes'] / 1e6:.1f} MB; merged archive "
         f"byte-identical to the one-shot build: {'yes' if m['identical'] else 'NO'}."
         for label, m in measured.items()
     ]
     notes += [
-        f"- Inputs: {', '.join(REQUIREMENTS.read_text().split())} with their dependencies, pip-installed for "
-        f"CPython {runtime_python().parent.parent.name} ({RUNTIME}); the zipper section's tree, pip-installed for "
-        "the harness's CPython; both without bytecode, split by RECORD as `lambda_rules/units.py` splits.",
-        f"- Peak RSS: `os.wait4` rusage of the `python -m lambda_rules.zipper` process, forked from a "
-        f"fresh `python -I -S` (so the harness's own size does not count) (CPython "
-        f"{platform.python_version()}, the harness's), maximum of {runs} run(s); wall seconds: median.",
+        f"- Inputs: {', '.join(REQUIREMENTS.read_text().split())} with their dependencies, "
+        f"pip-installed for CPython {runtime_python().parent.parent.name} ({RUNTIME}); "
+        "the zipper section's tree, pip-installed for the harness's CPython; both without "
+        "bytecode, split by RECORD as `lambda_rules/units.py` splits.",
+        f"- Peak RSS: `os.wait4` rusage of the `python -m lambda_rules.zipper` process, forked "
+        f"from a fresh `python -I -S` (so the harness's own size does not count) (CPython "
+        f"{platform.python_version()}, the harness's), maximum of {runs} run(s); "
+        "wall seconds: median.",
         f"- For scale: that interpreter importing the `lambda-zip` command and exiting peaks at "
         f"{mib(next(iter(measured.values()))['baseline'])} MiB.",
     ]
@@ -481,22 +479,25 @@ def section(workspace, runs: int, ten_runs: int, cache_dir: Path) -> str:
     text = [
         f"## Heavy functions ({pins}, {RUNTIME}): `./pants package`, wall seconds",
         "",
-        f"`//{HEAVY_DIR}:fn<N>` (`lambda_function`) against `//{HEAVY_DIR}:builtin<N>` (`python_awslambda`), "
-        f"same handler files `fn_<N>.py` in a bench-only resolve (`{LOCKFILE}`). Median of {runs} runs "
-        f"(one-function rows) and {ten_runs} runs ({FUNCTIONS}-function rows).",
+        f"`//{HEAVY_DIR}:fn<N>` (`lambda_function`) against `//{HEAVY_DIR}:builtin<N>` "
+        f"(`python_awslambda`), same handler files `fn_<N>.py` in a bench-only resolve "
+        f"(`{LOCKFILE}`). Median of {runs} runs (one-function rows) and {ten_runs} runs "
+        f"({FUNCTIONS}-function rows).",
         "",
         markdown_table(TIMING_HEADER, rows),
         "",
-        "- one-function rows: one clone, one pantsd, warmed up by one untimed build of both targets; each "
-        f"edit appends a comment line to `{HEAVY_DIR}/fn_0.py`.",
-        f"- {FUNCTIONS}-function row: `./pants --no-local-cache package` of the {FUNCTIONS} targets of "
-        "one kind in one run, in one clone whose named caches (pex's and pip's downloads) and local store "
-        "were warmed by one untimed build of `fn0` and `builtin0`; no process result is read from or written to "
-        "the cache, so every process runs unless Pants memoises an identical one within the run. "
+        "- one-function rows: one clone, one pantsd, warmed up by one untimed build of both "
+        f"targets; each edit appends a comment line to `{HEAVY_DIR}/fn_0.py`.",
+        f"- {FUNCTIONS}-function row: `./pants --no-local-cache package` of the {FUNCTIONS} "
+        "targets of one kind in one run, in one clone whose named caches (pex's and pip's "
+        "downloads) and local store were warmed by one untimed build of `fn0` and `builtin0`; "
+        "no process result is read from or written to the cache, so every process runs unless "
+        "Pants memoises an identical one within the run. "
         "Both kinds run with the workunit logger on. The pantsd row runs the same build after a "
-        "daemon was started with the same options by `./pants --version` (so Pants' own start, about "
-        "20 s on this machine and the same for both kinds, is not in it; nothing is memoised from an "
-        "earlier build, and the daemon is stopped after each run). From the log (last no-pantsd run): "
+        "daemon was started with the same options by `./pants --version` (so Pants' own start, "
+        "about 20 s on this machine and the same for both kinds, is not in it; nothing is "
+        "memoised from an earlier build, and the daemon is stopped after each run). "
+        "From the log (last no-pantsd run): "
         + "; ".join(
             _process_note(label, processes[label], FUNCTIONS) for label in ("ours", "built-in")
         )

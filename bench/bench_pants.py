@@ -90,7 +90,8 @@ def artifacts_of(clones: Dict[Target, Clone]) -> Tuple[Artifact, Artifact]:
 
 
 def build_artifacts(workspace: Workspace) -> Tuple[Artifact, Artifact]:
-    """Package both targets once, with the user's Pants caches: for the size and cold-start tables."""
+    """Package both targets once, with the user's Pants caches: for the size and cold-start
+    tables."""
     clone = workspace.clone()
     clone.pants("package", OURS.address, BUILTIN.address)
     return artifacts_of({OURS: clone, BUILTIN: clone})
@@ -109,7 +110,8 @@ def cold_builds(workspace: Workspace, runs: int) -> Tuple[Timings, Tuple[Artifac
 
 
 def pantsd_builds(workspace: Workspace, runs: int) -> Tuple[Timings, Timings]:
-    """No-op rebuilds, then rebuilds after a one-line edit of fn/app.py, all with one warm pantsd."""
+    """No-op rebuilds, then rebuilds after a one-line edit of fn/app.py, all with one warm
+    pantsd."""
     clone = workspace.clone()
     caches = workspace.empty_caches()
     noop: Timings = {target: [] for target in TARGETS}
@@ -210,8 +212,8 @@ def build_section(workspace: Workspace, runs: int) -> Tuple[str, Tuple[Artifact,
         "- Warm no-op and edit: one clone and one pantsd, warmed up by one untimed build; "
         "each edit appends a comment line to `fn/app.py`.",
         f"- Remote cache: a local BuildGrid ({BUILDGRID_SERVE.relative_to(REPO_ROOT)}) with "
-        f"`{REMOTE_CACHE_CONFIG}`, filled by one build of both targets; then each run in a new clone "
-        f"with empty local caches, reading only. {remote_note}.",
+        f"`{REMOTE_CACHE_CONFIG}`, filled by one build of both targets; then each run in a new "
+        f"clone with empty local caches, reading only. {remote_note}.",
     ]
     return "\n".join(text), artifacts
 

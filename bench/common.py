@@ -1,4 +1,5 @@
-"""What the benchmark modules share: the repository, the artifacts they compare, tables, versions."""
+"""What the benchmark modules share: the repository, the artifacts they compare, tables,
+versions."""
 
 from __future__ import annotations
 
@@ -72,14 +73,15 @@ def machine_description() -> List[str]:
     zip_version = re.search(r"Zip (\S+)", _output("zip", "-v")).group(1)
     return [
         f"- Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}",
-        f"- CPU: {len(os.sched_getaffinity(0))} usable cores, {_cpu_model()} ({platform.machine()}); "
-        f"load average at start {os.getloadavg()[0]:.2f}",
+        f"- CPU: {len(os.sched_getaffinity(0))} usable cores, {_cpu_model()} "
+        f"({platform.machine()}); load average at start {os.getloadavg()[0]:.2f}",
         f"- OS: {platform.platform()}",
         f"- Harness Python: {platform.python_implementation()} {platform.python_version()}",
         f"- Pants {pants_version}; pex {pex_version} (the pex CLI Pants runs)",
-        f"- Compressor: deflate {deflate.__version__} (libdeflate; lambda-zip); Info-ZIP zip {zip_version}; "
-        f"zlib {zlib.ZLIB_RUNTIME_VERSION} (stdlib zipfile)",
-        f"- Cold-start interpreter: pyenv's {_output(runtime_python(), '--version')} (runtime {RUNTIME})",
+        f"- Compressor: deflate {deflate.__version__} (libdeflate; lambda-zip); "
+        f"Info-ZIP zip {zip_version}; zlib {zlib.ZLIB_RUNTIME_VERSION} (stdlib zipfile)",
+        f"- Cold-start interpreter: pyenv's {_output(runtime_python(), '--version')} "
+        f"(runtime {RUNTIME})",
     ]
 
 

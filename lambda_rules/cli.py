@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Sequence
 
 from lambda_rules.facts import ARCHITECTURES, DEFAULT_ARCHITECTURE, RUNTIMES, Kind
+from lambda_rules.lockfile import LockfileError
 from lambda_rules.platforms import UnknownPlatformError, lambda_platform
 from lambda_rules.sbom_identity import SbomError
 from lambda_rules.zipper import cli as zipper_cli
@@ -21,7 +22,7 @@ from lambda_rules.zipper.output import replaced_atomically
 from lambda_rules.zipper.timestamps import parse_epoch, timestamp_from_environment
 
 # Errors caused by the input beyond the zipper's own: one line on stderr, exit status 2.
-_USER_ERRORS = (SbomError, UnknownPlatformError)
+_USER_ERRORS = (LockfileError, SbomError, UnknownPlatformError)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -114,19 +115,32 @@ def _run_sbom(args: argparse.Namespace) -> int:
         if args.timestamp is not None
         else timestamp_from_environment(os.environ)
     )
-    options = dict(
-        platform=platform, kind=Kind(args.kind), layers=layers, source_date_epoch=timestamp
-    )
+    kind = Kind(args.kind)
     if args.template:
         if args.name is not None:
             raise SbomError("sbom --template leaves the name to whoever completes it; drop --name")
-        document = sbom.generate_sbom_template(args.archives, args.lockfile, **options)
+        document = sbom.generate_sbom_template(
+            args.archives,
+            args.lockfile,
+            platform=platform,
+            kind=kind,
+            layers=layers,
+            source_date_epoch=timestamp,
+        )
     elif len(args.archives) != 1:
         raise SbomError("sbom takes one ARCHIVE.zip, or the parts of one with --template")
     elif not args.name:
         raise SbomError("sbom needs --name, the root component's name (the target address)")
     else:
-        document = sbom.generate_sbom(args.archives[0], args.lockfile, name=args.name, **options)
+        document = sbom.generate_sbom(
+            args.archives[0],
+            args.lockfile,
+            name=args.name,
+            platform=platform,
+            kind=kind,
+            layers=layers,
+            source_date_epoch=timestamp,
+        )
     with replaced_atomically(args.output) as f:
         f.write(document.encode("utf-8"))
     print(f"{args.output}  {len(document.encode('utf-8'))} bytes")

@@ -29,12 +29,9 @@ with warnings.catch_warnings():
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
-from lambda_rules.facts import LAYER_PYTHON_DIR, MAX_LAYERS_PER_FUNCTION, UNZIPPED_LIMIT_BYTES
+from lambda_rules.facts import MAX_LAYERS_PER_FUNCTION, UNZIPPED_LIMIT_BYTES
 from lambda_rules.manifest import PackageTooLargeError
 from lambda_rules.platforms import LambdaPlatform
-
-# Where Lambda's Python runtime looks inside a layer (unzipped at /opt): /opt/python.
-_LAYER_PREFIX = LAYER_PYTHON_DIR + "/"
 
 
 class LayerError(Exception):
@@ -47,21 +44,6 @@ class CombinedSizeError(LayerError, PackageTooLargeError):
 
 # ---------------------------------------------------------------------------------------------
 # Paths inside a layer
-
-
-def layer_path(path: str) -> str:
-    """Where a package path (`pydantic/main.py`) goes in a layer: `python/pydantic/main.py`."""
-    if not path or path.startswith("/"):
-        raise ValueError(f"not a relative package path: {path!r}")
-    return _LAYER_PREFIX + path
-
-
-def package_path(layer_entry: str) -> str | None:
-    """The inverse of `layer_path`: the package path a layer entry provides, or None for an entry
-    outside `python/` (which Lambda's Python runtime does not import from)."""
-    if layer_entry.startswith(_LAYER_PREFIX) and len(layer_entry) > len(_LAYER_PREFIX):
-        return layer_entry[len(_LAYER_PREFIX) :]
-    return None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -105,23 +87,6 @@ def _applies(
             # so nothing a distribution may need is left out on a guess.
             return True
     return False
-
-
-def requirements_of(
-    metadata: bytes, marker_environment: Mapping[str, str], extras: Iterable[str] = ()
-) -> set[str]:
-    """Canonical names of the distributions a wheel's METADATA requires on the Lambda platform.
-
-    Markers are evaluated in `marker_environment` (`LambdaPlatform.marker_environment()`);
-    requirements behind an extra count only for the `extras` asked for (none by default).
-    """
-    name, values = _metadata_fields(metadata)
-    extras = tuple(extras)
-    return {
-        canonicalize_name(requirement.name)
-        for requirement in (_parse_requirement(value, name) for value in values)
-        if _applies(requirement, marker_environment, extras)
-    }
 
 
 def direct_requirement_names(
@@ -216,7 +181,7 @@ def excluded_closure(
     compared canonically (`Boto3`, `python_dateutil`); a name the package does not hold is an
     error, so a typo never passes silently.
     """
-    graph = {
+    graph: dict[str, set[str]] = {
         canonicalize_name(name): {canonicalize_name(d) for d in deps}
         for name, deps in bundled.items()
     }
@@ -231,7 +196,7 @@ def excluded_closure(
             f"{details}. It holds: {contents}. Fix the spelling, or remove the name if the "
             "package no longer needs it."
         )
-    dropped_by_name = {canonicalize_name(name) for name in typed}
+    dropped_by_name: set[str] = {canonicalize_name(name) for name in typed}
     reachable = _reachable(dropped_by_name, graph, blocked=set())
     seeds = ({canonicalize_name(r) for r in roots} | (set(graph) - reachable)) - dropped_by_name
     kept = _reachable(seeds, graph, blocked=dropped_by_name)
@@ -296,7 +261,7 @@ class LayerContents:
         object.__setattr__(
             self,
             "distributions",
-            FrozenMapping({canonicalize_name(n): v for n, v in self.distributions.items()}),
+            FrozenMapping({str(canonicalize_name(n)): v for n, v in self.distributions.items()}),
         )
         object.__setattr__(self, "first_party", FrozenMapping(self.first_party))
 

@@ -2,7 +2,8 @@
 
 Wheels are chosen by tags, and the tags are derived here from documented facts about each runtime
 (CPython version, Amazon Linux release and its glibc, CPU architecture) with `packaging.tags`,
-instead of being captured from a container image (the facts themselves: `lambda_rules.facts`). The glibc version is the ceiling: a wheel whose
+instead of being captured from a container image (the facts themselves: `lambda_rules.facts`).
+The glibc version is the ceiling: a wheel whose
 manylinux tag needs a newer glibc than the runtime has can never match.
 """
 
@@ -112,6 +113,7 @@ def lambda_platform(runtime: str, architecture: str) -> LambdaPlatform:
         )
     if architecture not in ARCHITECTURES:
         raise UnknownPlatformError(
-            f"Unknown Lambda architecture {architecture!r}; choose one of {', '.join(ARCHITECTURES)}."
+            f"Unknown Lambda architecture {architecture!r}; "
+            f"choose one of {', '.join(ARCHITECTURES)}."
         )
     return LambdaPlatform(RUNTIMES[runtime], architecture)

@@ -2,8 +2,11 @@
 
 The Pants rules ship these files, as contents, into the sandboxes of their processes: `TOOL` is
 the `lambda-zip` command (the zipper and the SBOM writer) that compresses, merges and writes SBOMs;
-`SCRIPTS` are the stdlib-only programs run by the runtime's CPython or by `pants run`. A module
-of ours that one of them imports but that is not listed here would fail only inside a sandbox, so
+`INVOKER` is the stdlib-only local invoker `pants run` runs with Pants' interpreter;
+`BYTECODE_COMPILER` is the stdlib-only `.pyc` compiler run by the runtime's CPython. Each set is
+exactly what its program needs, because the files are inputs of its processes' cache keys: editing
+the invoker must not rerun every bytecode compile, nor the other way round. A module of ours that
+one of them imports but that is not listed here would fail only inside a sandbox, so
 tests/test_sandbox_files.py follows every import of every listed file.
 """
 
@@ -50,6 +53,7 @@ TOOL = FileSet(
         "lambda_rules/__init__.py",
         "lambda_rules/cli.py",
         "lambda_rules/facts.py",
+        "lambda_rules/lockfile.py",
         "lambda_rules/platforms.py",
         "lambda_rules/sbom.py",
         "lambda_rules/sbom_identity.py",
@@ -58,12 +62,27 @@ TOOL = FileSet(
 )
 TOOL_MODULE = "lambda_rules.cli"
 
-SCRIPTS = FileSet(
+INVOKER = FileSet(
     patterns=(
         "lambda_rules/__init__.py",
         "lambda_rules/facts.py",
-        "lambda_rules/scripts/*.py",
+        "lambda_rules/scripts/__init__.py",
+        # Not imported: invoke.py copies it into the runtime directory (no import test sees it).
+        "lambda_rules/scripts/bootstrap.py",
+        "lambda_rules/scripts/interpreters.py",
+        "lambda_rules/scripts/invoke.py",
+        "lambda_rules/scripts/lambda_environment.py",
+        "lambda_rules/scripts/task_root.py",
     )
 )
 INVOKER_MODULE = "lambda_rules.scripts.invoke"
-BYTECODE_COMPILER = "lambda_rules/scripts/bytecode.py"
+
+BYTECODE_COMPILER = FileSet(
+    patterns=(
+        "lambda_rules/__init__.py",
+        "lambda_rules/scripts/__init__.py",
+        "lambda_rules/scripts/bytecode.py",
+        "lambda_rules/scripts/canonical_marshal.py",
+    )
+)
+BYTECODE_COMPILER_MODULE = "lambda_rules.scripts.bytecode"

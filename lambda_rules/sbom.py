@@ -17,7 +17,6 @@ import email.message
 import email.parser
 import email.policy
 import json
-import posixpath
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -38,15 +37,19 @@ from cyclonedx.model.bom import Bom
 from cyclonedx.model.component import Component, ComponentType
 from cyclonedx.model.license import DisjunctiveLicense, License, LicenseAcknowledgement
 from cyclonedx.output.json import JsonV1Dot6
-from cyclonedx.schema import SchemaVersion
 from packageurl import PackageURL
 from packaging.markers import UndefinedComparison, UndefinedEnvironmentName
 from packaging.requirements import InvalidRequirement, Requirement
-from packaging.tags import Tag, parse_tag
-from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
-from packaging.version import InvalidVersion, Version
+from packaging.utils import canonicalize_name
+from packaging.version import Version
 
 from lambda_rules.facts import LAYER_PYTHON_DIR, LAYER_SITE_PACKAGES, Kind
+from lambda_rules.lockfile import (
+    LockedArtifact,
+    matching_artifact,
+    read_lockfile_artifacts,
+    wheel_tags,
+)
 from lambda_rules.platforms import LambdaPlatform
 from lambda_rules.sbom_identity import (
     PLACEHOLDER_NAME,
@@ -55,10 +58,10 @@ from lambda_rules.sbom_identity import (
     SbomError,
     serial_number,
 )
-from lambda_rules.zipper.reader import ArchiveEntry, read_archive, read_entry_data
+from lambda_rules.zipper.entry_data import read_entry_data
+from lambda_rules.zipper.reader import ArchiveEntry, read_archive
 from lambda_rules.zipper.summary import file_sha256
 
-SCHEMA_VERSION = SchemaVersion.V1_6
 # A function is the application; a layer is a bundle of libraries that functions import.
 _COMPONENT_TYPES = {Kind.FUNCTION: ComponentType.APPLICATION, Kind.LAYER: ComponentType.LIBRARY}
 _PROPERTY_PREFIX = "lambda_rules:"
@@ -195,8 +198,8 @@ def _sbom_json(
     bom.metadata.component = root
     bom.metadata.tools.components.add(this_component())
     # The library stamps "now" when given no timestamp: reproducible is SOURCE_DATE_EPOCH or none.
-    bom.metadata.timestamp = (  # type: ignore[assignment]
-        None
+    bom.metadata.timestamp = (
+        None  # type: ignore[assignment]  # the library's setter takes None, its stub does not
         if source_date_epoch is None
         else datetime.fromtimestamp(source_date_epoch, tz=timezone.utc)
     )
@@ -256,59 +259,12 @@ def bundled_distributions(
                 raise SbomError(
                     f"{archive}: {directory} has no WHEEL file, so its wheel cannot be identified"
                 )
-            tags = _wheel_tags(wheel)
-            artifact = _matching_artifact(archive, name, version, tags, artifacts)
+            tags = wheel_tags(wheel)
+            artifact = matching_artifact(archive, name, version, tags, artifacts)
             result[name] = BundledDistribution(
                 name, version, metadata, tags, artifact.filename, artifact.url, artifact.sha256
             )
     return [result[n] for n in sorted(result)]
-
-
-@dataclass(frozen=True)
-class LockedArtifact:
-    url: str
-    filename: str
-    sha256: str
-    tags: frozenset
-
-
-def read_lockfile_artifacts(
-    lockfile: str | Path,
-) -> dict[tuple[str, Version], list[LockedArtifact]]:
-    """The sha256 wheels of a Pants/pex lockfile, by (canonical project name, version)."""
-    text = Path(lockfile).read_text(encoding="utf-8")
-    body = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("//"))
-    try:
-        document = json.loads(body)
-        resolves = document["locked_resolves"]
-        locked = [r for resolve in resolves for r in resolve["locked_requirements"]]
-    except (ValueError, KeyError, TypeError) as error:
-        raise SbomError(
-            f"{lockfile}: not a Pants/pex lockfile (expected `//` comments, then JSON with "
-            f"locked_resolves[].locked_requirements[]): {error}"
-        ) from None
-    result: dict[tuple[str, Version], list[LockedArtifact]] = {}
-    for requirement in locked:
-        try:
-            key = (canonicalize_name(requirement["project_name"]), Version(requirement["version"]))
-            artifacts = requirement["artifacts"]
-        except (KeyError, TypeError, InvalidVersion) as error:
-            raise SbomError(
-                f"{lockfile}: malformed locked requirement {requirement!r}: {error}"
-            ) from None
-        for artifact in artifacts:
-            url = artifact.get("url", "")
-            filename = posixpath.basename(url.split("#", 1)[0].split("?", 1)[0])
-            if artifact.get("algorithm") != "sha256" or not filename.endswith(".whl"):
-                continue
-            try:
-                _, _, _, tags = parse_wheel_filename(filename)
-            except InvalidWheelFilename:
-                continue
-            entry = LockedArtifact(url, filename, artifact["hash"].lower(), frozenset(tags))
-            if entry not in result.setdefault(key, []):
-                result[key].append(entry)
-    return result
 
 
 def _checked_layers(layers: Sequence[LayerReference], root: str) -> list[LayerReference]:
@@ -368,60 +324,6 @@ def _parse_metadata(archive: str | Path, directory: str, data: bytes) -> email.m
 
 def _metadata_name(metadata: email.message.Message) -> str:
     return str(metadata["Name"]).strip()
-
-
-def _wheel_tags(wheel: bytes) -> frozenset:
-    tags: set[Tag] = set()
-    for line in wheel.decode("utf-8", "replace").splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() == "Tag" and value.strip():
-            tags.update(parse_tag(value.strip()))
-    return frozenset(tags)
-
-
-def _matching_artifact(
-    archive: str | Path,
-    name: str,
-    version: str,
-    tags: frozenset,
-    artifacts: Mapping[tuple[str, Version], Sequence[LockedArtifact]],
-) -> LockedArtifact:
-    """The locked wheel this distribution came from: same project, version and tags.
-
-    Without one the SBOM could not say which wheel was shipped, and a hash-less component would
-    hide that the archive was not built from this lockfile, so it is an error, not an omission.
-    """
-    try:
-        candidates = artifacts.get((name, Version(version)), [])
-    except InvalidVersion:
-        raise SbomError(
-            f"{archive}: distribution {name} has an invalid version {version!r}"
-        ) from None
-    exact = [a for a in candidates if a.tags == tags]
-    matching = exact or [a for a in candidates if a.tags & tags]
-    if len({a.sha256 for a in matching}) == 1:
-        return matching[0]
-    if matching:
-        names = ", ".join(sorted(a.filename for a in matching))
-        raise SbomError(
-            f"{archive}: distribution {name} {version} matches several locked wheels: {names}"
-        )
-    locked_versions = sorted(str(v) for (n, v) in artifacts if n == name)
-    if not candidates:
-        found = (
-            f"the lockfile has {name} {', '.join(locked_versions)}"
-            if locked_versions
-            else f"the lockfile has no {name}"
-        )
-        raise SbomError(
-            f"{archive}: distribution {name} {version} is not in the lockfile ({found}); build the "
-            "archive from this lockfile, or pass the lockfile it was built from"
-        )
-    shown = ", ".join(sorted(str(t) for t in tags)) or "none"
-    raise SbomError(
-        f"{archive}: distribution {name} {version} was installed from a wheel tagged {shown}, and "
-        f"no locked wheel of {name} {version} has those tags"
-    )
 
 
 def _requirements(

@@ -144,7 +144,8 @@ def _module_scope_bindings(tree: ast.Module) -> set[str]:
             bound.add(node.name)
             pending.extend(node.decorator_list)
             if isinstance(node, ast.ClassDef):
-                pending.extend(node.bases + node.keywords)
+                pending.extend(node.bases)
+                pending.extend(node.keywords)
             else:
                 pending.extend([node.args] + ([node.returns] if node.returns else []))
         elif isinstance(node, ast.Lambda):

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
 import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Mapping
 
 import pytest
 
@@ -25,6 +27,42 @@ def pyenv_python(minor: int) -> Path:
         return interpreters.find_interpreter(facts.RUNTIMES[f"python3.{minor}"])
     except interpreters.InterpreterNotFoundError as e:
         pytest.fail(str(e))
+
+
+def file_sha256_hex(path: str | os.PathLike[str]) -> str:
+    """The hex SHA-256 of a file, read in chunks. Plain hashlib on purpose: the tests check the
+    digests lambda_rules computes (lambda_rules.zipper.summary.file_sha256) against this one."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def write_tree(root: Path, files: Mapping[str, str | bytes]) -> Path:
+    """Write {relative path: content} under `root` (str content as UTF-8) and return `root`."""
+    for relpath, content in files.items():
+        path = root / relpath
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content.encode("utf-8") if isinstance(content, str) else content)
+    return root
+
+
+def zipper_refuses(tmp_path: Path, capsys, command: str, *args: str | os.PathLike[str]) -> str:
+    """Run `lambda-zip <command> <args> -o <tmp_path>/out/out.zip` in-process, check that it is
+    refused (exit 2, a `lambda-zip: error:` message, no traceback) and leaves no output and no
+    temporary file behind, and return its stderr."""
+    # Imported here: bench/common.py imports this module, and its harness stays small.
+    from lambda_rules.zipper.cli import main
+
+    out_dir = tmp_path / "out"
+    out_dir.mkdir(exist_ok=True)
+    code = main([command, *map(str, args), "-o", str(out_dir / "out.zip")])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.startswith("lambda-zip: error: ") and "Traceback" not in err, err
+    assert os.listdir(out_dir) == [], f"a refused {command} must leave no output and no temp file"
+    return err
 
 
 def repository_files() -> list[str]:

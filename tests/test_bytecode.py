@@ -1,6 +1,7 @@
 """lambda_rules/scripts/bytecode.py against the real pyenv CPythons 3.9-3.13: the .pyc bytes do not
 depend on how, where or in what process they were built, and Lambda's interpreter really uses
-them. The script is run as a plain file, as the Pants rules run it."""
+them. The compiler runs from a copy of exactly its shipped files (`BYTECODE_COMPILER`), as the
+Pants rule runs it."""
 
 from __future__ import annotations
 
@@ -9,17 +10,20 @@ import os
 import shutil
 import stat
 import subprocess
+import tempfile
 import textwrap
 from pathlib import Path
 
 import pytest
 
-from lambda_rules import facts
+from lambda_rules import facts, sandbox_files
 from lambda_rules.scripts import interpreters
-from tests.conftest import REPO_ROOT
+from tests.conftest import write_tree
 
 MINORS = (9, 10, 11, 12, 13)
-BYTECODE_PY = REPO_ROOT / "lambda_rules" / "scripts" / "bytecode.py"
+# Where the rule puts the compiler's files in the sandbox of a compile process, and what it runs.
+COMPILER_DIR = "__lambda_scripts"
+ENTRY_PROGRAM = sandbox_files.entry_program(sandbox_files.BYTECODE_COMPILER_MODULE, (COMPILER_DIR,))
 
 TREE = {
     "pkg/__init__.py": 'VERSION = "1.0"\n',
@@ -86,8 +90,8 @@ TREE = {
 HELPER = textwrap.dedent(
     """\
     import importlib.util, json, marshal, os, sys
-    spec = importlib.util.spec_from_file_location("bc", sys.argv[1])
-    bc = importlib.util.module_from_spec(spec); spec.loader.exec_module(bc)
+    sys.path.insert(0, sys.argv[1])
+    from lambda_rules.scripts import bytecode as bc
     root, mode = sys.argv[2], sys.argv[3]
     files = bc.find_sources(root)
     out = {}
@@ -131,13 +135,6 @@ def pythons() -> dict[int, Path]:
     }
 
 
-def make_tree(root: Path, files: dict = TREE) -> Path:
-    for rel, text in files.items():
-        (root / rel).parent.mkdir(parents=True, exist_ok=True)
-        (root / rel).write_text(text, encoding="utf-8")
-    return root
-
-
 def pyc_relpath(rel: str, minor: int) -> str:
     """Where the pyc of the source `rel` goes, relative to the root."""
     return str(Path(rel).parent / "__pycache__" / f"{Path(rel).stem}.cpython-3{minor}.pyc")
@@ -147,33 +144,53 @@ def compiled(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*.pyc"))}
 
 
+def compiler_sandbox(directory: Path) -> Path:
+    """`directory` holding exactly the compiler's shipped files, where the rule puts them."""
+    write_tree(directory / COMPILER_DIR, sandbox_files.BYTECODE_COMPILER.read())
+    return directory
+
+
 def run_cli(python: Path, root: Path, *args: str, seed: str = "0", umask: int = 0o022):
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
     env["PYTHONHASHSEED"] = seed
     # Not -I: the CLI must shield its workers from the caller's environment by itself.
-    argv = [str(python), str(BYTECODE_PY), "compile", "--root", str(root), "--prefix", "/var/task"]
-    old = os.umask(umask)
-    try:
-        return subprocess.run([*argv, *args], capture_output=True, text=True, env=env)
-    finally:
-        os.umask(old)
+    argv = [str(python), "-c", ENTRY_PROGRAM, "compile", "--root", str(root)]
+    with tempfile.TemporaryDirectory() as sandbox:
+        compiler_sandbox(Path(sandbox))
+        old = os.umask(umask)
+        try:
+            return subprocess.run(
+                [*argv, "--prefix", "/var/task", *args],
+                capture_output=True,
+                text=True,
+                env=env,
+                cwd=sandbox,
+            )
+        finally:
+            os.umask(old)
 
 
 def compile_tree(
     python: Path, root: Path, prefix: str, *args: str
 ) -> subprocess.CompletedProcess[str]:
-    """The script run as the Pants rules run it: `python3.X -I -B bytecode.py compile ...`."""
-    argv = [str(python), "-I", "-B", str(BYTECODE_PY), "compile", "--root", str(root)]
-    return subprocess.run([*argv, "--prefix", prefix, *args], capture_output=True, text=True)
+    """The compiler run as the Pants rule runs it: in a sandbox holding exactly its files,
+    `python3.X -I -B -c <entry program> compile --root ...`."""
+    argv = [str(python), "-I", "-B", "-c", ENTRY_PROGRAM, "compile", "--root", str(root)]
+    with tempfile.TemporaryDirectory() as sandbox:
+        compiler_sandbox(Path(sandbox))
+        return subprocess.run(
+            [*argv, "--prefix", prefix, *args], capture_output=True, text=True, cwd=sandbox
+        )
 
 
 def helper(python: Path, tmp_path: Path, root: Path, mode: str, seed: str = "0") -> dict:
     script = tmp_path / "helper.py"
     script.write_text(HELPER)
+    compiler = compiler_sandbox(tmp_path / "compiler") / COMPILER_DIR
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
     env["PYTHONHASHSEED"] = seed
     out = subprocess.run(
-        [str(python), "-S", "-B", str(script), str(BYTECODE_PY), str(root), mode],
+        [str(python), "-S", "-B", str(script), str(compiler), str(root), mode],
         capture_output=True,
         text=True,
         env=env,
@@ -193,7 +210,7 @@ def test_bytes_do_not_depend_on_seed_workers_order_path_umask_or_process(minor, 
     ]
     results = []
     for run in runs:
-        root = make_tree(tmp_path / run["where"])
+        root = write_tree(tmp_path / run["where"], TREE)
         proc = run_cli(
             python, root, "--workers", run["workers"], seed=run["seed"], umask=run["umask"]
         )
@@ -231,7 +248,7 @@ def test_bytes_do_not_depend_on_seed_workers_order_path_umask_or_process(minor, 
 @pytest.mark.parametrize("minor", MINORS)
 def test_lambda_uses_the_pyc_from_a_read_only_tree(minor, pythons, tmp_path):
     python = pythons[minor]
-    root = make_tree(tmp_path / "build")
+    root = write_tree(tmp_path / "build", TREE)
     assert run_cli(python, root).returncode == 0
     task = tmp_path / "task"
     shutil.copytree(root, task)
@@ -282,7 +299,7 @@ def test_lambda_uses_the_pyc_from_a_read_only_tree(minor, pythons, tmp_path):
 def test_naive_marshal_varies_with_the_hash_seed_and_ours_does_not(pythons, tmp_path):
     """The hazard: marshal writes a set constant in iteration order, i.e. in PYTHONHASHSEED order
     (measured here on 3.9 and 3.10; 3.11+ marshal sorts sets). Ours is the same for every seed."""
-    root = make_tree(tmp_path / "t", {"consts.py": TREE["pkg/consts.py"]})
+    root = write_tree(tmp_path / "t", {"consts.py": TREE["pkg/consts.py"]})
     naive = (
         "import marshal, sys, hashlib; "
         "c = compile(open(sys.argv[1], 'rb').read(), '/var/task/consts.py', 'exec', "
@@ -314,7 +331,7 @@ def test_naive_marshal_varies_with_the_hash_seed_and_ours_does_not(pythons, tmp_
 
 
 def test_first_party_syntax_error_names_file_and_line(pythons, tmp_path):
-    root = make_tree(tmp_path / "t", {**TREE, "pkg/bad.py": "x = 1\n\ndef f(:\n    pass\n"})
+    root = write_tree(tmp_path / "t", {**TREE, "pkg/bad.py": "x = 1\n\ndef f(:\n    pass\n"})
     result = compile_tree(pythons[12], root, "/var/task")
     assert result.returncode == 1 and result.stdout == ""
     assert "pkg/bad.py:3: SyntaxError" in result.stderr
@@ -328,7 +345,7 @@ def test_third_party_sources_that_do_not_compile_are_skipped_like_pip(pythons, t
         "somedist/tests/bad_syntax.py": "def (:\n",
         "somedist/ok.py": "X = 1\n",
     }
-    root = make_tree(tmp_path / "t", files)
+    root = write_tree(tmp_path / "t", files)
     third_party = ["--third-party", "lib2to3", "--third-party", "somedist/"]
     result = compile_tree(pythons[11], root, "/opt/python", "--workers", "2", *third_party)
     assert result.returncode == 0, result.stderr
@@ -346,3 +363,32 @@ def test_third_party_sources_that_do_not_compile_are_skipped_like_pip(pythons, t
     result = compile_tree(pythons[11], root, "/opt/python", "--on-invalid", "skip")
     assert result.returncode == 0, result.stderr
     assert len(json.loads(result.stdout)["skipped"]) == 2
+
+
+def test_workers_import_the_compiler_the_parent_was_loaded_from(pythons, tmp_path):
+    """Neither the caller's directory nor its PYTHONPATH reaches the compiler or its workers:
+    a `lambda_rules` or a stdlib module's name there is never imported."""
+    decoys = {
+        "lambda_rules/__init__.py": "raise SystemExit('a decoy lambda_rules was imported')\n",
+        "json.py": "raise SystemExit('a decoy json was imported')\n",
+    }
+    caller = write_tree(tmp_path / "caller", decoys)
+    env = {**os.environ, "PYTHONPATH": str(write_tree(tmp_path / "pythonpath", decoys))}
+    sandbox = compiler_sandbox(tmp_path / "sandbox")
+    program = sandbox_files.entry_program(
+        sandbox_files.BYTECODE_COMPILER_MODULE, (str(sandbox / COMPILER_DIR),)
+    )
+    root = write_tree(tmp_path / "t", TREE)
+    argv = [str(pythons[9]), "-I", "-B", "-c", program, "compile", "--root", str(root)]
+    result = subprocess.run(
+        [*argv, "--prefix", "/var/task", "--workers", "2"],
+        capture_output=True,
+        text=True,
+        cwd=caller,
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["compiled"] == len(TREE)
+    expected = write_tree(tmp_path / "expected", TREE)
+    assert compile_tree(pythons[9], expected, "/var/task").returncode == 0
+    assert compiled(root) == compiled(expected)

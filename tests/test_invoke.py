@@ -7,15 +7,16 @@ import json
 import subprocess
 import sys
 import time
+import zipfile
 from pathlib import Path
 from typing import Callable
 
 import pytest
 
 from lambda_rules import facts, sandbox_files
-from lambda_rules.scripts import interpreters, invoke
+from lambda_rules.scripts import interpreters, invoke, lambda_environment
 from lambda_rules.zipper import build_zip
-from tests.conftest import REPO_ROOT
+from tests.conftest import REPO_ROOT, write_tree
 
 SCRIPTS = REPO_ROOT / "lambda_rules" / "scripts"
 
@@ -126,11 +127,7 @@ Invoker = Callable[..., "subprocess.CompletedProcess[str]"]
 @pytest.fixture(scope="module")
 def sandbox(tmp_path_factory) -> Path:
     """A copy of the files the `pants run` sandbox gets, and nothing else of ours."""
-    directory = tmp_path_factory.mktemp("sandbox")
-    for path, content in sandbox_files.SCRIPTS.read().items():
-        (directory / path).parent.mkdir(parents=True, exist_ok=True)
-        (directory / path).write_bytes(content)
-    return directory
+    return write_tree(tmp_path_factory.mktemp("sandbox"), sandbox_files.INVOKER.read())
 
 
 def _entry_program(sandbox: Path) -> str:
@@ -348,6 +345,22 @@ def test_bad_event_on_stdin(run_invoker, package):
     assert "the event on standard input is not JSON" in result.stderr
 
 
+def test_unsafe_or_unreadable_package_is_not_invoked(run_invoker, tmp_path):
+    unsafe = tmp_path / "unsafe.zip"
+    with zipfile.ZipFile(unsafe, "w") as zf:
+        zf.writestr("handlers.py", "def ok(event, context):\n    return 1\n")
+        zf.writestr("../escaped.py", "")
+    result = run_invoker(unsafe)
+    assert result.returncode == 2 and result.stdout == ""
+    assert "unsafe path in archive: '../escaped.py'" in result.stderr
+    assert not (tmp_path.parent / "escaped.py").exists()
+
+    (tmp_path / "not-a.zip").write_text("hello")
+    result = run_invoker(tmp_path / "not-a.zip")
+    assert result.returncode == 2 and result.stdout == ""
+    assert f"cannot read {tmp_path / 'not-a.zip'}" in result.stderr
+
+
 def test_foreign_architecture_is_refused(run_invoker, package):
     foreign = "arm64" if invoke.host_machine() == "x86_64" else "x86_64"
     result = run_invoker(package, "--architecture", foreign)
@@ -387,9 +400,10 @@ def test_python_option_overrides_the_search(run_invoker, package, tmp_path):
     assert f"{python311} is not CPython 3.12" in result.stderr
 
 
-def test_scripts_are_python_3_9_and_the_runtime_side_imports_nothing_of_ours():
-    """Pants 2.17 runs invoke.py and interpreters.py on CPython 3.9, the oldest runtime runs
-    bootstrap.py and bytecode.py: all compile there. The runtime side imports only the stdlib."""
+def test_scripts_are_python_3_9_and_the_bootstrap_imports_nothing_of_ours():
+    """Pants 2.17 runs the invoker on CPython 3.9, the oldest runtime runs bootstrap.py and the
+    bytecode compiler: all compile there. bootstrap.py, copied alone into the runtime directory,
+    imports only the stdlib (tests/test_sandbox_files.py checks what the others import)."""
     python39 = interpreters.find_interpreter(facts.RUNTIMES["python3.9"])
     program = (
         "import ast, json, sys\n"
@@ -413,18 +427,17 @@ def test_scripts_are_python_3_9_and_the_runtime_side_imports_nothing_of_ours():
         check=True,
     ).stdout
     imports = json.loads(out)
-    for runtime_side in ("bootstrap.py", "bytecode.py"):
-        modules = imports[str(SCRIPTS / runtime_side)]
-        assert modules and not [m for m in modules if m.startswith("lambda_rules")], modules
+    modules = imports[str(SCRIPTS / "bootstrap.py")]
+    assert modules and not [m for m in modules if m.startswith("lambda_rules")], modules
 
 
 def test_extra_environment(run_invoker, package):
     result = run_invoker(package, "--env", "AWS_REGION=x")
     assert result.returncode == 2 and "AWS_REGION is reserved" in result.stderr
-    assert invoke.parse_env_assignments(["A=1", "FROM_HOST", "ABSENT"], {"FROM_HOST": "h"}) == {
-        "A": "1",
-        "FROM_HOST": "h",
-    }
+    extra = lambda_environment.parse_env_assignments(
+        ["A=1", "FROM_HOST", "ABSENT"], {"FROM_HOST": "h"}
+    )
+    assert extra == {"A": "1", "FROM_HOST": "h"}
 
 
 USES_LAYER = """
@@ -475,5 +488,6 @@ def test_layers_are_on_the_search_path(run_invoker, package, tmp_path):
 
 
 def test_function_name_from_address():
-    assert invoke.function_name_for("fn:lambda") == "fn-lambda"
-    assert invoke.function_name_for("a/b:c@runtime=python3.12") == "a-b-c-runtime-python3-12"
+    assert lambda_environment.function_name_for("fn:lambda") == "fn-lambda"
+    name = lambda_environment.function_name_for("a/b:c@runtime=python3.12")
+    assert name == "a-b-c-runtime-python3-12"

@@ -5,9 +5,11 @@ from __future__ import annotations
 import subprocess
 import sys
 import zipfile
+from email.parser import BytesParser
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from lambda_rules.facts import UNZIPPED_LIMIT_BYTES
@@ -21,10 +23,7 @@ from lambda_rules.layers import (
     first_party_coverage,
     layer_coverage,
     layer_manifest_entries,
-    layer_path,
-    package_path,
     requirement_graph,
-    requirements_of,
 )
 from lambda_rules.manifest import PackageTooLargeError
 from lambda_rules.platforms import lambda_platform
@@ -112,7 +111,26 @@ def bundle(graph: dict[str, set[str]], *names: str) -> dict[str, set[str]]:
     return {name: graph[name] & chosen for name in chosen}
 
 
-# --- requirements_of ------------------------------------------------------------------------
+# --- what a distribution requires on the Lambda platform -------------------------------------
+
+
+def requirements_of(metadata: bytes, environment, extras=()) -> set[str]:
+    """The edges `requirement_graph` gives a distribution when everything it could require is
+    bundled too (as empty distributions), and the package asks for `extras`."""
+    message = BytesParser().parsebytes(metadata)
+    name = canonicalize_name(message["Name"])
+    possible = {
+        canonicalize_name(Requirement(value).name) for value in message.get_all("Requires-Dist", [])
+    } - {name}
+    bundle = {
+        name: metadata,
+        **{
+            other: f"Metadata-Version: 2.1\nName: {other}\nVersion: 1\n".encode()
+            for other in possible
+        },
+    }
+    root = f"{name}[{','.join(extras)}]" if extras else name
+    return requirement_graph(bundle, environment, [root])[name]
 
 
 def test_requirements_of_real_metadata_leave_out_extras_and_foreign_markers(metadata):
@@ -155,7 +173,7 @@ def test_markers_are_evaluated_for_the_lambda_platform():
 def test_unparsable_requirement_names_the_distribution():
     metadata = b"Metadata-Version: 2.1\nName: broken\nVersion: 1.0\nRequires-Dist: foo >= >= 1\n"
     with pytest.raises(LayerError, match="METADATA of broken.*foo >= >= 1"):
-        requirements_of(metadata, ENV)
+        requirement_graph({"broken": metadata}, ENV)
 
 
 def test_direct_requirement_names():
@@ -372,13 +390,3 @@ def test_combined_size_over_the_limit_names_every_part():
 
 
 # --- paths ----------------------------------------------------------------------------------
-
-
-def test_layer_paths_round_trip():
-    assert layer_path("pydantic/main.py") == "python/pydantic/main.py"
-    assert package_path(layer_path("pydantic/main.py")) == "pydantic/main.py"
-    assert package_path("python/") is None
-    assert package_path("nodejs/node_modules/x.js") is None
-    assert package_path("pythonx/y.py") is None
-    with pytest.raises(ValueError):
-        layer_path("/abs.py")

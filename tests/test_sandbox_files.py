@@ -17,6 +17,7 @@ import pytest
 
 from lambda_rules import sandbox_files
 from lambda_rules.sandbox_files import SOURCE_ROOT, FileSet
+from tests.conftest import write_tree
 
 
 def _imported_modules(path: Path) -> set[str]:
@@ -63,11 +64,22 @@ def missing_files(file_set: FileSet) -> list[str]:
     return problems
 
 
-@pytest.mark.parametrize("name", ["TOOL", "SCRIPTS"])
+FILE_SETS = ["TOOL", "INVOKER", "BYTECODE_COMPILER"]
+
+
+@pytest.mark.parametrize("name", FILE_SETS)
 def test_every_imported_module_of_ours_is_shipped(name):
     file_set = getattr(sandbox_files, name)
     assert file_set.paths(), f"{name} matches no files"
+    unmatched = [p for p in file_set.patterns if not FileSet((p,)).paths()]
+    assert unmatched == [], f"{name}: patterns that match no file"
     assert missing_files(file_set) == []
+
+
+def test_the_invoker_and_the_bytecode_compiler_share_only_package_markers():
+    """Their files are inputs of their processes: editing one must not rerun the other's."""
+    shared = set(sandbox_files.INVOKER.paths()) & set(sandbox_files.BYTECODE_COMPILER.paths())
+    assert shared == {"lambda_rules/__init__.py", "lambda_rules/scripts/__init__.py"}
 
 
 def test_a_file_set_without_an_imported_module_is_caught():
@@ -89,11 +101,12 @@ def _is_stdlib(module: str) -> bool:
     return spec.origin.startswith(stdlib) and "site-packages" not in spec.origin
 
 
-def test_scripts_import_only_the_standard_library_and_each_other():
+@pytest.mark.parametrize("name", ["INVOKER", "BYTECODE_COMPILER"])
+def test_scripts_import_only_the_standard_library_and_each_other(name):
     """They run under the runtime's bare CPython or Pants' interpreter: nothing else is there."""
     foreign = sorted(
         f"{path}: {module}"
-        for path in sandbox_files.SCRIPTS.paths()
+        for path in getattr(sandbox_files, name).paths()
         for module in _imported_modules(SOURCE_ROOT / path)
         if module.split(".")[0] not in ("lambda_rules", "__future__") and not _is_stdlib(module)
     )
@@ -102,9 +115,7 @@ def test_scripts_import_only_the_standard_library_and_each_other():
 
 def test_the_tool_runs_from_its_shipped_files_alone(tmp_path):
     """Copies exactly the declared files and runs `lambda-zip build` from them, isolated."""
-    for path, content in sandbox_files.TOOL.read().items():
-        (tmp_path / "tool" / path).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / "tool" / path).write_bytes(content)
+    write_tree(tmp_path / "tool", sandbox_files.TOOL.read())
     (tmp_path / "tree").mkdir()
     (tmp_path / "tree" / "app.py").write_text("def handler(event, context):\n    return 1\n")
     program = sandbox_files.entry_program(sandbox_files.TOOL_MODULE, (str(tmp_path / "tool"),))

@@ -25,7 +25,7 @@ from lambda_rules.platforms import lambda_platform
 from lambda_rules.sbom import generate_sbom, serial_number
 from lambda_rules.sbom_identity import PLACEHOLDER_SHA256, SbomError, complete_sbom
 from lambda_rules.zipper.build import build_zip
-from tests.conftest import pyenv_python
+from tests.conftest import file_sha256_hex, pyenv_python
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 LOCKFILE = REPO_ROOT / "3rdparty" / "python" / "default.lock"
@@ -52,10 +52,6 @@ def _locked() -> dict[str, dict]:
 
 
 LOCKED = _locked()
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 @pytest.fixture(scope="session")
@@ -88,7 +84,9 @@ def locked_hashes(wheels) -> dict[str, str]:
     result = {}
     for name, wheel in wheels.items():
         by_file = {a["url"].rsplit("/", 1)[-1]: a["hash"] for a in LOCKED[name]["artifacts"]}
-        assert by_file[wheel.name] == _sha256(wheel), f"{wheel.name} is not the locked wheel"
+        assert by_file[wheel.name] == file_sha256_hex(wheel), (
+            f"{wheel.name} is not the locked wheel"
+        )
         result[name] = by_file[wheel.name]
     return result
 
@@ -228,7 +226,7 @@ def test_dependencies_follow_requires_dist_on_the_lambda_platform(document):
 
 def test_root_component_serial_number_and_no_clock(document, archive):
     parsed = json.loads(document)
-    archive_sha256 = _sha256(archive)
+    archive_sha256 = file_sha256_hex(archive)
     root = parsed["metadata"]["component"]
     assert (root["type"], root["name"], root["bom-ref"]) == (
         "application",
@@ -272,25 +270,25 @@ def test_template_from_the_parts_completes_to_the_sbom_of_the_merged_archive(
     result = _cli("--template", *parts, *_template_args(template_file))
     assert result.returncode == 0, result.stderr
     template = template_file.read_text(encoding="utf-8")
-    assert _sha256(archive) not in template and template.count(PLACEHOLDER_SHA256) == 2
+    assert file_sha256_hex(archive) not in template and template.count(PLACEHOLDER_SHA256) == 2
     assert "fn:lambda" not in template
-    assert complete_sbom(template, _sha256(merged), "fn:lambda") == document
+    assert complete_sbom(template, file_sha256_hex(merged), "fn:lambda") == document
     # One template serves any function on these distributions. The library sorts dependency
     # entries by bom-ref: names sorting before and after the purls, a non-ASCII one and one
     # that needs escaping, each as the library writes it for that name directly.
     platform = lambda_platform(RUNTIME, ARCHITECTURE)
     for name in ("a:first", "pkg:pypi/zzz", "zzz:last", "fn:lambdé", 'odd:"quoted"\\name'):
         direct = generate_sbom(merged, LOCKFILE, name=name, platform=platform)
-        assert complete_sbom(template, _sha256(merged), name) == direct, name
+        assert complete_sbom(template, file_sha256_hex(merged), name) == direct, name
 
     with pytest.raises(SbomError, match="not an SBOM template"):
-        complete_sbom(document, _sha256(merged), "fn:lambda")
+        complete_sbom(document, file_sha256_hex(merged), "fn:lambda")
     with pytest.raises(SbomError, match="not a lowercase hex SHA-256"):
-        complete_sbom(template, _sha256(merged).upper(), "fn:lambda")
+        complete_sbom(template, file_sha256_hex(merged).upper(), "fn:lambda")
     with pytest.raises(SbomError, match="also the bom-ref of one of its components"):
-        complete_sbom(template, _sha256(merged), _purl("orjson"))
+        complete_sbom(template, file_sha256_hex(merged), _purl("orjson"))
     with pytest.raises(SbomError, match="needs a name"):
-        complete_sbom(template, _sha256(merged), "")
+        complete_sbom(template, file_sha256_hex(merged), "")
     for archives in (parts, []):
         wrong = _cli(*archives, *_sbom_args(parts[0], tmp_path / "x.json")[1:])
         assert wrong.returncode == 2 and "the parts of one with --template" in wrong.stderr
@@ -303,7 +301,9 @@ def test_template_from_the_parts_completes_to_the_sbom_of_the_merged_archive(
     empty = _cli("--template", *_template_args(tmp_path / "empty.json"))
     assert empty.returncode == 0, empty.stderr
     empty_template = (tmp_path / "empty.json").read_text(encoding="utf-8")
-    assert "components" not in json.loads(complete_sbom(empty_template, _sha256(merged), "fn:x"))
+    assert "components" not in json.loads(
+        complete_sbom(empty_template, file_sha256_hex(merged), "fn:x")
+    )
 
 
 def test_timestamp_only_from_source_date_epoch_or_option(archive, tmp_path):
@@ -415,7 +415,7 @@ def test_layer_sbom_and_a_function_that_references_it(wheels, locked_hashes, tmp
     function_zip = tmp_path / "fn.zip"
     build_zip(_stage(wheels, bundled, tmp_path / "fn"), function_zip)
     by_archive, by_hash = tmp_path / "by-archive.cdx.json", tmp_path / "by-hash.cdx.json"
-    layer_sha256 = _sha256(layer_zip)
+    layer_sha256 = file_sha256_hex(layer_zip)
     result = _cli(
         *_sbom_args(function_zip, by_archive, "--layer-archive", f"layers:deps={layer_zip}")
     )

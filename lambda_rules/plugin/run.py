@@ -35,7 +35,7 @@ from lambda_rules.plugin.target_types import (
     LambdaRuntimeField,
     LambdaTimeoutField,
 )
-from lambda_rules.scripts.invoke import function_name_for
+from lambda_rules.scripts.lambda_environment import function_name_for
 
 _RUN_DIR = "__lambda_run"
 _SCRIPTS_DIR = f"{_RUN_DIR}/scripts"
@@ -91,6 +91,7 @@ async def run_lambda_function(
     layer_files = [
         FileEntry(f"{_RUN_DIR}/layers/{index}/{Path(entry.path).name}", entry.file_digest)
         for index, (entry,) in enumerate(layer_zips)
+        if isinstance(entry, FileEntry)
     ]
     digest = await Get(
         Digest,
@@ -99,7 +100,7 @@ async def run_lambda_function(
                 FileEntry(archive_path, archive.file_digest),
                 *(
                     FileContent(f"{_SCRIPTS_DIR}/{path}", content)
-                    for path, content in sandbox_files.SCRIPTS.read().items()
+                    for path, content in sandbox_files.INVOKER.read().items()
                 ),
                 *layer_files,
             ]

@@ -30,6 +30,7 @@ import time
 import traceback
 import types
 from collections.abc import Callable
+from typing import Any
 
 
 def _search_path(task_root: str, layer_paths: list[str]) -> list[str]:
@@ -156,7 +157,7 @@ def _json_default(value: object) -> object:
     raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
 
-def _log_error(error: dict[str, object]) -> None:
+def _log_error(error: dict[str, Any]) -> None:
     """What Lambda writes to the function's log for an error, here on standard error."""
     lines = [f"[ERROR] {error['errorType']}: {error['errorMessage']}"]
     if error["stackTrace"]:
@@ -189,6 +190,7 @@ def main() -> None:
         _log_error(error)
         _respond(config["result_file"], "error", error)
         return
+    assert handler is not None, "no error: the handler was found"
     os.write(status_fd, b"I")  # init done: the invoke timeout starts now
 
     request_id = config["request_id"]

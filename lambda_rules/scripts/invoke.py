@@ -3,14 +3,15 @@
     python -m lambda_rules.scripts.invoke FUNCTION.zip --runtime python3.12 \
         --handler app.handler [EVENT.json | -]
 
-No Pants: `./pants run` ships this package's files, `lambda_rules/__init__.py` and
-`lambda_rules/facts.py` into its sandbox as file contents and runs `main` with Pants' own
-interpreter (CPython 3.9 or later), so it imports only the standard library and those files.
-It is the host side: it extracts the package (and its layers) into a fresh directory made
-read-only, creates writable scratch space, finds a CPython of the runtime's minor version
-(`interpreters.find_interpreter`), builds the environment the Lambda runtime sets, runs the
-runtime bootstrap (`bootstrap.py`, copied into the runtime directory) in that interpreter under
-the init and invoke timeouts, and prints the function's response.
+No Pants: `./pants run` ships the invoker's files (`lambda_rules.sandbox_files.INVOKER`) into its
+sandbox as file contents and runs `main` with Pants' own interpreter (CPython 3.9 or later), so
+it imports only the standard library and those files. This module is the host side's
+orchestration: it extracts the package (and its layers) into a fresh directory made read-only
+(`task_root`), creates writable scratch space, finds a CPython of the runtime's minor version
+(`interpreters.find_interpreter`), builds the environment the Lambda runtime sets
+(`lambda_environment`), runs the runtime bootstrap (`bootstrap.py`, copied into the runtime
+directory) in that interpreter under the init and invoke timeouts, and prints the function's
+response.
 
 Standard output carries only the response: the handler's return value as JSON, or Lambda's error
 payload (`errorMessage`, `errorType`, `requestId`, `stackTrace`). Everything the handler prints
@@ -30,21 +31,30 @@ import datetime
 import json
 import os
 import platform
-import re
 import select
-import shutil
 import signal
-import stat
 import subprocess
 import sys
 import tempfile
 import uuid
-import zipfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from lambda_rules import facts
 from lambda_rules.scripts import interpreters
+from lambda_rules.scripts.lambda_environment import (
+    DEFAULT_REGION,
+    ENVIRONMENT_HELP,
+    EnvironmentVariableError,
+    lambda_environment,
+    parse_env_assignments,
+)
+from lambda_rules.scripts.task_root import (
+    ArchiveError,
+    extract_archive,
+    make_read_only,
+    remove_tree,
+)
 
 PROG = "lambda-invoke"
 
@@ -57,51 +67,10 @@ _EXIT_WRONG_PYTHON = 70
 # `platform.machine()` spellings -> the machine names of `facts.ARCHITECTURES`.
 _MACHINE_ALIASES = {"amd64": "x86_64", "x64": "x86_64", "arm64": "aarch64", "aarch64": "aarch64"}
 
-DEFAULT_REGION = "us-east-1"
 # The placeholder account of the AWS documentation, for the function ARN in the context.
 ACCOUNT_ID = "123456789012"
 # The runtime bootstrap, copied into the runtime directory of every invoke.
 _BOOTSTRAP = Path(__file__).with_name("bootstrap.py")
-
-# Set by the invoker; `--env` may not override them (Lambda reserves them too).
-RESERVED_ENV_VARS = frozenset(
-    {
-        "_HANDLER",
-        "AWS_DEFAULT_REGION",
-        "AWS_REGION",
-        "AWS_EXECUTION_ENV",
-        "AWS_LAMBDA_FUNCTION_NAME",
-        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
-        "AWS_LAMBDA_FUNCTION_VERSION",
-        "AWS_LAMBDA_INITIALIZATION_TYPE",
-        "AWS_LAMBDA_LOG_GROUP_NAME",
-        "AWS_LAMBDA_LOG_STREAM_NAME",
-        "LAMBDA_TASK_ROOT",
-        "LAMBDA_RUNTIME_DIR",
-        "TMPDIR",
-    }
-)
-
-ENVIRONMENT_HELP = f"""\
-The handler gets only these environment variables (nothing else from the caller's
-environment, except extra variables: --env / the `extra_env_vars` field):
-  LAMBDA_TASK_ROOT                 the extracted package, read-only (Lambda's {facts.TASK_ROOT});
-                                   also the working directory
-  LAMBDA_RUNTIME_DIR               the runtime bootstrap's directory (Lambda's {facts.RUNTIME_DIR})
-  _HANDLER                         the handler, as module.function
-  AWS_EXECUTION_ENV                AWS_Lambda_python3.X
-  AWS_LAMBDA_FUNCTION_NAME         the function name (under `run`: from the target address,
-                                   e.g. fn-lambda for fn:lambda)
-  AWS_LAMBDA_FUNCTION_VERSION      $LATEST
-  AWS_LAMBDA_FUNCTION_MEMORY_SIZE  the memory size in MB (reported, not enforced)
-  AWS_LAMBDA_INITIALIZATION_TYPE   on-demand
-  AWS_LAMBDA_LOG_GROUP_NAME        /aws/lambda/<function name>
-  AWS_LAMBDA_LOG_STREAM_NAME       YYYY/MM/DD/[$LATEST]<32 hex digits>
-  AWS_REGION, AWS_DEFAULT_REGION   the region (default {DEFAULT_REGION})
-  TMPDIR                           fresh writable scratch space standing in for Lambda's
-                                   /tmp (this machine's /tmp itself is not replaced)
-  TZ=:UTC, LANG=en_US.UTF-8, PATH, LD_LIBRARY_PATH, PYTHONPATH=$LAMBDA_RUNTIME_DIR
-"""
 
 
 class InvokeError(Exception):
@@ -137,7 +106,7 @@ def _architecture_for(machine: str) -> str:
 
 def read_event(source: str | None, stdin=None) -> bytes:
     """The event document as UTF-8 JSON bytes, from a file, or standard input for None and `-`."""
-    if source in (None, "-"):
+    if source is None or source == "-":
         stdin = stdin if stdin is not None else sys.stdin
         if stdin is None:
             raise InvokeError("no event file given and no standard input to read the event from")
@@ -171,144 +140,6 @@ def read_event(source: str | None, stdin=None) -> bytes:
             f"{where} is not JSON: {e.msg} at line {e.lineno} column {e.colno}"
         ) from None
     return json.dumps(event).encode("utf-8")
-
-
-def _safe_member_path(root: Path, name: str) -> Path:
-    parts = name.split("/")
-    if name.startswith("/") or "\\" in name or any(p in ("..",) for p in parts) or ":" in parts[0]:
-        raise InvokeError(f"unsafe path in archive: {name!r}")
-    return root.joinpath(*[p for p in parts if p not in ("", ".")])
-
-
-def extract_archive(archive: Path, destination: Path) -> int:
-    """Extract `archive` into `destination`, keeping execute bits and symlinks; returns the
-    file count."""
-    try:
-        zf = zipfile.ZipFile(archive)
-    except (OSError, zipfile.BadZipFile) as e:
-        raise InvokeError(f"cannot read {archive}: {e}") from None
-    count = 0
-    with zf:
-        for info in zf.infolist():
-            target = _safe_member_path(destination, info.filename)
-            mode = info.external_attr >> 16
-            if info.is_dir():
-                target.mkdir(parents=True, exist_ok=True)
-                continue
-            target.parent.mkdir(parents=True, exist_ok=True)
-            if target.exists() or target.is_symlink():
-                # A later layer replaces an earlier one's file, as Lambda merges layers into /opt.
-                target.unlink()
-            if stat.S_ISLNK(mode):
-                link = zf.read(info).decode("utf-8")
-                if link.startswith("/") or ".." in link.split("/"):
-                    raise InvokeError(f"unsafe symlink in archive: {info.filename} -> {link}")
-                os.symlink(link, target)
-            else:
-                with zf.open(info) as src, open(target, "wb") as dst:
-                    shutil.copyfileobj(src, dst)
-                os.chmod(target, 0o555 if mode & 0o111 else 0o444)
-            count += 1
-    return count
-
-
-def make_read_only(root: Path) -> None:
-    for directory, _, files in os.walk(root):
-        for name in files:
-            path = os.path.join(directory, name)
-            if not os.path.islink(path):
-                os.chmod(path, os.stat(path).st_mode & 0o555)
-        os.chmod(directory, 0o555)
-
-
-def remove_tree(root: Path) -> None:
-    if not root.exists():
-        return
-    for directory, dirs, _ in os.walk(root):
-        os.chmod(directory, 0o700)
-        for name in dirs:
-            path = os.path.join(directory, name)
-            if not os.path.islink(path):
-                os.chmod(path, 0o700)
-    shutil.rmtree(root, ignore_errors=True)
-
-
-def function_name_for(spec: str) -> str:
-    """A valid Lambda function name (letters, digits, - and _; at most 64) for e.g. `fn:lambda`."""
-    name = re.sub(r"[^A-Za-z0-9_-]+", "-", spec).strip("-") or "function"
-    return name[-64:]
-
-
-def parse_env_assignments(items: Iterable[str], environ: Mapping[str, str]) -> dict[str, str]:
-    """`NAME=value` sets a value; a bare `NAME` copies it from `environ` when it is set there."""
-    result = {}
-    for item in items:
-        name, sep, value = item.partition("=")
-        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
-            raise InvokeError(f"invalid environment variable {item!r}: use NAME=value or NAME")
-        if name in RESERVED_ENV_VARS:
-            raise InvokeError(
-                f"environment variable {name} is reserved: the runtime sets it "
-                f"({', '.join(sorted(RESERVED_ENV_VARS))})"
-            )
-        if sep:
-            result[name] = value
-        elif name in environ:
-            result[name] = environ[name]
-    return result
-
-
-def lambda_environment(
-    *,
-    runtime: str,
-    handler: str,
-    function_name: str,
-    memory_size: int,
-    region: str,
-    task_root: Path,
-    runtime_dir: Path,
-    layer_root: Path,
-    scratch_dir: Path,
-    interpreter: Path,
-    log_stream_name: str,
-    extra: Mapping[str, str] = {},
-) -> dict[str, str]:
-    """The environment Lambda's Python runtime sets, with this invoke's directories standing in
-    for /var/task, /var/runtime, /opt and /tmp, and the interpreter's lib for /var/lang/lib."""
-    interpreter_lib = str(Path(interpreter).resolve().parent.parent / "lib")
-    env = {
-        "LAMBDA_TASK_ROOT": str(task_root),
-        "LAMBDA_RUNTIME_DIR": str(runtime_dir),
-        "_HANDLER": handler,
-        "AWS_EXECUTION_ENV": f"AWS_Lambda_{runtime}",
-        "AWS_LAMBDA_FUNCTION_NAME": function_name,
-        "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
-        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(memory_size),
-        "AWS_LAMBDA_INITIALIZATION_TYPE": "on-demand",
-        "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{function_name}",
-        "AWS_LAMBDA_LOG_STREAM_NAME": log_stream_name,
-        "AWS_REGION": region,
-        "AWS_DEFAULT_REGION": region,
-        "TMPDIR": str(scratch_dir),
-        "TZ": ":UTC",
-        "LANG": "en_US.UTF-8",
-        "PATH": f"/usr/local/bin:/usr/bin/:/bin:{layer_root}/bin",
-        "LD_LIBRARY_PATH": ":".join(
-            [
-                interpreter_lib,
-                "/lib64",
-                "/usr/lib64",
-                str(runtime_dir),
-                f"{runtime_dir}/lib",
-                str(task_root),
-                f"{task_root}/lib",
-                f"{layer_root}/lib",
-            ]
-        ),
-        "PYTHONPATH": str(runtime_dir),
-    }
-    env.update(extra)
-    return env
 
 
 def _drop_capabilities() -> None:
@@ -394,9 +225,12 @@ def invoke(
         scratch_dir, control_dir = work / "tmp", work / "control"
         for directory in (task_root, opt_dir, runtime_dir, scratch_dir, control_dir):
             directory.mkdir()
-        extract_archive(Path(archive), task_root)
-        for layer in layers:
-            extract_archive(Path(layer), opt_dir)
+        try:
+            extract_archive(Path(archive), task_root)
+            for layer in layers:
+                extract_archive(Path(layer), opt_dir)
+        except ArchiveError as e:
+            raise InvokeError(str(e)) from None
         bootstrap = runtime_dir / _BOOTSTRAP.name
         bootstrap.write_bytes(_BOOTSTRAP.read_bytes())
         for directory in (task_root, opt_dir, runtime_dir):
@@ -632,7 +466,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             python=args.python,
             keep=args.keep,
         )
-    except InvokeError as e:
+    except (InvokeError, EnvironmentVariableError) as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)
         return EXIT_NOT_INVOKED
     sys.stdout.write(response + "\n")

@@ -27,7 +27,8 @@ def build_zip(
     workers: int | None = None,
     max_workers: int | None = None,
 ) -> ZipSummary:
-    """Zip every file under `root` into `out`; the bytes depend only on names, contents and exec bits.
+    """Zip every file under `root` into `out`; the bytes depend only on names, contents and exec
+    bits.
 
     `__pycache__`, `*.pyc` and `*.pyo` are left out unless re-admitted by
     `includes` (see filters.py). `timestamp` is a Unix epoch for every entry

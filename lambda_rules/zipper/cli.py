@@ -47,14 +47,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 def run(args: argparse.Namespace, user_errors: tuple[type[Exception], ...] = ()) -> int:
     """Run the chosen verb: an error caused by the input (a `ZipError`, an OSError, or one of
     `user_errors`) is one line on stderr and exit status 2, never a traceback."""
+    handled: tuple[type[Exception], ...] = (ZipError, *user_errors)
     try:
         return args.run(args)
-    except (ZipError, *user_errors) as error:
+    except handled as error:
         return fail(str(error))
     except OSError as error:
         return fail(f"{error.filename}: {error.strerror}" if error.filename else str(error))
     except MemoryError:  # here or in a compression worker, which hands it back to us
-        inputs = []
+        inputs: list[str] = []
         for name in ("directory", "archive", "archives", "parts", "tree", "a", "b"):
             value = getattr(args, name, [])
             values = value if isinstance(value, list) else [value]
@@ -114,7 +115,8 @@ def add_zipper_commands(commands: argparse._SubParsersAction) -> None:
         type=int,
         default=DEFAULT_MAX_UNZIPPED_SIZE,
         metavar="BYTES",
-        help=f"refuse archives declaring more than BYTES in total (default {DEFAULT_MAX_UNZIPPED_SIZE})",
+        help="refuse archives declaring more than BYTES in total "
+        f"(default {DEFAULT_MAX_UNZIPPED_SIZE})",
     )
     repack.set_defaults(run=_run_repack)
 
@@ -142,7 +144,8 @@ def add_zipper_commands(commands: argparse._SubParsersAction) -> None:
     diff = commands.add_parser(
         "diff",
         help="explain why two archives differ",
-        description="Exit 0 if A and B are byte-identical, 1 (listing the differences) if not, 2 on error.",
+        description="Exit 0 if A and B are byte-identical, 1 (listing the differences) if not, "
+        "2 on error.",
     )
     diff.add_argument("a", metavar="A.zip", type=Path)
     diff.add_argument("b", metavar="B.zip", type=Path)

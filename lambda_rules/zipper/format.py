@@ -132,7 +132,8 @@ def local_file_header(record: EntryRecord, dos_date: int, dos_time: int) -> byte
 
 
 def central_directory_header(record: EntryRecord, dos_date: int, dos_time: int) -> bytes:
-    """Central header; its Zip64 extra holds exactly the fields that overflowed, in APPNOTE order."""
+    """Central header; its Zip64 extra holds exactly the fields that overflowed, in APPNOTE
+    order."""
     zip64_values = [
         value
         for value in (

@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import signal
 from collections import deque
-from typing import TYPE_CHECKING, Deque, Iterator, Protocol, Sequence, Tuple
+from typing import TYPE_CHECKING, Deque, Generator, Iterator, Protocol, Sequence, Tuple
 
 from lambda_rules.zipper.compress import CompressedEntry, compress
 from lambda_rules.zipper.errors import ZipError
@@ -33,7 +33,8 @@ MAX_IN_FLIGHT_BYTES = 64 << 20
 class Content(Protocol):
     """Something whose bytes a worker can read by itself (it must pickle cheaply)."""
 
-    size: int
+    @property
+    def size(self) -> int: ...
 
     def read(self) -> bytes: ...
 
@@ -63,7 +64,7 @@ def resolve_workers(workers: int | None, total_bytes: int, max_workers: int | No
 
 def compress_all(
     items: Sequence[Content], level: int | None, workers: int
-) -> Iterator[CompressedEntry]:
+) -> Generator[CompressedEntry, None, None]:
     """Yield one CompressedEntry per item, in the order of `items`.
 
     Close the iterator (e.g. with contextlib.closing) to stop workers early.

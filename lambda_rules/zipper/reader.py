@@ -4,8 +4,7 @@ We parse the records ourselves instead of using `zipfile` because repack must
 refuse what `zipfile` tolerates: prepended or trailing bytes, local headers
 that disagree with the central directory, overlapping entries (the core of
 non-recursive zip bombs), entries inflating past their declared size.
-Inflating uses zlib with a bounded output size; decompression is fully
-specified by the deflate format, so zlib's version cannot change the result.
+Reading an entry's content is in entry_data.py.
 """
 
 from __future__ import annotations
@@ -13,14 +12,12 @@ from __future__ import annotations
 import os
 import stat
 import struct
-import zlib
 from dataclasses import dataclass
 from typing import Any, BinaryIO, Callable
 
 from lambda_rules.zipper import format as zf
 from lambda_rules.zipper.errors import CorruptArchiveError, UnsafeArchiveError
 
-_READ_CHUNK = 1 << 20
 _MSDOS_DIRECTORY_ATTRIBUTE = 0x10
 _METHOD_AES = 99
 
@@ -200,7 +197,8 @@ class _ArchiveParser:
                     return offset, record, tail[comment_start:]
             position = tail.rfind(signature, 0, position)
         raise self.corrupt(
-            "no end-of-central-directory record: not a ZIP archive, truncated, or has trailing bytes"
+            "no end-of-central-directory record: not a ZIP archive, truncated, or has trailing "
+            "bytes"
         )
 
     def parse_central_directory(
@@ -279,7 +277,8 @@ class _ArchiveParser:
         return entries
 
     def decode_name(self, raw_name: bytes, flags: int) -> str:
-        """UTF-8 when flagged; otherwise UTF-8 if it decodes, else CP437 (the historical default)."""
+        """UTF-8 when flagged; otherwise UTF-8 if it decodes, else CP437 (the historical
+        default)."""
         try:
             return raw_name.decode("utf-8")
         except UnicodeDecodeError:
@@ -316,7 +315,8 @@ class _ArchiveParser:
         )
         if variable[:name_length] != central["raw_name"]:
             raise self.corrupt(
-                f"local header name {variable[:name_length]!r} differs from central directory name {name!r}"
+                f"local header name {variable[:name_length]!r} differs from central directory "
+                f"name {name!r}"
             )
         extra = variable[name_length:]
         usize, csize, _, _ = _resolve_zip64(
@@ -324,8 +324,9 @@ class _ArchiveParser:
         )
         if (flags, method) != (central["flags"], central["method"]):
             raise self.corrupt(
-                f"entry {name!r}: local header (flags {flags:#06x}, method {method}) disagrees with "
-                f"central directory (flags {central['flags']:#06x}, method {central['method']})"
+                f"entry {name!r}: local header (flags {flags:#06x}, method {method}) disagrees "
+                f"with central directory (flags {central['flags']:#06x}, "
+                f"method {central['method']})"
             )
         local = LocalHeader(needed, flags, method, dos_time, dos_date, crc, csize, usize, extra)
         data_offset = offset + zf.LOCAL_FILE_HEADER.size + name_length + extra_length
@@ -336,7 +337,8 @@ class _ArchiveParser:
         )
         descriptor = b""
         if flags & zf.FLAG_DATA_DESCRIPTOR:
-            # The descriptor holds the real values; writers zero some local fields (Info-ZIP -fd keeps the size).
+            # The descriptor holds the real values; writers zero some local fields (Info-ZIP -fd
+            # keeps the size).
             if any(
                 value not in (0, expected)
                 for value, expected in zip((crc, csize, usize), central_values)
@@ -349,8 +351,8 @@ class _ArchiveParser:
             )
         elif (crc, csize, usize) != central_values:
             raise self.corrupt(
-                f"entry {name!r}: local header (crc {crc:#010x}, sizes {csize}/{usize}) disagrees with "
-                "central directory (crc %#010x, sizes %d/%d)" % central_values
+                f"entry {name!r}: local header (crc {crc:#010x}, sizes {csize}/{usize}) disagrees "
+                "with central directory (crc %#010x, sizes %d/%d)" % central_values
             )
         return ArchiveEntry(
             local=local, data_offset=data_offset, data_descriptor=descriptor, **central
@@ -436,70 +438,3 @@ def extra_field_ids(extra: bytes) -> tuple[int, ...]:
         ids.append(field_id)
         position += zf.EXTRA_FIELD_HEADER.size + length
     return tuple(ids)
-
-
-def read_entry_data(f: BinaryIO, archive: str, entry: ArchiveEntry) -> bytes:
-    """The entry's content, checked against its declared size and CRC.
-
-    Inflation stops one byte past the declared size, so a lying header cannot
-    make us allocate more than the caller's size limits already allowed.
-    """
-    if entry.method == zf.METHOD_STORED:
-        if entry.compressed_size != entry.uncompressed_size:
-            raise CorruptArchiveError(
-                f"{archive}: stored entry {entry.name!r} declares {entry.uncompressed_size} bytes "
-                f"but holds {entry.compressed_size}"
-            )
-        f.seek(entry.data_offset)
-        data = f.read(entry.compressed_size)
-    elif entry.method == zf.METHOD_DEFLATED:
-        data = _inflate(f, archive, entry)
-    else:
-        raise UnsafeArchiveError(
-            f"{archive}: entry {entry.name!r} uses compression method {entry.method}; only stored (0) "
-            "and deflated (8) are supported. Recreate the archive with plain deflate."
-        )
-    if len(data) != entry.uncompressed_size:
-        raise CorruptArchiveError(
-            f"{archive}: entry {entry.name!r} holds {len(data)} bytes but declares {entry.uncompressed_size}"
-        )
-    if zlib.crc32(data) != entry.crc32:
-        raise CorruptArchiveError(
-            f"{archive}: entry {entry.name!r} fails its CRC-32 check (corrupt data)"
-        )
-    return bytes(data)
-
-
-def _inflate(f: BinaryIO, archive: str, entry: ArchiveEntry) -> bytearray:
-    inflater = zlib.decompressobj(-15)
-    output = bytearray()
-    limit = entry.uncompressed_size
-    f.seek(entry.data_offset)
-    unread = entry.compressed_size
-    pending = b""
-    try:
-        while True:
-            if not pending and unread:
-                pending = f.read(min(_READ_CHUNK, unread))
-                unread -= len(pending)
-            piece = inflater.decompress(pending, limit + 1 - len(output))
-            pending = inflater.unconsumed_tail
-            output += piece
-            if len(output) > limit:
-                raise UnsafeArchiveError(
-                    f"{archive}: entry {entry.name!r} inflates past its declared size of {limit} "
-                    "bytes; a lying header is a zip-bomb technique, so the archive is refused"
-                )
-            if inflater.eof or (not piece and not pending and not unread):
-                break
-    except zlib.error as error:
-        raise CorruptArchiveError(
-            f"{archive}: entry {entry.name!r} has corrupt deflate data ({error})"
-        ) from None
-    if not inflater.eof:
-        raise CorruptArchiveError(f"{archive}: entry {entry.name!r} has a truncated deflate stream")
-    if pending or unread or inflater.unused_data:
-        raise CorruptArchiveError(
-            f"{archive}: entry {entry.name!r} has bytes after the end of its deflate stream"
-        )
-    return output

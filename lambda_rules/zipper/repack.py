@@ -27,12 +27,13 @@ from typing import Iterable
 
 from lambda_rules.zipper.archive import PlannedEntry, write_archive
 from lambda_rules.zipper.compress import DEFAULT_LEVEL, effective_level
+from lambda_rules.zipper.entry_data import read_entry_data
 from lambda_rules.zipper.errors import UnsafeArchiveError
 from lambda_rules.zipper.filters import PathFilter
 from lambda_rules.zipper.format import METHOD_DEFLATED, METHOD_STORED
 from lambda_rules.zipper.names import normalize_archive_name
 from lambda_rules.zipper.pipeline import resolve_workers
-from lambda_rules.zipper.reader import ArchiveEntry, read_archive, read_entry_data
+from lambda_rules.zipper.reader import ArchiveEntry, read_archive
 from lambda_rules.zipper.summary import ZipSummary
 
 DEFAULT_MAX_RATIO = 200
@@ -116,8 +117,8 @@ def _plan_entries(
             )
         if name in by_name:
             raise UnsafeArchiveError(
-                f"{shown}: entries {by_name[name].name!r} and {entry.name!r} both unpack to {name!r}; "
-                "repack refuses duplicates because readers disagree on which one wins"
+                f"{shown}: entries {by_name[name].name!r} and {entry.name!r} both unpack to "
+                f"{name!r}; repack refuses duplicates because readers disagree on which one wins"
             )
         by_name[name] = entry
         if not path_filter.keeps(name):
@@ -126,8 +127,8 @@ def _plan_entries(
         total_size += entry.uncompressed_size
         if total_size > limits.max_unzipped_size:
             raise UnsafeArchiveError(
-                f"{shown}: declared unzipped size exceeds {limits.max_unzipped_size} bytes at entry "
-                f"{entry.name!r}; raise --max-unzipped-size if the archive is trusted"
+                f"{shown}: declared unzipped size exceeds {limits.max_unzipped_size} bytes at "
+                f"entry {entry.name!r}; raise --max-unzipped-size if the archive is trusted"
             )
         mode = entry.unix_mode
         planned.append(PlannedEntry(name, bool(mode and mode & 0o111), ArchiveMember(shown, entry)))
@@ -148,8 +149,9 @@ def _refuse_unsupported(shown: str, entry: ArchiveEntry) -> None:
         )
     if entry.method not in (METHOD_STORED, METHOD_DEFLATED):
         raise UnsafeArchiveError(
-            f"{shown}: entry {entry.name!r} uses compression method {entry.method}; only stored (0) "
-            "and deflated (8) are supported. Recreate the archive with plain deflate."
+            f"{shown}: entry {entry.name!r} uses compression method {entry.method}; "
+            "only stored (0) and deflated (8) are supported. Recreate the archive with plain "
+            "deflate."
         )
 
 
@@ -158,7 +160,8 @@ def _refuse_bomb(shown: str, entry: ArchiveEntry, limits: RepackLimits) -> None:
     if size > RATIO_CHECK_MIN_BYTES and size > limits.max_ratio * max(entry.compressed_size, 1):
         raise UnsafeArchiveError(
             f"{shown}: entry {entry.name!r} expands {size // max(entry.compressed_size, 1)}:1 "
-            f"(limit {limits.max_ratio}:1), a likely zip bomb; raise --max-ratio if the archive is trusted"
+            f"(limit {limits.max_ratio}:1), a likely zip bomb; raise --max-ratio if the archive "
+            "is trusted"
         )
 
 
@@ -169,5 +172,6 @@ def _refuse_file_directory_clash(shown: str, by_name: dict[str, ArchiveEntry]) -
             parent = "/".join(parts[:depth])
             if parent in by_name:
                 raise UnsafeArchiveError(
-                    f"{shown}: {parent!r} is both a file and the directory of {name!r}; repack refuses it"
+                    f"{shown}: {parent!r} is both a file and the directory of {name!r}; "
+                    "repack refuses it"
                 )

@@ -22,7 +22,8 @@ _UNIX_EPOCH = datetime.datetime(1970, 1, 1)
 
 
 def dos_date_time(epoch: int) -> tuple[int, int]:
-    """Return (dos_date, dos_time) for `epoch`, clamped to the DOS range, odd seconds rounded down."""
+    """Return (dos_date, dos_time) for `epoch`, clamped to the DOS range, odd seconds rounded
+    down."""
     clamped = min(max(epoch, DOS_EPOCH), DOS_MAX)
     moment = _UNIX_EPOCH + datetime.timedelta(seconds=clamped)
     dos_date = ((moment.year - 1980) << 9) | (moment.month << 5) | moment.day

@@ -36,7 +36,8 @@ class SourceFile:
                 return f.read()
         except OSError as error:
             raise InputTreeError(
-                f"{self.path}: cannot read it ({error.strerror}); fix its permissions or --exclude it"
+                f"{self.path}: cannot read it ({error.strerror}); fix its permissions or "
+                "--exclude it"
             ) from None
 
 

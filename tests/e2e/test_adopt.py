@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO_ROOT, Clone
-from tests.e2e.test_package import EXAMPLE_GOLDEN_SHA256, sha256
+from tests.conftest import REPO_ROOT, Clone, file_sha256_hex
+from tests.e2e.test_package import EXAMPLE_GOLDEN_SHA256
 
 pytestmark = pytest.mark.e2e
 
@@ -110,5 +110,5 @@ def test_new_repository_installs_the_plugin_wheel_and_packages_the_same_bytes(
         adopter.kill_pantsd()
 
     archive = root / "dist/functions.orders/lambda.zip"
-    assert sha256(archive) == EXAMPLE_GOLDEN_SHA256
+    assert file_sha256_hex(archive) == EXAMPLE_GOLDEN_SHA256
     assert not list(root.glob("**/lambda-zip.lock")), "the adopter declares no zipper lockfile"

@@ -66,7 +66,9 @@ lambda_function(name="lambda", handler="app.py:handler", runtime="python3.12", a
 CASE_BUILD = """
 python_sources(name="src")
 resources(name="data", sources=["data/*.txt"])
-lambda_function(name="lambda", handler="app.py:handler", runtime="python3.12", dependencies=[":data"])
+lambda_function(
+    name="lambda", handler="app.py:handler", runtime="python3.12", dependencies=[":data"]
+)
 """
 
 HANDLER = "def handler(event, context):\n    return {'ok': True}\n"

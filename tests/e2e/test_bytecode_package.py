@@ -10,8 +10,8 @@ import zipfile
 
 import pytest
 
-from tests.conftest import pyenv_python
-from tests.e2e.test_package import EXPECTED_RESPONSE, call_handler, extract_read_only, sha256
+from tests.conftest import file_sha256_hex, pyenv_python
+from tests.e2e.test_package import EXPECTED_RESPONSE, call_handler, extract_read_only
 
 pytestmark = pytest.mark.e2e
 
@@ -100,6 +100,6 @@ def test_bytecode_packages_are_reproducible_and_used_by_the_runtime(clone_factor
         app.write_text("def handler(event, context):\n    return 'the source ran'\n")
         app.chmod(0o444)
         assert call_handler(pyenv_python(minor), extracted) == EXPECTED_RESPONSE
-        assert sha256(archive) == sha256(
+        assert file_sha256_hex(archive) == file_sha256_hex(
             second.root / "dist" / archive.relative_to(first.root / "dist")
         )

@@ -7,7 +7,6 @@ the reproducibility test builds the same targets in a second clone at another pa
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import os
 import shutil
@@ -18,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from lambda_rules.facts import UNZIPPED_LIMIT_BYTES
-from tests.conftest import Clone, make_clone, pyenv_python
+from tests.conftest import Clone, file_sha256_hex, make_clone, pyenv_python
 
 pytestmark = pytest.mark.e2e
 
@@ -193,14 +192,6 @@ def clear_dist(clone: Clone) -> None:
     shutil.rmtree(clone.root / "dist", ignore_errors=True)
 
 
-def sha256_hex(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def sha256_base64(path: Path) -> str:
-    return base64.b64encode(hashlib.sha256(path.read_bytes()).digest()).decode()
-
-
 def entries(archive: Path) -> list[str]:
     with zipfile.ZipFile(archive) as zf:
         return zf.namelist()
@@ -236,7 +227,8 @@ def test_function_on_a_layer_leaves_out_what_the_layer_holds_and_runs_with_it(cl
     clone.pants("package", "layered:deps", "layered:fn", pantsd=True)
     dist = clone.root / "dist"
     layer_zip, function_zip = dist / "layered/deps.zip", dist / "layered/fn.zip"
-    layer_digest, function_digest = sha256_hex(layer_zip), sha256_hex(function_zip)
+    layer_digest, function_digest = file_sha256_hex(layer_zip), file_sha256_hex(function_zip)
+    layer_base64 = base64.b64encode(bytes.fromhex(layer_digest)).decode()
     # (An SBOM, `<name>.cdx.json`, may be written beside each manifest.)
     assert [f for f in clone.dist_files() if not f.endswith(".cdx.json")] == sorted(
         [
@@ -260,7 +252,7 @@ def test_function_on_a_layer_leaves_out_what_the_layer_holds_and_runs_with_it(cl
     assert layer_manifest["runtime"] == "python3.12"
     assert layer_manifest["architecture"] == "x86_64"
     assert layer_manifest["sha256"] == layer_digest
-    assert layer_manifest["filebase64sha256"] == sha256_base64(layer_zip)
+    assert layer_manifest["filebase64sha256"] == layer_base64
     with zipfile.ZipFile(layer_zip) as zf:
         assert layer_manifest["unzipped_size"] == sum(i.file_size for i in zf.infolist())
     layer_distributions = {d["name"]: d["version"] for d in layer_manifest["distributions"]}
@@ -287,7 +279,7 @@ def test_function_on_a_layer_leaves_out_what_the_layer_holds_and_runs_with_it(cl
         {
             "address": "layered:deps",
             "sha256": layer_digest,
-            "filebase64sha256": sha256_base64(layer_zip),
+            "filebase64sha256": layer_base64,
         }
     ]
     bundled = {d["name"] for d in function_manifest["distributions"]}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import os
 import re
@@ -16,7 +15,7 @@ from cyclonedx.schema import SchemaVersion
 from cyclonedx.validation.json import JsonStrictValidator
 
 from lambda_rules.facts import RUNTIMES
-from tests.conftest import REPO_ROOT, pyenv_python
+from tests.conftest import REPO_ROOT, file_sha256_hex, pyenv_python
 
 pytestmark = pytest.mark.e2e
 
@@ -28,10 +27,6 @@ ELF_MACHINES = {62: "x86_64", 183: "aarch64"}
 # The example's package, end to end: fn/, the lockfile, pex's flat layout and the zipper. A change
 # here must be deliberate (a new requirement, a changed fn/app.py, a new zipper format).
 EXAMPLE_GOLDEN_SHA256 = "bccf7943bb72e0ed74d3182561869026f043e22756fffbcc33956ab808f5cca9"
-
-
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def elf_machine(data: bytes) -> str:
@@ -96,7 +91,7 @@ def test_package_is_byte_identical_across_clones_umask_mtimes_cache_and_pantsd(
 
     expected = ["fn/lambda.cdx.json", "fn/lambda.json", "fn/lambda.zip"]
     archive_first = first.root / "dist/fn/lambda.zip"
-    digest = sha256(archive_first)
+    digest = file_sha256_hex(archive_first)
     assert digest == EXAMPLE_GOLDEN_SHA256
     content_addressed = f"fn/lambda.cas/lambda-{digest[:16]}.zip"
     assert first.dist_files() == sorted([*expected, content_addressed])
@@ -108,10 +103,7 @@ def test_package_is_byte_identical_across_clones_umask_mtimes_cache_and_pantsd(
 
     manifest = json.loads((first.root / "dist/fn/lambda.json").read_text())
     assert manifest["sha256"] == digest
-    assert (
-        manifest["filebase64sha256"]
-        == base64.b64encode(hashlib.sha256(archive_first.read_bytes()).digest()).decode()
-    )
+    assert manifest["filebase64sha256"] == base64.b64encode(bytes.fromhex(digest)).decode()
     assert manifest["zipped_size"] == archive_first.stat().st_size
     assert manifest["runtime"] == "python3.12" and manifest["architecture"] == "x86_64"
     assert manifest["handler"] == "app.handler"
@@ -153,7 +145,9 @@ SBOM_DISTRIBUTIONS = {
 def locked_wheels() -> dict[tuple[str, str], set[str]]:
     """(project, version) -> the sha256 of every wheel the example's lockfile records."""
     text = (REPO_ROOT / "3rdparty/python/default.lock").read_text()
-    document = json.loads("\n".join(l for l in text.splitlines() if not l.startswith("//")))
+    document = json.loads(
+        "\n".join(line for line in text.splitlines() if not line.startswith("//"))
+    )
     return {
         (r["project_name"], r["version"]): {a["hash"] for a in r["artifacts"]}
         for resolve in document["locked_resolves"]
@@ -164,7 +158,7 @@ def locked_wheels() -> dict[tuple[str, str], set[str]]:
 def assert_sbom_matches_lockfile(sbom_path: Path, manifest: dict) -> None:
     text = sbom_path.read_text()
     assert JsonStrictValidator(SchemaVersion.V1_6).validate_str(text) is None
-    assert manifest["sbom"] == {"file": "lambda.cdx.json", "sha256": sha256(sbom_path)}
+    assert manifest["sbom"] == {"file": "lambda.cdx.json", "sha256": file_sha256_hex(sbom_path)}
     sbom = json.loads(text)
     root = sbom["metadata"]["component"]
     assert root["hashes"] == [{"alg": "SHA-256", "content": manifest["sha256"]}]

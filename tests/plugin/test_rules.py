@@ -119,7 +119,9 @@ BUILD = """
 python_requirement(name="orjson", requirements=["orjson==3.11.5"])
 python_sources(name="src")
 resources(name="data", sources=["data/*.json"])
-lambda_function(name="lambda", handler="app.py:handler", runtime="python3.11", dependencies=[":data"])
+lambda_function(
+    name="lambda", handler="app.py:handler", runtime="python3.11", dependencies=[":data"]
+)
 """
 
 
@@ -127,7 +129,8 @@ def test_unknown_runtime_and_architecture_are_rejected_naming_the_target(rule_ru
     rule_runner.write_files(
         {
             "a/BUILD": 'lambda_function(name="f", handler="app.py:h", runtime="python2.7")',
-            "b/BUILD": 'lambda_function(name="f", handler="app.py:h", runtime="python3.12", architecture="ppc")',
+            "b/BUILD": 'lambda_function(name="f", handler="app.py:h", runtime="python3.12", '
+            'architecture="ppc")',
         }
     )
     with pytest.raises(
@@ -216,7 +219,8 @@ def test_staging_rejects_source_and_distribution_writing_the_same_path(rule_runn
     )
     with pytest.raises(
         ExecutionError,
-        match=r"fn:lambda: these paths come both from first-party sources and from a third-party distribution.*orjson/__init__\.py",
+        match=r"fn:lambda: these paths come both from first-party sources and from a third-party "
+        r"distribution.*orjson/__init__\.py",
     ):
         stage(rule_runner, Address("fn", target_name="lambda"))
 

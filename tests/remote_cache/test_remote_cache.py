@@ -39,7 +39,9 @@ BIG_BLOB_BYTES = 25 * 1024 * 1024
 BIG_LAMBDA_BUILD = """
 resource(name="blob", source="blob.bin")
 python_sources(name="src")
-lambda_function(name="lambda", handler="handler.py:handler", runtime="python3.12", dependencies=[":blob"])
+lambda_function(
+    name="lambda", handler="handler.py:handler", runtime="python3.12", dependencies=[":blob"]
+)
 """
 BIG_LAMBDA_HANDLER = "def handler(event, context):\n    return {}\n"
 

@@ -6,7 +6,6 @@ every pytest import mode and next to other conftest.py files in the project.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import struct
@@ -18,6 +17,8 @@ from pathlib import Path
 from typing import Callable, Iterable, Optional, Union
 
 import pytest
+
+from tests.conftest import file_sha256_hex
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 GOLDEN_TREE = Path(__file__).resolve().parent / "golden_tree"
@@ -76,20 +77,18 @@ class Zipper:
         )
         if expect is not None:
             assert result.returncode == expect, (
-                f"exit {result.returncode} != {expect}\nstdout: {result.stdout}\nstderr: {result.stderr}"
+                f"exit {result.returncode} != {expect}\n"
+                f"stdout: {result.stdout}\nstderr: {result.stderr}"
             )
         return result
 
     def build_sha256(self, tree: Path, out: Path, *options: str, **run_options) -> str:
-        """Build `tree` into `out` and return the sha256 the CLI printed (checked against the file)."""
+        """Build `tree` into `out` and return the sha256 the CLI printed (checked against the
+        file)."""
         result = self.run("build", tree, "-o", out, *options, **run_options)
         printed = result.stdout.strip().rsplit("sha256:", 1)[1]
-        assert printed == sha256_of(out)
+        assert printed == file_sha256_hex(out)
         return printed
-
-
-def sha256_of(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 @pytest.fixture

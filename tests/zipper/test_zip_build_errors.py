@@ -18,59 +18,41 @@ from lambda_rules.zipper.build import build_zip
 from lambda_rules.zipper.cli import main
 from lambda_rules.zipper.errors import InputTreeError
 from lambda_rules.zipper.tree import SourceFile
-
-
-def _tree(root: Path, files: dict) -> Path:
-    for name, content in files.items():
-        path = root / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(content)
-    return root
-
-
-def _build_fails(tmp_path: Path, capsys, tree: Path, *options: str) -> str:
-    out_dir = tmp_path / "out"
-    out_dir.mkdir()
-    code = main(["build", str(tree), "-o", str(out_dir / "out.zip"), *options])
-    err = capsys.readouterr().err
-    assert code == 2, err
-    assert err.startswith("lambda-zip: error: ") and "Traceback" not in err, err
-    assert os.listdir(out_dir) == [], "a failed build must leave no output and no temp file"
-    return err
+from tests.conftest import write_tree, zipper_refuses
 
 
 def test_dangling_symlink_is_an_error_naming_it(tmp_path, capsys):
-    tree = _tree(tmp_path / "tree", {"a.py": b"a"})
+    tree = write_tree(tmp_path / "tree", {"a.py": b"a"})
     (tree / "pkg").mkdir()
     (tree / "pkg" / "gone.py").symlink_to("missing.py")
-    err = _build_fails(tmp_path, capsys, tree)
+    err = zipper_refuses(tmp_path, capsys, "build", tree)
     assert f"{tree}/pkg/gone.py: symlink to 'missing.py' dangles" in err
 
 
 def test_excluded_dangling_symlink_is_ignored(tmp_path):
-    tree = _tree(tmp_path / "tree", {"a.py": b"a"})
+    tree = write_tree(tmp_path / "tree", {"a.py": b"a"})
     (tree / "stale.pyc").symlink_to("missing.pyc")
     summary = build_zip(tree, tmp_path / "out.zip")
     assert [e.name for e in summary.entries] == ["a.py"]
 
 
 def test_symlink_escaping_the_root_is_an_error(tmp_path, capsys):
-    _tree(tmp_path, {"outside.txt": b"secret"})
-    tree = _tree(tmp_path / "tree", {"a.py": b"a"})
+    write_tree(tmp_path, {"outside.txt": b"secret"})
+    tree = write_tree(tmp_path / "tree", {"a.py": b"a"})
     (tree / "escape.txt").symlink_to(tmp_path / "outside.txt")
-    err = _build_fails(tmp_path, capsys, tree)
+    err = zipper_refuses(tmp_path, capsys, "build", tree)
     assert f"{tree}/escape.txt: symlink resolves to {tmp_path}/outside.txt, outside {tree}" in err
 
 
 def test_relative_symlink_climbing_out_is_an_error(tmp_path, capsys):
-    _tree(tmp_path, {"sibling/x.py": b"x"})
-    tree = _tree(tmp_path / "tree", {"a.py": b"a"})
+    write_tree(tmp_path, {"sibling/x.py": b"x"})
+    tree = write_tree(tmp_path / "tree", {"a.py": b"a"})
     (tree / "up").symlink_to("../sibling")
-    assert "up: symlink resolves to" in _build_fails(tmp_path, capsys, tree)
+    assert "up: symlink resolves to" in zipper_refuses(tmp_path, capsys, "build", tree)
 
 
 def test_symlinks_inside_root_store_target_content_and_mode(tmp_path):
-    tree = _tree(tmp_path / "tree", {"real/run.sh": b"#!/bin/sh\n", "real/data.txt": b"data"})
+    tree = write_tree(tmp_path / "tree", {"real/run.sh": b"#!/bin/sh\n", "real/data.txt": b"data"})
     (tree / "real" / "run.sh").chmod(0o755)
     (tree / "alias.sh").symlink_to("real/run.sh")
     (tree / "linked_dir").symlink_to("real", target_is_directory=True)
@@ -88,7 +70,7 @@ def test_symlinks_inside_root_store_target_content_and_mode(tmp_path):
 
 
 def test_symlinked_root_is_followed(tmp_path):
-    tree = _tree(tmp_path / "tree", {"a.py": b"a"})
+    tree = write_tree(tmp_path / "tree", {"a.py": b"a"})
     (tmp_path / "root-link").symlink_to(tree)
     assert (
         build_zip(tmp_path / "root-link", tmp_path / "a.zip").sha256_hex
@@ -97,17 +79,17 @@ def test_symlinked_root_is_followed(tmp_path):
 
 
 def test_symlink_cycle_is_an_error(tmp_path, capsys):
-    tree = _tree(tmp_path / "tree", {"pkg/a.py": b"a"})
+    tree = write_tree(tmp_path / "tree", {"pkg/a.py": b"a"})
     (tree / "pkg" / "loop").symlink_to("..", target_is_directory=True)
-    assert "pkg/loop: symlink to a directory that contains it (a cycle)" in _build_fails(
-        tmp_path, capsys, tree
+    assert "pkg/loop: symlink to a directory that contains it (a cycle)" in zipper_refuses(
+        tmp_path, capsys, "build", tree
     )
 
 
 def test_fifo_is_an_error_naming_it(tmp_path, capsys):
-    tree = _tree(tmp_path / "tree", {"a.py": b"a"})
+    tree = write_tree(tmp_path / "tree", {"a.py": b"a"})
     os.mkfifo(tree / "pipe")
-    err = _build_fails(tmp_path, capsys, tree)
+    err = zipper_refuses(tmp_path, capsys, "build", tree)
     assert f"{tree}/pipe: named pipe (FIFO) cannot be stored" in err
     (tmp_path / "out").rmdir()
     assert main(["build", str(tree), "-o", str(tmp_path / "ok.zip"), "--exclude", "pipe"]) == 0
@@ -116,33 +98,33 @@ def test_fifo_is_an_error_naming_it(tmp_path, capsys):
 def test_socket_is_an_error(tmp_path, capsys):
     import socket
 
-    tree = _tree(tmp_path / "tree", {"a.py": b"a"})
+    tree = write_tree(tmp_path / "tree", {"a.py": b"a"})
     server = socket.socket(socket.AF_UNIX)
     try:
         server.bind(str(tree / "sock"))
-        assert "sock: socket cannot be stored" in _build_fails(tmp_path, capsys, tree)
+        assert "sock: socket cannot be stored" in zipper_refuses(tmp_path, capsys, "build", tree)
     finally:
         server.close()
 
 
 def test_non_utf8_and_backslash_names_are_errors(tmp_path, capsys):
-    tree = _tree(tmp_path / "tree", {"a.py": b"a"})
+    tree = write_tree(tmp_path / "tree", {"a.py": b"a"})
     Path(os.fsdecode(bytes(tree) + b"/caf\xe9.txt")).write_bytes(b"latin-1 name")
-    assert "file name is not valid UTF-8; rename it" in _build_fails(tmp_path, capsys, tree)
+    assert "file name is not valid UTF-8; rename it" in zipper_refuses(
+        tmp_path, capsys, "build", tree
+    )
     os.remove(os.fsdecode(bytes(tree) + b"/caf\xe9.txt"))
     (tree / "back\\slash.txt").write_bytes(b"x")
-    (tmp_path / "out").rmdir()
-    assert "contains a backslash" in _build_fails(tmp_path, capsys, tree)
+    assert "contains a backslash" in zipper_refuses(tmp_path, capsys, "build", tree)
 
 
 def test_missing_or_empty_input_and_bad_output(tmp_path, capsys):
-    assert "not a directory" in _build_fails(tmp_path, capsys, tmp_path / "missing")
-    (tmp_path / "out").rmdir()
+    assert "not a directory" in zipper_refuses(tmp_path, capsys, "build", tmp_path / "missing")
     empty = tmp_path / "empty"
     (empty / "only" / "dirs").mkdir(parents=True)
     (empty / "only" / "x.pyc").write_bytes(b"")
-    assert "nothing to zip" in _build_fails(tmp_path, capsys, empty)
-    tree = _tree(tmp_path / "tree", {"a.py": b"a"})
+    assert "nothing to zip" in zipper_refuses(tmp_path, capsys, "build", empty)
+    tree = write_tree(tmp_path / "tree", {"a.py": b"a"})
     assert main(["build", str(tree), "-o", str(tmp_path / "no" / "such" / "dir.zip")]) == 2
     assert "output directory" in capsys.readouterr().err
     assert main(["build", str(tree), "-o", str(tree / "self.zip")]) == 2
@@ -151,7 +133,7 @@ def test_missing_or_empty_input_and_bad_output(tmp_path, capsys):
 
 
 def test_unreadable_file_mid_way_leaves_nothing(tmp_path, monkeypatch):
-    tree = _tree(tmp_path / "tree", {f"f{i}.txt": b"x" * 100 for i in range(5)})
+    tree = write_tree(tmp_path / "tree", {f"f{i}.txt": b"x" * 100 for i in range(5)})
     out_dir = tmp_path / "out"
     out_dir.mkdir()
     original = SourceFile.read
@@ -169,7 +151,9 @@ def test_unreadable_file_mid_way_leaves_nothing(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("workers", [1, 2])
 def test_keyboard_interrupt_mid_write_removes_temp_file(tmp_path, monkeypatch, workers):
-    tree = _tree(tmp_path / "tree", {f"f{i:03d}.txt": os.urandom(64) * 400 for i in range(300)})
+    tree = write_tree(
+        tmp_path / "tree", {f"f{i:03d}.txt": os.urandom(64) * 400 for i in range(300)}
+    )
     out_dir = tmp_path / "out"
     out_dir.mkdir()
     (out_dir / "out.zip").write_bytes(b"previous build")
@@ -238,14 +222,14 @@ def test_sigint_to_the_cli_mid_build_leaves_nothing(tmp_path):
 )
 def test_control_characters_in_file_names_are_errors(tmp_path, capsys, name, shown):
     relative = f"pkg/{name}"
-    tree = _tree(tmp_path / "tree", {"a.py": b"a", relative: b"x"})
-    err = _build_fails(tmp_path, capsys, tree)
+    tree = write_tree(tmp_path / "tree", {"a.py": b"a", relative: b"x"})
+    err = zipper_refuses(tmp_path, capsys, "build", tree)
     assert f"{tree}/{relative!r}: file name contains the control character {shown}" in err
     assert err.count("\n") == 1, "the control character must not reach the terminal raw"
 
 
 def test_control_characters_in_directory_names_are_errors(tmp_path, capsys):
-    tree = _tree(tmp_path / "tree", {"a.py": b"a", "new\nline/b.py": b"b"})
-    assert "'new\\nline/b.py': file name contains the control character '\\n'" in _build_fails(
-        tmp_path, capsys, tree
+    tree = write_tree(tmp_path / "tree", {"a.py": b"a", "new\nline/b.py": b"b"})
+    assert "'new\\nline/b.py': file name contains the control character '\\n'" in zipper_refuses(
+        tmp_path, capsys, "build", tree
     )

@@ -74,8 +74,8 @@ def test_info_zip_differences_are_named(zipper, golden_copy, base_zip, require_t
     output = _diff(zipper, base_zip, info)
     assert f"only in {info}: pkg/ (directory entry)" in output
     assert (
-        "handler.py: central extra fields: none vs 0x5455 UT extended timestamp, 0x7875 ux Unix uid/gid"
-        in output
+        "handler.py: central extra fields: none vs 0x5455 UT extended timestamp, "
+        "0x7875 ux Unix uid/gid" in output
     )
     assert "handler.py: local extra fields: none vs 0x5455" in output
     assert "handler.py: general purpose flags: 0x0800 vs 0x0000" in output

@@ -1,4 +1,5 @@
-"""Unit tests of the pieces: header encoding (incl. Zip64 past 4 GiB), compression, filters, names."""
+"""Unit tests of the pieces: header encoding (incl. Zip64 past 4 GiB), compression, filters,
+names."""
 
 from __future__ import annotations
 

@@ -14,7 +14,8 @@ from lambda_rules.zipper.build import build_zip
 from lambda_rules.zipper.pipeline import BATCH_BYTES, BATCH_ENTRIES
 
 GOLDEN_SHA256 = "7206fd9496c4f8333aa7af4f4b364dfb6dc477c684461d8112d5cabd55782339"
-"""`lambda-zip build tests/zipper/golden_tree` at the default level. Changing it is a format change."""
+"""`lambda-zip build tests/zipper/golden_tree` at the default level. Changing it is a format
+change."""
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -166,7 +167,8 @@ def _cached_venv(version: str) -> str:
     base_python = Path(pyenv_root) / "versions" / version / "bin" / f"python{major_minor}"
     if not base_python.exists():
         pytest.fail(
-            f"CPython {version} not found at {base_python}; install it with `pyenv install {version}`"
+            f"CPython {version} not found at {base_python}; "
+            f"install it with `pyenv install {version}`"
         )
     venv = REPO_ROOT / ".cache" / "zipper-venvs" / f"cpython-{version}"
     python = venv / "bin" / "python"
@@ -205,7 +207,8 @@ def test_same_bytes_under_cpython_versions(zipper_for, golden_copy, tmp_path, ve
 
 
 def test_worker_count_across_many_batches(tmp_path):
-    """Hundreds of small files and a few large ones span many batches; order must not depend on workers."""
+    """Hundreds of small files and a few large ones span many batches; order must not depend on
+    workers."""
     tree = tmp_path / "tree"
     for i in range(2 * BATCH_ENTRIES + 50):
         path = tree / f"m{i % 7}" / f"file{i:04d}.py"

@@ -20,6 +20,7 @@ from lambda_rules.zipper.cli import main
 from lambda_rules.zipper.errors import ZipError
 from lambda_rules.zipper.merge import merge_zips
 from lambda_rules.zipper.reader import read_archive
+from tests.conftest import write_tree, zipper_refuses
 from tests.zipper.test_zip_golden import GOLDEN_SHA256
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -148,15 +149,17 @@ def test_tree_option_zips_a_directory_into_the_merge(golden_copy, tmp_path, tree
 def test_tree_clashing_with_a_part_or_its_timestamp_is_refused_naming_the_tree(
     tmp_path, capsys, good_part
 ):
-    clash = _tree(tmp_path / "clash", {"lib/util.py": b"X = 2\n"})
-    err = _merge_fails(tmp_path, capsys, good_part, "--tree", clash)
+    clash = write_tree(tmp_path / "clash", {"lib/util.py": b"X = 2\n"})
+    err = zipper_refuses(tmp_path, capsys, "merge", good_part, "--tree", clash)
     assert f"'lib/util.py' is in both {good_part} and --tree {clash}" in err
-    later = _tree(tmp_path / "later", {"z.py": b"Z = 1\n"})
-    err = _merge_fails(tmp_path, capsys, good_part, "--tree", later, "--timestamp", "1700000000")
+    later = write_tree(tmp_path / "later", {"z.py": b"Z = 1\n"})
+    err = zipper_refuses(
+        tmp_path, capsys, "merge", good_part, "--tree", later, "--timestamp", "1700000000"
+    )
     assert f"but --tree {later} has 2023-11-14 22:13:20" in err
     empty = tmp_path / "empty"
     empty.mkdir()
-    err = _merge_fails(tmp_path, capsys, good_part, "--tree", empty)
+    err = zipper_refuses(tmp_path, capsys, "merge", good_part, "--tree", empty)
     assert "nothing to zip" in err and f"--tree {empty}" in err
 
 
@@ -233,18 +236,10 @@ def test_independent_readers_accept_the_merged_archive(installed_merge, require_
         assert archive.namelist() == names
 
 
-def _tree(root: Path, files: dict) -> Path:
-    for name, content in files.items():
-        path = root / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(content)
-    return root
-
-
 def _part(tmp_path: Path, stem: str, files: dict, **options) -> Path:
     out = tmp_path / "parts" / f"{stem}.zip"
     out.parent.mkdir(exist_ok=True)
-    build_zip(_tree(tmp_path / "trees" / stem, files), out, workers=1, **options)
+    build_zip(write_tree(tmp_path / "trees" / stem, files), out, workers=1, **options)
     return out
 
 
@@ -254,26 +249,15 @@ def good_part(tmp_path) -> Path:
     return _part(tmp_path, "good", files)
 
 
-def _merge_fails(tmp_path: Path, capsys, *parts: Path) -> str:
-    out_dir = tmp_path / "out"
-    out_dir.mkdir(exist_ok=True)
-    code = main(["merge", *map(str, parts), "-o", str(out_dir / "out.zip")])
-    err = capsys.readouterr().err
-    assert code == 2, err
-    assert err.startswith("lambda-zip: error: ") and "Traceback" not in err, err
-    assert os.listdir(out_dir) == [], "a failed merge must leave no output and no temp file"
-    return err
-
-
 def test_a_path_in_two_parts_is_refused_naming_both_parts(tmp_path, capsys, good_part):
     other = _part(tmp_path, "other", {"handler.py": b"different\n", "z.py": b""})
-    err = _merge_fails(tmp_path, capsys, good_part, other)
+    err = zipper_refuses(tmp_path, capsys, "merge", good_part, other)
     assert f"'handler.py' is in both {good_part} and {other}" in err
 
 
 def test_parts_with_different_timestamps_are_refused(tmp_path, capsys, good_part):
     later = _part(tmp_path, "later", {"z.py": b"Z = 1\n"}, timestamp=1_700_000_000)
-    err = _merge_fails(tmp_path, capsys, good_part, later)
+    err = zipper_refuses(tmp_path, capsys, "merge", good_part, later)
     expected = f"{good_part} has timestamp 1980-01-01 00:00:00 but {later} has 2023-11-14 22:13:20"
     assert expected in err
     assert "--timestamp" in err
@@ -332,7 +316,7 @@ def test_non_canonical_part_is_refused_until_repacked(
     tmp_path, capsys, crafter, good_part, make, problem
 ):
     bad = make(tmp_path / "bad.zip", crafter)
-    err = _merge_fails(tmp_path, capsys, good_part, bad)
+    err = zipper_refuses(tmp_path, capsys, "merge", good_part, bad)
     assert f"{bad} is not in the canonical form `lambda-zip build` writes (" in err
     assert problem in err
     assert f"Run `lambda-zip repack {bad} -o FIXED.zip`" in err
@@ -352,7 +336,7 @@ def test_local_header_differing_from_a_canonical_central_directory_is_refused(
     bad = tmp_path / "bad.zip"
     bad.write_bytes(bytes(data))
     other = _part(tmp_path, "other", {"a.py": b"A = 1\n"})
-    err = _merge_fails(tmp_path, capsys, other, bad)
+    err = zipper_refuses(tmp_path, capsys, "merge", other, bad)
     assert f"{bad} is not in the canonical form" in err
     assert (
         "local header of 'lib/util.py': version needed is 0xa, the canonical value is 0x14" in err
@@ -372,16 +356,16 @@ def test_crafted_archive_with_canonical_headers_is_accepted(tmp_path, crafter, g
 def test_truncated_and_non_zip_and_missing_parts_are_refused(tmp_path, capsys, good_part):
     truncated = tmp_path / "truncated.zip"
     truncated.write_bytes(good_part.read_bytes()[:-10])
-    assert f"{truncated}: no end-of-central-directory record" in _merge_fails(
-        tmp_path, capsys, good_part, truncated
+    assert f"{truncated}: no end-of-central-directory record" in zipper_refuses(
+        tmp_path, capsys, "merge", good_part, truncated
     )
     text = tmp_path / "notes.zip"
     text.write_text("not an archive\n")
-    assert f"{text}: no end-of-central-directory record: not a ZIP archive" in _merge_fails(
-        tmp_path, capsys, text, good_part
+    assert f"{text}: no end-of-central-directory record: not a ZIP archive" in zipper_refuses(
+        tmp_path, capsys, "merge", text, good_part
     )
     missing = tmp_path / "missing.zip"
-    err = _merge_fails(tmp_path, capsys, good_part, missing)
+    err = zipper_refuses(tmp_path, capsys, "merge", good_part, missing)
     assert f"{missing}: No such file or directory" in err
 
 

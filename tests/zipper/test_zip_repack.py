@@ -1,8 +1,8 @@
-"""repack: Info-ZIP archives of the same files converge to one canonical archive; unsafe input is refused."""
+"""repack: Info-ZIP archives of the same files converge to one canonical archive; unsafe input
+is refused."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 import resource
 import stat
@@ -17,12 +17,8 @@ import pytest
 
 from lambda_rules.zipper.cli import main
 from lambda_rules.zipper.format import CREATOR_UNIX
-
-GOLDEN_SHA256 = "7206fd9496c4f8333aa7af4f4b364dfb6dc477c684461d8112d5cabd55782339"
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+from tests.conftest import file_sha256_hex, zipper_refuses
+from tests.zipper.test_zip_golden import GOLDEN_SHA256
 
 
 def _info_zip(tree: Path, out: Path, zip_tool: str, *options: str, umask: int = 0o022) -> Path:
@@ -57,7 +53,7 @@ def test_info_zip_variants_repack_to_the_golden_build(
     source = _info_zip(tree, tmp_path / "info.zip", require_tool("zip"), *options, umask=umask)
     out = tmp_path / "repacked.zip"
     zipper.run("repack", source, "-o", out, umask=umask)
-    assert _sha256(out) == GOLDEN_SHA256
+    assert file_sha256_hex(out) == GOLDEN_SHA256
     assert out.stat().st_mode & 0o777 == 0o644
 
 
@@ -69,7 +65,7 @@ def test_streamed_info_zip_repacks_to_the_golden_build(zipper, golden_copy, requ
         )
     out = tmp_path / "repacked.zip"
     zipper.run("repack", streamed, "-o", out)
-    assert _sha256(out) == GOLDEN_SHA256
+    assert file_sha256_hex(out) == GOLDEN_SHA256
 
 
 def test_zip64_extra_fields_in_small_archives_are_read(tmp_path, crafter):
@@ -88,7 +84,7 @@ def test_repack_is_idempotent_and_in_place(zipper, golden_copy, tmp_path):
     built = tmp_path / "built.zip"
     zipper.build_sha256(golden_copy, built)
     zipper.run("repack", built, "-o", built)
-    assert _sha256(built) == GOLDEN_SHA256
+    assert file_sha256_hex(built) == GOLDEN_SHA256
 
 
 def test_repack_keeps_pycache_unless_excluded(zipper, golden_copy, require_tool, tmp_path):
@@ -101,7 +97,7 @@ def test_repack_keeps_pycache_unless_excluded(zipper, golden_copy, require_tool,
         assert "pkg/__pycache__/Zeta.cpython-39.pyc" in archive.namelist()
     dropped = tmp_path / "dropped.zip"
     zipper.run("repack", source, "-o", dropped, "--exclude", "__pycache__")
-    assert _sha256(dropped) == GOLDEN_SHA256
+    assert file_sha256_hex(dropped) == GOLDEN_SHA256
 
 
 def test_exec_bit_comes_from_unix_attributes_only(tmp_path, crafter):
@@ -140,18 +136,6 @@ def test_dot_segments_are_normalized_and_entries_sorted(tmp_path, crafter):
     assert main(["repack", str(source), "-o", str(out)]) == 0
     with zipfile.ZipFile(out) as archive:
         assert archive.namelist() == ["a.txt", "b/c.txt"]
-
-
-def _refused(tmp_path: Path, capsys, source: Path, *options: str) -> str:
-    out_dir = tmp_path / "out"
-    out_dir.mkdir()
-    code = main(["repack", str(source), "-o", str(out_dir / "out.zip"), *options])
-    err = capsys.readouterr().err
-    assert code == 2, err
-    assert err.startswith("lambda-zip: error: "), err
-    assert "Traceback" not in err
-    assert os.listdir(out_dir) == [], "a refused repack must leave no output and no temp file"
-    return err
 
 
 ZEROS = b"\0" * (20 << 20)
@@ -202,7 +186,7 @@ ZEROS = b"\0" * (20 << 20)
 )
 def test_unsafe_or_corrupt_archives_are_refused(tmp_path, capsys, crafter, entries, message):
     source = crafter.write(tmp_path / "in.zip", [crafter.Entry(**e) for e in entries])
-    assert message in _refused(tmp_path, capsys, source)
+    assert message in zipper_refuses(tmp_path, capsys, "repack", source)
 
 
 def test_bomb_limit_can_be_raised(tmp_path, capsys, crafter):
@@ -218,7 +202,7 @@ def test_total_unzipped_size_limit(tmp_path, capsys, crafter):
         tmp_path / "in.zip",
         [crafter.Entry("a", data=b"a" * 600), crafter.Entry("b", data=b"b" * 600)],
     )
-    err = _refused(tmp_path, capsys, source, "--max-unzipped-size", "1000")
+    err = zipper_refuses(tmp_path, capsys, "repack", source, "--max-unzipped-size", "1000")
     assert "exceeds 1000 bytes at entry 'b'; raise --max-unzipped-size" in err
 
 
@@ -240,8 +224,8 @@ def test_overlapping_entries_are_refused(tmp_path, capsys, crafter):
         ],
         local_offsets=[0, 30 + len("a.txt")],
     )
-    assert "share bytes; overlapping entries are a zip-bomb technique" in _refused(
-        tmp_path, capsys, source
+    assert "share bytes; overlapping entries are a zip-bomb technique" in zipper_refuses(
+        tmp_path, capsys, "repack", source
     )
 
 
@@ -251,7 +235,7 @@ def test_truncated_archive_is_refused(zipper, golden_copy, tmp_path, capsys, cut
     zipper.build_sha256(golden_copy, built)
     truncated = tmp_path / "truncated.zip"
     truncated.write_bytes(built.read_bytes()[:-cut])
-    err = _refused(tmp_path, capsys, truncated)
+    err = zipper_refuses(tmp_path, capsys, "repack", truncated)
     assert "no end-of-central-directory record" in err or "truncated" in err
 
 
@@ -260,19 +244,21 @@ def test_prepended_and_trailing_bytes_are_refused(zipper, golden_copy, tmp_path,
     zipper.build_sha256(golden_copy, built)
     prepended = tmp_path / "prepended.zip"
     prepended.write_bytes(b"#!/bin/sh\nexit 0\n" + built.read_bytes())
-    assert "bytes were prepended or inserted" in _refused(tmp_path, capsys, prepended)
+    assert "bytes were prepended or inserted" in zipper_refuses(
+        tmp_path, capsys, "repack", prepended
+    )
     trailing = tmp_path / "trailing.zip"
     trailing.write_bytes(built.read_bytes() + b"\0" * 10)
-    (tmp_path / "out").rmdir()
-    assert "has trailing bytes" in _refused(tmp_path, capsys, trailing)
+    assert "has trailing bytes" in zipper_refuses(tmp_path, capsys, "repack", trailing)
 
 
 def test_not_a_zip_and_missing_file(tmp_path, capsys):
     text = tmp_path / "notes.txt"
     text.write_text("hello")
-    assert "not a ZIP archive" in _refused(tmp_path, capsys, text)
-    (tmp_path / "out").rmdir()
-    assert "No such file or directory" in _refused(tmp_path, capsys, tmp_path / "missing.zip")
+    assert "not a ZIP archive" in zipper_refuses(tmp_path, capsys, "repack", text)
+    assert "No such file or directory" in zipper_refuses(
+        tmp_path, capsys, "repack", tmp_path / "missing.zip"
+    )
 
 
 def test_refusal_leaves_an_existing_output_untouched(tmp_path, capsys, crafter):
@@ -315,7 +301,7 @@ def test_python_zipfile_archive_repacks_with_default_modes(tmp_path):
 )
 def test_control_characters_in_names_are_refused(tmp_path, capsys, crafter, raw_name, flags, shown):
     source = crafter.write(tmp_path / "in.zip", [crafter.Entry(raw_name, flags=flags)])
-    err = _refused(tmp_path, capsys, source)
+    err = zipper_refuses(tmp_path, capsys, "repack", source)
     assert f"in.zip: entry {shown} contains the control character" in err
     assert "Recreate the archive without control characters in names" in err
     assert err.count("\n") == 1, "the control character must not reach the terminal raw"
@@ -330,8 +316,8 @@ def test_nul_in_a_zipfile_written_name_is_refused(tmp_path, capsys):
         info.filename = "a\0b.txt"
         archive.writestr(info, b"content")
     assert b"a\0b.txt" in source.read_bytes()
-    assert "entry 'a\\x00b.txt' contains the control character '\\x00'" in _refused(
-        tmp_path, capsys, source
+    assert "entry 'a\\x00b.txt' contains the control character '\\x00'" in zipper_refuses(
+        tmp_path, capsys, "repack", source
     )
 
 

@@ -31,8 +31,8 @@ STAGED_DIR = "staged"
 PART_FILE = "part.zip"
 # Units from this size on may compile and compress on all the cores Pants grants.
 _PARALLEL_UNIT_BYTES = 8 << 20
-_BYTECODE_SCRIPT = "__lambda_bytecode.py"
-_BYTECODE_SCRIPT_SOURCE = sandbox_files.SOURCE_ROOT / sandbox_files.BYTECODE_COMPILER
+# Where a compile process's sandbox holds the compiler's files (`sandbox_files.BYTECODE_COMPILER`).
+_BYTECODE_COMPILER_DIR = "__lambda_scripts"
 
 
 class BytecodeCompileError(Exception):
@@ -138,7 +138,12 @@ async def compile_bytecode(request: CompileBytecodeRequest) -> CompiledBytecode:
     unit, compiler = request.unit, request.compiler
     script = await Get(
         Digest,
-        CreateDigest([FileContent(_BYTECODE_SCRIPT, _BYTECODE_SCRIPT_SOURCE.read_bytes())]),
+        CreateDigest(
+            [
+                FileContent(f"{_BYTECODE_COMPILER_DIR}/{path}", content)
+                for path, content in sandbox_files.BYTECODE_COMPILER.read().items()
+            ]
+        ),
     )
     invalid = () if unit.first_party else ("--on-invalid", "skip")
     try:
@@ -149,7 +154,10 @@ async def compile_bytecode(request: CompileBytecodeRequest) -> CompiledBytecode:
                     compiler.python,
                     "-I",
                     "-B",
-                    _BYTECODE_SCRIPT,
+                    "-c",
+                    sandbox_files.entry_program(
+                        sandbox_files.BYTECODE_COMPILER_MODULE, (_BYTECODE_COMPILER_DIR,)
+                    ),
                     "compile",
                     "--root",
                     STAGED_DIR,

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from pants.option.option_types import StrOption
 from pants.option.subsystem import Subsystem
-from pants.util.strutil import help_text
+from pants.util.strutil import softwrap
 
-from lambda_rules.scripts.invoke import DEFAULT_REGION, ENVIRONMENT_HELP
+from lambda_rules.scripts.lambda_environment import DEFAULT_REGION, ENVIRONMENT_HELP
 
 
 class LambdaRunSubsystem(Subsystem):
     options_scope = "lambda-run"
     help = (
-        help_text(
+        softwrap(
             """
         How `run` invokes a `lambda_function` locally: `./pants run path/to:function --
         event.json` (or `-`, or nothing, to read the event from standard input; relative paths

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pants.option.option_types import IntOption, StrOption
 from pants.option.subsystem import Subsystem
-from pants.util.strutil import help_text
+from pants.util.strutil import softwrap
 
 # Read by Pants with importlib.resources: the lockfile travels inside the installed plugin.
 DEFAULT_LOCKFILE_URL = "resource://lambda_rules.plugin.subsystems/lambda_zip.lock"
@@ -17,7 +17,7 @@ class LambdaZipSubsystem(Subsystem):
     install_from_resolve = StrOption(
         advanced=True,
         default=None,
-        help=help_text(
+        help=softwrap(
             """
             Install the zipper's tool environment (the `deflate` package, i.e. libdeflate) from
             this resolve in `[python].resolves` instead of the lockfile shipped inside the

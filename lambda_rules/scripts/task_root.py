@@ -1,0 +1,82 @@
+"""The package and its layers, extracted read-only as Lambda's /var/task and /opt are.
+
+Part of the local invoker (`invoke.py`), standard library only. A member that could land outside
+its directory (an absolute, `..`, backslash or drive path; a symlink pointing out) is refused
+rather than written; regular files keep only whether they are executable (0555 or 0444), and
+every directory is made read-only once extracted, so a handler that writes beside its code fails
+here as on Lambda.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import zipfile
+from pathlib import Path
+
+
+class ArchiveError(Exception):
+    """An archive that cannot be read, or with a member that would land outside its directory."""
+
+
+def _safe_member_path(root: Path, name: str) -> Path:
+    parts = name.split("/")
+    if name.startswith("/") or "\\" in name or any(p in ("..",) for p in parts) or ":" in parts[0]:
+        raise ArchiveError(f"unsafe path in archive: {name!r}")
+    return root.joinpath(*[p for p in parts if p not in ("", ".")])
+
+
+def extract_archive(archive: Path, destination: Path) -> int:
+    """Extract `archive` into `destination`, keeping execute bits and symlinks; returns the
+    file count."""
+    try:
+        zf = zipfile.ZipFile(archive)
+    except (OSError, zipfile.BadZipFile) as e:
+        raise ArchiveError(f"cannot read {archive}: {e}") from None
+    count = 0
+    with zf:
+        for info in zf.infolist():
+            target = _safe_member_path(destination, info.filename)
+            mode = info.external_attr >> 16
+            if info.is_dir():
+                target.mkdir(parents=True, exist_ok=True)
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if target.exists() or target.is_symlink():
+                # A later layer replaces an earlier one's file, as Lambda merges layers into /opt.
+                target.unlink()
+            if stat.S_ISLNK(mode):
+                link = zf.read(info).decode("utf-8")
+                if link.startswith("/") or ".." in link.split("/"):
+                    raise ArchiveError(f"unsafe symlink in archive: {info.filename} -> {link}")
+                os.symlink(link, target)
+            else:
+                with zf.open(info) as src, open(target, "wb") as dst:
+                    shutil.copyfileobj(src, dst)
+                os.chmod(target, 0o555 if mode & 0o111 else 0o444)
+            count += 1
+    return count
+
+
+def make_read_only(root: Path) -> None:
+    """Drop every write bit under `root` (symlinks are left alone: their modes mean nothing)."""
+    for directory, _, files in os.walk(root):
+        for name in files:
+            path = os.path.join(directory, name)
+            if not os.path.islink(path):
+                os.chmod(path, os.stat(path).st_mode & 0o555)
+        os.chmod(directory, 0o555)
+
+
+def remove_tree(root: Path) -> None:
+    """Delete a tree `make_read_only` made read-only: directories need their write bit back."""
+    if not root.exists():
+        return
+    for directory, dirs, _ in os.walk(root):
+        os.chmod(directory, 0o700)
+        for name in dirs:
+            path = os.path.join(directory, name)
+            if not os.path.islink(path):
+                os.chmod(path, 0o700)
+    shutil.rmtree(root, ignore_errors=True)
