@@ -1,160 +1,187 @@
-"""The `lambda-zip` command: the zipper's verbs (build, repack, merge, diff, hash) and `sbom`.
-
-It sits above the zipper, which imports nothing of ours, and above the SBOM writer: this is the
-program the Pants rules run in their sandboxes (`lambda_rules.sandbox_files.TOOL`), and the one
-`pip install` puts on PATH.
+"""The `lambda-zip` command: the tool's verbs (`lambda_rules.tool`: build, repack, merge, diff,
+hash, sbom) and `package`, which drives the Pants rules' steps without Pants.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 from typing import Sequence
 
+from lambda_rules import tool
 from lambda_rules.facts import ARCHITECTURES, DEFAULT_ARCHITECTURE, RUNTIMES, Kind
-from lambda_rules.lockfile import LockfileError
-from lambda_rules.platforms import UnknownPlatformError, lambda_platform
-from lambda_rules.sbom_identity import SbomError
+from lambda_rules.layers import LayerError
+from lambda_rules.manifest import PackageTooLargeError
+from lambda_rules.package import PackageError, PackageRequest, package
+from lambda_rules.parts_cache import default_cache_dir
+from lambda_rules.platforms import lambda_platform
+from lambda_rules.staging import ResolveError, StagingError
 from lambda_rules.zipper import cli as zipper_cli
-from lambda_rules.zipper.output import replaced_atomically
-from lambda_rules.zipper.timestamps import parse_epoch, timestamp_from_environment
+from lambda_rules.zipper.compress import DEFAULT_LEVEL
 
-# Errors caused by the input beyond the zipper's own: one line on stderr, exit status 2.
-_USER_ERRORS = (LockfileError, SbomError, UnknownPlatformError)
+# Errors caused by the input: one line on stderr, exit status 2.
+_USER_ERRORS = (
+    *tool.USER_ERRORS,
+    PackageError,
+    StagingError,
+    ResolveError,
+    LayerError,
+    PackageTooLargeError,
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = zipper_cli.new_parser()
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    zipper_cli.add_zipper_commands(commands)
-    _add_sbom_command(commands)
+    tool.add_tool_commands(commands)
+    _add_package_command(commands)
     return zipper_cli.run(parser.parse_args(argv), _USER_ERRORS)
 
 
-def _add_sbom_command(commands: argparse._SubParsersAction) -> None:
-    sbom = commands.add_parser(
-        "sbom",
-        help="write a CycloneDX SBOM of a built archive",
-        description="Write a reproducible CycloneDX 1.6 JSON SBOM of ARCHIVE.zip: the "
-        "distributions it really bundles (from their .dist-info), each with the SHA-256 of its "
-        "wheel from LOCK, "
-        "its declared license and its dependencies on the Lambda platform. The serial number "
-        "derives from the archive's SHA-256; the timestamp is --timestamp or SOURCE_DATE_EPOCH, "
-        "else absent. Needs cyclonedx-python-lib (3rdparty/python/sbom-requirements.txt).",
+_PACKAGE_DESCRIPTION = """\
+Package a Python AWS Lambda function (or a layer) without Pants: the same steps and the same bytes
+as `pants package` on a `lambda_function` with the same settings. Requirements are resolved from a
+lockfile with pex for the Lambda platform (wheels only, no Docker); each distribution is
+compressed once into a part kept in --cache-dir and reused by every later run that resolves the
+same wheel; the parts are merged without recompressing. Writes OUT.zip, a content-addressed copy
+in OUT.cas/, the manifest OUT.json (sha256, Terraform's filebase64sha256, sizes, distributions)
+and a CycloneDX SBOM OUT.cdx.json, all or nothing. Entry times are 1980-01-01 whatever
+SOURCE_DATE_EPOCH says, as under Pants.
+
+Requirements need a lockfile (a pex lock, or the lockfile `pants generate-lockfiles` writes):
+without one the result would be only as reproducible as the versions that resolve today, so
+lambda-zip refuses. Create one with
+  pex3 lock create --style universal --pip-version latest \\
+    --interpreter-constraint "CPython==3.12.*" -r requirements.txt -o lock.json
+"""
+
+
+def _add_package_command(commands: argparse._SubParsersAction) -> None:
+    package_parser = commands.add_parser(
+        "package",
+        help="package a function or layer without Pants (same bytes as `pants package`)",
+        description=_PACKAGE_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    sbom.add_argument(
-        "archives",
-        metavar="ARCHIVE.zip",
+    add = package_parser.add_argument
+    add("sources", metavar="SOURCE", type=Path, nargs="*", help="first-party files or folders")
+    add(
+        "--source-root",
         type=Path,
-        nargs="*",
-        help="the archive; with --template, the parts it is merged from (none: no distributions)",
+        default=Path("."),
+        metavar="DIR",
+        help="the folder package paths start from (default: the current one)",
     )
-    sbom.add_argument(
-        "--template",
-        action="store_true",
-        help="read the distributions from all ARCHIVE.zip and write the SBOM of the archive they "
-        f"merge into, with {'0' * 8}… for its SHA-256 and <name> for its name (the Pants rules "
-        "fill both in; takes no --name)",
-    )
-    sbom.add_argument(
-        "--lockfile", metavar="LOCK", type=Path, required=True, help="the Pants/pex lockfile"
-    )
-    sbom.add_argument(
-        "--name",
-        help="the root component's name (the target address); required without --template",
-    )
-    sbom.add_argument("--kind", choices=[kind.value for kind in Kind], default=Kind.FUNCTION.value)
-    sbom.add_argument("--runtime", required=True, help=f"the Lambda runtime: {', '.join(RUNTIMES)}")
-    sbom.add_argument(
+    add("--handler", help="module.function, as Lambda's handler setting (a function needs it)")
+    add("--kind", choices=[k.value for k in Kind], default=Kind.FUNCTION.value)
+    add("--runtime", required=True, help=f"the Lambda runtime: {', '.join(RUNTIMES)}")
+    add(
         "--architecture",
         default=DEFAULT_ARCHITECTURE,
         help=f"{' or '.join(ARCHITECTURES)} (default {DEFAULT_ARCHITECTURE})",
     )
-    sbom.add_argument(
+    add(
+        "-r",
+        "--requirements",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="a requirements file (repeatable)",
+    )
+    add(
+        "--requirement",
+        action="append",
+        default=[],
+        metavar="REQ",
+        help="a requirement, e.g. pydantic==2.12.5 (repeatable)",
+    )
+    add("--lockfile", type=Path, metavar="LOCK", help="the lockfile requirements resolve from")
+    add(
+        "--compile-bytecode",
+        action="store_true",
+        help="ship reproducible .pyc compiled by the runtime's CPython (found under pyenv, "
+        "/usr/local/bin, /usr/bin, /bin)",
+    )
+    add(
+        "--exclude-distribution",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="leave out a distribution and what only it needs, e.g. boto3 (repeatable)",
+    )
+    add(
         "--layer",
         action="append",
         default=[],
-        metavar="NAME=SHA256",
-        help="a layer the function uses, by its archive's SHA-256 (repeatable)",
+        metavar="NAME=LAYER.zip",
+        help="a layer the function is deployed with (a zip `package --kind layer` wrote, its "
+        "manifest beside it); what it holds is left out (repeatable)",
     )
-    sbom.add_argument(
-        "--layer-archive",
-        action="append",
-        default=[],
-        metavar="NAME=PATH",
-        help="a layer the function uses, by its archive: requirements it bundles become edges "
-        "(repeatable)",
+    add(
+        "--name",
+        help="the package's name in messages and the SBOM (Pants: the target address; "
+        "default: OUT's stem)",
     )
-    sbom.add_argument(
-        "--timestamp",
-        metavar="EPOCH",
-        help="Unix time for the SBOM, in UTC (default: $SOURCE_DATE_EPOCH, else none)",
+    add("-o", "--output", type=Path, required=True, metavar="OUT.zip")
+    add(
+        "--cache-dir",
+        type=Path,
+        default=None,
+        help=f"where parts are kept (default {default_cache_dir()}; $LAMBDA_ZIP_CACHE_DIR)",
     )
-    sbom.add_argument("-o", "--output", metavar="OUT.cdx.json", type=Path, required=True)
-    sbom.set_defaults(run=_run_sbom)
+    add(
+        "--level",
+        type=int,
+        default=DEFAULT_LEVEL,
+        help=f"libdeflate level (default {DEFAULT_LEVEL})",
+    )
+    package_parser.set_defaults(run=_run_package)
 
 
-def _run_sbom(args: argparse.Namespace) -> int:
-    # Imported here: the zipper's verbs work without cyclonedx-python-lib installed.
-    try:
-        from lambda_rules import sbom
-    except ModuleNotFoundError as error:
-        raise SbomError(
-            f"sbom needs the {error.name} module; install 3rdparty/python/sbom-requirements.txt"
-        ) from None
-    platform = lambda_platform(args.runtime, args.architecture)
-    layers = [sbom.LayerReference(name, sha256) for name, sha256 in _pairs(args.layer, "--layer")]
-    layers += [
-        sbom.layer_reference_from_archive(name, path)
-        for name, path in _pairs(args.layer_archive, "--layer-archive")
-    ]
-    timestamp = (
-        parse_epoch(args.timestamp, "--timestamp")
-        if args.timestamp is not None
-        else timestamp_from_environment(os.environ)
+def _run_package(args: argparse.Namespace) -> int:
+    requirements = list(args.requirement)
+    for path in args.requirements:
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except OSError as error:
+            raise PackageError(f"{path}: cannot read the requirements ({error.strerror})") from None
+        requirements += [
+            line.split("#", 1)[0].strip() for line in lines if line.split("#", 1)[0].strip()
+        ]
+    request = PackageRequest(
+        name=args.name or args.output.stem,
+        kind=Kind(args.kind),
+        platform=lambda_platform(args.runtime, args.architecture),
+        output=args.output,
+        sources=tuple(args.sources),
+        source_root=args.source_root,
+        handler=args.handler,
+        requirements=tuple(requirements),
+        lockfile=args.lockfile,
+        compile_bytecode=args.compile_bytecode,
+        exclude=tuple(args.exclude_distribution),
+        layers=tuple((name, Path(path)) for name, path in tool.pairs(args.layer, "--layer")),
+        cache_dir=args.cache_dir or default_cache_dir(),
+        level=args.level,
     )
-    kind = Kind(args.kind)
-    if args.template:
-        if args.name is not None:
-            raise SbomError("sbom --template leaves the name to whoever completes it; drop --name")
-        document = sbom.generate_sbom_template(
-            args.archives,
-            args.lockfile,
-            platform=platform,
-            kind=kind,
-            layers=layers,
-            source_date_epoch=timestamp,
+    result = package(request)
+    for warning in result.warnings:
+        print(f"{zipper_cli.PROG}: warning: {warning}", file=sys.stderr)
+    for damaged in result.damaged:
+        print(
+            f"{zipper_cli.PROG}: warning: damaged cache entry rebuilt: {damaged}", file=sys.stderr
         )
-    elif len(args.archives) != 1:
-        raise SbomError("sbom takes one ARCHIVE.zip, or the parts of one with --template")
-    elif not args.name:
-        raise SbomError("sbom needs --name, the root component's name (the target address)")
-    else:
-        document = sbom.generate_sbom(
-            args.archives[0],
-            args.lockfile,
-            name=args.name,
-            platform=platform,
-            kind=kind,
-            layers=layers,
-            source_date_epoch=timestamp,
-        )
-    with replaced_atomically(args.output) as f:
-        f.write(document.encode("utf-8"))
-    print(f"{args.output}  {len(document.encode('utf-8'))} bytes")
+    paths = result.outputs.paths
+    directory = args.output.parent
+    for path in (paths.archive, paths.content_addressed, paths.manifest, paths.sbom):
+        print(directory / path)
+    print(
+        f"{result.zipped_size:,} bytes  distributions: {result.distributions}, compressed "
+        f"{result.compressed}, from the cache {result.distributions - result.compressed}"
+    )
     return 0
-
-
-def _pairs(values: Sequence[str], option: str) -> list[tuple[str, str]]:
-    pairs = []
-    for value in values:
-        name, equals, rest = value.partition("=")
-        if not equals or not name or not rest:
-            raise SbomError(f"{option} takes NAME=VALUE, got {value!r}")
-        pairs.append((name, rest))
-    return pairs
 
 
 if __name__ == "__main__":

@@ -19,6 +19,16 @@ class LockfileError(Exception):
     """The lockfile cannot be read, or does not pin what was installed; the message says why."""
 
 
+def lock_json(lockfile: str | Path) -> str:
+    """The lockfile as pex reads it: a Pants lockfile's `//` header removed (Pants does the same
+    before it hands the lockfile to pex)."""
+    try:
+        text = Path(lockfile).read_text(encoding="utf-8")
+    except OSError as error:
+        raise LockfileError(f"{lockfile}: cannot read the lockfile ({error.strerror})") from None
+    return "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("//"))
+
+
 @dataclass(frozen=True)
 class LockedArtifact:
     url: str
@@ -31,8 +41,7 @@ def read_lockfile_artifacts(
     lockfile: str | Path,
 ) -> dict[tuple[str, Version], list[LockedArtifact]]:
     """The sha256 wheels of a Pants/pex lockfile, by (canonical project name, version)."""
-    text = Path(lockfile).read_text(encoding="utf-8")
-    body = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("//"))
+    body = lock_json(lockfile)
     try:
         document = json.loads(body)
         resolves = document["locked_resolves"]

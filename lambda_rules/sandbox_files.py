@@ -51,7 +51,7 @@ def entry_program(module: str, sys_path: tuple[str, ...]) -> str:
 TOOL = FileSet(
     patterns=(
         "lambda_rules/__init__.py",
-        "lambda_rules/cli.py",
+        "lambda_rules/tool.py",
         "lambda_rules/facts.py",
         "lambda_rules/lockfile.py",
         "lambda_rules/platforms.py",
@@ -60,7 +60,7 @@ TOOL = FileSet(
         "lambda_rules/zipper/*.py",
     )
 )
-TOOL_MODULE = "lambda_rules.cli"
+TOOL_MODULE = "lambda_rules.tool"
 
 INVOKER = FileSet(
     patterns=(

@@ -194,8 +194,18 @@ _INCOMPATIBLE = re.compile(
 )
 
 
-def explain_resolve_failure(address: str, platform: LambdaPlatform, pex_stderr: str) -> str:
-    """Turn pex's resolve failure into what the user needs: which requirement, where, what to do."""
+def explain_resolve_failure(
+    address: str,
+    platform: LambdaPlatform,
+    pex_stderr: str,
+    *,
+    fix: str = (
+        "or build that wheel yourself and serve it from a find-links repository "
+        "([python-repos].find_links)"
+    ),
+) -> str:
+    """Turn pex's resolve failure into what the user needs: which requirement, where, what to do.
+    `fix` says how to provide a wheel, in the front end's own terms."""
     problems = []
     for match in _INCOMPATIBLE.finditer(pex_stderr):
         files = [url.rsplit("/", 1)[-1] for url in match["urls"].split()]
@@ -214,8 +224,7 @@ def explain_resolve_failure(address: str, platform: LambdaPlatform, pex_stderr: 
         f"{address}: cannot resolve its requirements for {platform.description} with wheels "
         f"only:\n{details}\n\n"
         f"Pin a version that publishes a wheel for {platform.runtime.name} on "
-        f"{platform.architecture} ({platform.tag_summary()}), or build that wheel yourself "
-        "and serve it from a find-links repository ([python-repos].find_links). Source "
+        f"{platform.architecture} ({platform.tag_summary()}), {fix}. Source "
         "distributions are never built: that would run their build code on this machine and "
         "can produce a wheel for this machine instead of for Lambda."
     )

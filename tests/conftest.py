@@ -7,6 +7,7 @@ import hashlib
 import os
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping
@@ -151,3 +152,35 @@ def clone_factory(tmp_path_factory):
     yield factory
     for clone in clones:
         clone.kill_pantsd()
+
+
+@pytest.fixture(scope="session")
+def plugin_wheel(tmp_path_factory) -> Path:
+    """The lambda-rules wheel, as `pip wheel .` builds it from this working tree."""
+    # Built from a copy of what the wheel is made of: setuptools builds in the source tree, and its
+    # leftover build/ could carry a module deleted since into the wheel, and litters the checkout.
+    source = tmp_path_factory.mktemp("source")
+    shutil.copy2(REPO_ROOT / "pyproject.toml", source)
+    shutil.copytree(
+        REPO_ROOT / "lambda_rules",
+        source / "lambda_rules",
+        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
+    )
+    wheels = tmp_path_factory.mktemp("wheels")
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--isolated",
+            "--quiet",
+            "--no-deps",
+            "-w",
+            str(wheels),
+        ]
+        + [str(source)],
+        check=True,
+    )
+    (wheel,) = wheels.glob("lambda_rules-*.whl")
+    return wheel

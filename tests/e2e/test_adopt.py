@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
@@ -47,37 +45,6 @@ python_sources()
 
 lambda_function(name="lambda", handler="app.py:handler", runtime="python3.12")
 """
-
-
-@pytest.fixture(scope="module")
-def plugin_wheel(tmp_path_factory) -> Path:
-    # Built from a copy of what the wheel is made of: setuptools builds in the source tree, and its
-    # leftover build/ could carry a module deleted since into the wheel, and litters the checkout.
-    source = tmp_path_factory.mktemp("source")
-    shutil.copy2(REPO_ROOT / "pyproject.toml", source)
-    shutil.copytree(
-        REPO_ROOT / "lambda_rules",
-        source / "lambda_rules",
-        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
-    )
-    wheels = tmp_path_factory.mktemp("wheels")
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--isolated",
-            "--quiet",
-            "--no-deps",
-            "-w",
-            str(wheels),
-        ]
-        + [str(source)],
-        check=True,
-    )
-    (wheel,) = wheels.glob("lambda_rules-*.whl")
-    return wheel
 
 
 def lockfile_for_python312_only() -> str:

@@ -8,7 +8,6 @@ of first-party code runs one process, that merge.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import logging
 from dataclasses import dataclass
 
@@ -37,7 +36,7 @@ from pants.engine.target import AllTargets
 from pants.util.frozendict import FrozenDict
 from pants.util.logging import LogLevel
 
-from lambda_rules import layers, manifest, sbom_identity, staging
+from lambda_rules import layers, manifest, outputs, staging
 from lambda_rules.facts import LAYER_ROOT, Kind
 from lambda_rules.platforms import LambdaPlatform
 from lambda_rules.plugin.steps.cache import linked_directories
@@ -325,55 +324,40 @@ async def assemble_lambda(request: AssembleLambdaRequest) -> AssembledLambda:
         ),
     )
     summary = zipped.summary
-    layer_contents = [layer.contents for layer in request.layers]
-    if layer_contents:
-        layers.combined_size_check(str(address), summary.unzipped_size, layer_contents)
-    else:
-        manifest.check_unzipped_size(summary.unzipped_size, what=str(address))
-    for warning in manifest.size_warnings(summary.zipped_size):
-        logger.warning(f"{address}: {warning}")
-
-    paths = manifest.ArtifactPaths.for_output(request.output_path, summary.sha256_hex)
-    sbom = sbom_identity.complete_sbom(
-        sbom_template.content, summary.sha256_hex, str(address)
-    ).encode()
-    document = manifest.LambdaManifest(
-        artifact=paths.relative_to_manifest(paths.archive),
-        content_addressed_artifact=paths.relative_to_manifest(paths.content_addressed),
-        sha256_hex=summary.sha256_hex,
-        sha256_base64=summary.sha256_base64,
-        zipped_size=summary.zipped_size,
-        unzipped_size=summary.unzipped_size,
-        entry_count=summary.entry_count,
-        runtime=platform.runtime.name,
-        architecture=platform.architecture,
+    written = outputs.package_outputs(
+        what=str(address),
+        kind=request.kind,
+        platform=platform,
+        output_path=request.output_path,
+        summary=summary,
         handler=staged.handler,
         distributions=staged.distributions,
-        sbom=paths.relative_to_manifest(paths.sbom),
-        sbom_sha256=hashlib.sha256(sbom).hexdigest(),
-        kind=request.kind,
+        sbom_template=sbom_template.content,
+        layer_contents=[layer.contents for layer in request.layers],
         bytecode_compiled_by=next(
             (p.compiled_by for p in (*parts, tree) if p is not None and p.compiled_by), None
         ),
-        layers=tuple(layers.layer_manifest_entries(layer_contents)),
     )
+    for warning in written.warnings:
+        logger.warning(warning)
+    paths = written.paths
     (archive_entry,) = await Get(DigestEntries, Digest, zipped.digest)
     assert isinstance(archive_entry, FileEntry)
-    outputs = await Get(
+    dist_files = await Get(
         Digest,
         CreateDigest(
             [
                 archive_entry,
                 FileEntry(paths.content_addressed, archive_entry.file_digest),
-                FileContent(paths.manifest, document.to_json().encode()),
-                FileContent(paths.sbom, sbom),
+                FileContent(paths.manifest, written.manifest),
+                FileContent(paths.sbom, written.sbom),
             ]
         ),
     )
     zip_details = f"{summary.zipped_size:,} bytes  sha256 {summary.sha256_hex}"
     what = f"handler {staged.handler}" if staged.handler else "layer"
     package = BuiltPackage(
-        outputs,
+        dist_files,
         artifacts=(
             BuiltPackageArtifact(
                 paths.archive, (f"  {zip_details}  ({platform.description}, {what})",)

@@ -1,9 +1,10 @@
 """Stage: a target's sources and distributions -> first-party code and distribution units.
 
-Only what the target depends on goes in (source roots stripped); distributions lose pip,
-setuptools, console scripts and `__pycache__` (`staging.py`), are split into one unit each by their
-RECORD (`units.py`), and lose what `exclude_distributions` and the function's layers hold
-(`layers.py`). The handler is checked statically here, against everything the function sees.
+Only what the target depends on goes in (source roots stripped). What the package holds is decided
+by `contents.plan_contents`, as for `lambda-zip package`: distributions lose pip, setuptools,
+console scripts and `__pycache__`, are split into one unit each by their RECORD, and lose what
+`exclude_distributions` and the function's layers hold. The handler is checked statically here,
+against everything the function sees.
 """
 
 from __future__ import annotations
@@ -34,9 +35,8 @@ from pants.engine.fs import (
 from pants.engine.rules import Get, MultiGet, collect_rules, rule
 from pants.engine.target import TransitiveTargets, TransitiveTargetsRequest
 from pants.util.logging import LogLevel
-from pants.util.strutil import softwrap
 
-from lambda_rules import layers, staging, units
+from lambda_rules import contents, layers, staging
 from lambda_rules.platforms import LambdaPlatform
 from lambda_rules.plugin.steps.resolve import (
     LambdaDistributions,
@@ -91,20 +91,6 @@ class StagedLambda:
         return (self.first_party, *self.units) if self.first_party else self.units
 
 
-@dataclass(frozen=True)
-class CheckLambdaHandlerRequest:
-    address: Address
-    handler_field: str
-    handler: ResolvedPythonFaaSHandler
-    sources: Digest
-    staged_paths: frozenset[str]
-
-
-@dataclass(frozen=True)
-class CheckedLambdaHandler:
-    module_file: str
-
-
 @rule(desc="Stage Lambda package", level=LogLevel.DEBUG)
 async def stage_lambda(request: StageLambdaRequest) -> StagedLambda:
     address = request.address
@@ -119,7 +105,7 @@ async def stage_lambda(request: StageLambdaRequest) -> StagedLambda:
             transitive_targets.closure, include_resources=True, include_files=True
         ),
     )
-    source_snapshot = sources.stripped_source_files.snapshot
+    source_digest = sources.stripped_source_files.snapshot.digest
     distribution_entries, records, metadata, source_entries = await MultiGet(
         Get(DigestEntries, Digest, distributions.digest),
         Get(
@@ -130,60 +116,59 @@ async def stage_lambda(request: StageLambdaRequest) -> StagedLambda:
             DigestContents,
             DigestSubset(distributions.digest, PathGlobs(["*.dist-info/METADATA"])),
         ),
-        Get(DigestEntries, Digest, source_snapshot.digest),
+        Get(DigestEntries, Digest, source_digest),
     )
-    bundled = {
-        entry.path: entry
-        for entry in distribution_entries
-        if isinstance(entry, FileEntry) and staging.is_bundled_distribution_path(entry.path)
-    }
-    bundled_paths = sorted(bundled)
-
-    collisions = staging.path_collisions(source_snapshot.files, bundled_paths)
-    if collisions:
-        raise staging.StagingError(
-            softwrap(
-                f"""
-                {address}: these paths come both from first-party sources and from a third-party
-                distribution, and only one can be in the package: {", ".join(collisions)}.
-                Rename the first-party module or drop the requirement.
-                """
-            )
-        )
-    all_paths = [*source_snapshot.files, *bundled_paths]
-    for group in staging.case_collisions(all_paths):
-        logger.warning(
-            f"{address}: the paths {', '.join(group)} differ only by case; they collide when "
-            "the package is unzipped on a case-insensitive file system (macOS, Windows)."
-        )
+    distribution_files = {e.path: e for e in distribution_entries if isinstance(e, FileEntry)}
+    source_files = {e.path: e for e in source_entries if isinstance(e, FileEntry)}
+    planned = contents.plan_contents(
+        what=str(address),
+        platform=platform,
+        sources={path: e.file_digest.fingerprint for path, e in source_files.items()},
+        distribution_files=distribution_files,
+        records={c.path: c.content for c in records},
+        metadata={c.path: c.content for c in metadata},
+        requirements=[
+            str(requirement)
+            for target in transitive_targets.closure
+            if target.has_field(PythonRequirementsField)
+            for requirement in target[PythonRequirementsField].value
+        ],
+        exclude=request.exclude_distributions,
+        layer_contents=request.layers,
+    )
+    for warning in planned.warnings:
+        logger.warning(warning)
+    handler = None
     if request.handler is not None:
         handler = await Get(
             ResolvedPythonFaaSHandler, ResolvePythonFaaSHandlerRequest(request.handler)
         )
         # Checked against everything the function sees, its layers' files included.
-        await Get(
-            CheckedLambdaHandler,
-            CheckLambdaHandlerRequest(
-                address,
-                request.handler.value,
-                handler,
-                source_snapshot.digest,
-                frozenset(all_paths),
-            ),
+        spec = request.handler.value
+        module_file = contents.handler_module_file(
+            str(address),
+            spec,
+            handler.module,
+            planned.visible_paths,
+            fix="Check the `handler` field, or add the module's target to `dependencies`.",
+        )
+        source = await Get(DigestContents, DigestSubset(source_digest, PathGlobs([module_file])))
+        contents.check_handler_defines(
+            str(address),
+            spec,
+            handler.func,
+            module_file,
+            source[0].content if source else None,
+            fix="Fix the `handler` field or define the function.",
         )
 
-    plans = units.split_into_units(bundled_paths, {c.path: c.content for c in records})
-    versions = {p.distribution.name: p.distribution.version for p in plans if p.distribution}
-    left_out = _left_out_distributions(request, transitive_targets, metadata, versions)
-    plans = tuple(p for p in plans if p.distribution is None or p.distribution.name not in left_out)
-    source_files = {e.path: e for e in source_entries if isinstance(e, FileEntry)}
-    fingerprints = {path: e.file_digest.fingerprint for path, e in source_files.items()}
-    held_by_layers = layers.first_party_coverage(fingerprints, request.layers)
-
-    first_party_files = [e for p, e in sorted(source_files.items()) if p not in held_by_layers]
+    first_party_files = [source_files[path] for path in planned.first_party]
     first_party_digest, *unit_digests = await MultiGet(
         Get(Digest, CreateDigest(first_party_files)),
-        *(Get(Digest, CreateDigest([bundled[path] for path in plan.paths])) for plan in plans),
+        *(
+            Get(Digest, CreateDigest([distribution_files[path] for path in plan.paths]))
+            for plan in planned.units
+        ),
     )
     if request.path_prefix:
         first_party_digest, *unit_digests = await MultiGet(
@@ -205,84 +190,15 @@ async def stage_lambda(request: StageLambdaRequest) -> StagedLambda:
             DistributionUnit(
                 plan.distribution,
                 digest,
-                sum(bundled[path].file_digest.serialized_bytes_length for path in plan.paths),
+                sum(distribution_files[p].file_digest.serialized_bytes_length for p in plan.paths),
                 f"{plan.label} for {platform.runtime.name} on {platform.architecture}"
                 + (" in a layer" if request.path_prefix else ""),
             )
-            for plan, digest in zip(plans, unit_digests)
+            for plan, digest in zip(planned.units, unit_digests)
         ),
-        handler=f"{handler.module}.{handler.func}" if request.handler is not None else None,
-        first_party_fingerprints=tuple(sorted(fingerprints.items())),
+        handler=f"{handler.module}.{handler.func}" if handler is not None else None,
+        first_party_fingerprints=planned.first_party_fingerprints,
     )
-
-
-def _left_out_distributions(
-    request: StageLambdaRequest,
-    transitive_targets: TransitiveTargets,
-    metadata: DigestContents,
-    versions: dict[str, str],
-) -> set[str]:
-    """What `exclude_distributions` and the function's layers keep out of the package."""
-    left_out: set[str] = set()
-    if request.exclude_distributions:
-        environment = request.platform.marker_environment()
-        requirement_strings = [
-            str(requirement)
-            for target in transitive_targets.closure
-            if target.has_field(PythonRequirementsField)
-            for requirement in target[PythonRequirementsField].value
-        ]
-        graph = layers.requirement_graph(
-            {staging.distributions([c.path])[0].name: c.content for c in metadata},
-            environment,
-            requirement_strings,
-        )
-        left_out |= layers.excluded_closure(
-            str(request.address),
-            request.exclude_distributions,
-            graph,
-            roots=layers.direct_requirement_names(requirement_strings, environment),
-        )
-    if request.layers:
-        kept = {name: version for name, version in versions.items() if name not in left_out}
-        left_out |= layers.layer_coverage(
-            str(request.address), request.platform, kept, request.layers
-        )
-    return left_out
-
-
-@rule(desc="Check Lambda handler", level=LogLevel.DEBUG)
-async def check_lambda_handler(request: CheckLambdaHandlerRequest) -> CheckedLambdaHandler:
-    """Statically check that the handler's module is packaged and defines the function."""
-    handler = request.handler
-    handler_spec = request.handler_field
-    candidates = staging.handler_module_candidates(handler.module)
-    module_file = next((p for p in candidates if p in request.staged_paths), None)
-    if module_file is None:
-        raise staging.StagingError(
-            softwrap(
-                f"""
-                {request.address}: the handler `{handler_spec}` is in module `{handler.module}`,
-                but neither {" nor ".join(candidates)} is in the package. Check the `handler`
-                field, or add the module's target to `dependencies`.
-                """
-            )
-        )
-    contents = await Get(DigestContents, DigestSubset(request.sources, PathGlobs([module_file])))
-    # A handler module from a third-party distribution is not among the sources: not checked.
-    if contents and not staging.module_may_define(
-        contents[0].content, handler.func, filename=module_file
-    ):
-        raise staging.StagingError(
-            softwrap(
-                f"""
-                {request.address}: the handler `{handler_spec}` names function `{handler.func}`,
-                but `{module_file}` defines no top-level `{handler.func}`. Fix the `handler` field
-                or define the function.
-                """
-            )
-        )
-    return CheckedLambdaHandler(module_file)
 
 
 def rules():

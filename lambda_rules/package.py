@@ -1,0 +1,445 @@
+"""`lambda-zip package`: the Pants rules' steps, in this process, with a local cache of parts.
+
+resolve (pex, for the Lambda platform) -> plan the contents (`contents.plan_contents`, as the rules
+do) -> per distribution: [compile with the runtime's CPython] -> compress into a part, or take it
+from the cache -> merge the parts and zip the first-party code -> SBOM template from the parts ->
+manifest and SBOM (`outputs.package_outputs`). Every option that the target has, and the same
+bytes for the same inputs as `pants package`. No Pants imports.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Sequence
+
+from lambda_rules import contents, facts, layers, outputs, parts_cache, resolve, sandbox_files
+from lambda_rules.facts import Kind
+from lambda_rules.platforms import LambdaPlatform
+from lambda_rules.scripts import interpreters
+from lambda_rules.zipper.build import build_zip
+from lambda_rules.zipper.compress import DEFAULT_LEVEL
+from lambda_rules.zipper.merge import merge_zips
+from lambda_rules.zipper.summary import file_sha256
+
+
+class PackageError(Exception):
+    """The inputs cannot give a deployment package; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class PackageRequest:
+    name: str
+    kind: Kind
+    platform: LambdaPlatform
+    output: Path
+    sources: tuple[Path, ...] = ()
+    source_root: Path = Path(".")
+    handler: str | None = None
+    requirements: tuple[str, ...] = ()
+    lockfile: Path | None = None
+    compile_bytecode: bool = False
+    exclude: tuple[str, ...] = ()
+    layers: tuple[tuple[str, Path], ...] = ()
+    cache_dir: Path = field(default_factory=parts_cache.default_cache_dir)
+    level: int = DEFAULT_LEVEL
+
+
+@dataclass(frozen=True)
+class PackageResult:
+    outputs: outputs.PackageOutputs
+    zipped_size: int
+    distributions: int
+    compressed: int
+    damaged: tuple[str, ...]
+    warnings: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class _Compiler:
+    python: Path
+    version: str
+    cache_tag: str
+    prefix: str
+
+
+def package(request: PackageRequest) -> PackageResult:
+    """Build the package and write the zip, its content-addressed copy, manifest and SBOM beside
+    `request.output`, all or nothing."""
+    if request.kind is Kind.FUNCTION and not request.handler:
+        raise PackageError(f"{request.name}: a function needs --handler (module.function)")
+    if request.requirements and request.lockfile is None:
+        raise PackageError(
+            f"{request.name}: requirements need --lockfile; create one with `pex3 lock create "
+            "--style universal --pip-version latest -o lock.json REQUIREMENT...` (or use the "
+            "lockfile `pants generate-lockfiles` writes)"
+        )
+    output_dir, created = _output_directory(request.output)
+    try:
+        with tempfile.TemporaryDirectory(prefix="lambda-zip-package-") as scratch:
+            return _package(request, Path(scratch), output_dir)
+    except BaseException:
+        # Nothing partial: not even the folders this run made for its outputs.
+        for directory in reversed(created):
+            try:
+                directory.rmdir()
+            except OSError:
+                break
+        raise
+
+
+def _package(request: PackageRequest, work: Path, output_dir: Path) -> PackageResult:
+    platform, what = request.platform, request.name
+    site_packages = work / "site-packages"
+    site_packages.mkdir()
+    lock = request.lockfile or _empty_lock(work)
+    if request.requirements:
+        resolve.resolve_distributions(
+            what=what,
+            platform=platform,
+            requirements=request.requirements,
+            lock=lock,
+            dest=site_packages,
+        )
+    sources = _collect_sources(what, request.sources, request.source_root)
+    distribution_files = _files_under(site_packages)
+    layer_contents = [_layer_contents(name, path) for name, path in request.layers]
+    planned = contents.plan_contents(
+        what=what,
+        platform=platform,
+        sources={path: file_sha256(source)[0] for path, source in sources.items()},
+        distribution_files=distribution_files,
+        records=_read_matching(site_packages, distribution_files, ".dist-info/RECORD"),
+        metadata=_read_matching(site_packages, distribution_files, ".dist-info/METADATA"),
+        requirements=request.requirements,
+        exclude=request.exclude,
+        layer_contents=layer_contents,
+    )
+    if request.handler:
+        _check_handler(what, request.handler, planned, sources)
+    if not planned.units and not planned.first_party:
+        raise PackageError(f"{what}: the {request.kind.value} would hold no files; give it sources")
+
+    prefix = f"{facts.LAYER_PYTHON_DIR}/" if request.kind is Kind.LAYER else ""
+    compiler = _compiler(what, request) if request.compile_bytecode else None
+    cache = parts_cache.PartsCache(request.cache_dir)
+    tool = parts_cache.tool_fingerprint()
+    parts, compressed = [], 0
+    for index, unit in enumerate(planned.units):
+        staged = work / "units" / str(index)
+        _stage(staged, prefix, {path: site_packages / path for path in unit.paths})
+        key = _part_key(staged, tool, request.level, compiler)
+        cached = cache.get(key)
+        if cached is None:
+            built = work / "units" / f"{index}.zip"
+            compiled_by = _build_part(staged, built, request.level, compiler, third_party=True)
+            cached = cache.put(key, built, compiled_by)
+            compressed += 1
+        parts.append(cached)
+
+    merged = work / "merged.zip"
+    tree_compiled_by = None
+    members = [part.path for part in parts]
+    if planned.first_party:
+        tree = work / "tree"
+        _stage(tree, prefix, {path: sources[path] for path in planned.first_party})
+        tree_part = work / "tree.zip"
+        tree_compiled_by = _build_part(tree, tree_part, request.level, compiler, third_party=False)
+        members.append(tree_part)
+    summary = merge_zips(members, merged)
+    from lambda_rules import sbom  # needs cyclonedx-python-lib, a dependency of `package` only
+
+    template = sbom.generate_sbom_template(
+        [part.path for part in parts],
+        lock,
+        platform=platform,
+        kind=request.kind,
+        layers=[sbom.layer_reference_from_archive(name, path) for name, path in request.layers],
+        source_date_epoch=None,
+    )
+    written = outputs.package_outputs(
+        what=what,
+        kind=request.kind,
+        platform=platform,
+        output_path=request.output.name,
+        summary=summary,
+        handler=request.handler,
+        distributions=planned.distributions,
+        sbom_template=template,
+        layer_contents=layer_contents,
+        bytecode_compiled_by=next(
+            (c for c in (*(p.compiled_by for p in parts), tree_compiled_by) if c), None
+        ),
+    )
+    _write_outputs(output_dir, merged, written)
+    return PackageResult(
+        outputs=written,
+        zipped_size=summary.zipped_size,
+        distributions=len(parts),
+        compressed=compressed,
+        damaged=tuple(cache.damaged),
+        warnings=(*planned.warnings, *written.warnings),
+    )
+
+
+def _output_directory(output: Path) -> tuple[Path, list[Path]]:
+    """The folder the outputs go to, checked writable before any work, and the folders made for
+    it (outermost first)."""
+    if output.suffix != ".zip":
+        raise PackageError(f"{output}: the output must be a .zip path, e.g. dist/fn/lambda.zip")
+    directory = output.parent
+    created = [d for d in (directory, *directory.parents) if not d.exists()][::-1]
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        probe = tempfile.NamedTemporaryFile(dir=directory, prefix=".lambda-zip-probe-")
+        probe.close()
+    except OSError as error:
+        for made in reversed(created):
+            if made.is_dir():
+                made.rmdir()
+        raise PackageError(
+            f"{directory}: cannot write the package there ({error.strerror}); choose another "
+            "--output or fix the folder's permissions"
+        ) from None
+    return directory, created
+
+
+def _empty_lock(work: Path) -> Path:
+    """A package without requirements still gets an SBOM; it needs a lockfile of nothing."""
+    path = work / "empty.lock"
+    path.write_text('{"locked_resolves": []}\n', encoding="utf-8")
+    return path
+
+
+def _collect_sources(what: str, given: Sequence[Path], root: Path) -> dict[str, Path]:
+    """Package path (source root stripped) -> file, for every file given or under a folder given.
+    `__pycache__` and `.pyc` are left out, as the rules leave them out."""
+    found: dict[str, Path] = {}
+    root = root.resolve()
+    for source in given:
+        if not source.exists():
+            raise PackageError(f"{what}: source {source} does not exist")
+        for path in _walk(source):
+            try:
+                relative = path.resolve().relative_to(root).as_posix()
+            except ValueError:
+                raise PackageError(
+                    f"{what}: source {path} is not under the source root {root}; pass "
+                    "--source-root, the folder that the package's paths start from"
+                ) from None
+            found[relative] = path
+    return dict(sorted(found.items()))
+
+
+def _walk(source: Path) -> Iterator[Path]:
+    if source.is_file():
+        yield source
+        return
+    for directory, dirnames, filenames in os.walk(source):
+        dirnames[:] = sorted(d for d in dirnames if d != "__pycache__")
+        for name in sorted(filenames):
+            if not name.endswith((".pyc", ".pyo")):
+                yield Path(directory, name)
+
+
+def _files_under(root: Path) -> list[str]:
+    return sorted(
+        Path(directory, name).relative_to(root).as_posix()
+        for directory, _, filenames in os.walk(root)
+        for name in filenames
+    )
+
+
+def _read_matching(root: Path, paths: Sequence[str], suffix: str) -> dict[str, bytes]:
+    """The `*.dist-info/RECORD` (or METADATA) files at the top of the flat layout."""
+    return {
+        path: (root / path).read_bytes()
+        for path in paths
+        if path.endswith(suffix) and path.count("/") == 1
+    }
+
+
+def _check_handler(
+    what: str, handler: str, planned: contents.PackageContents, sources: dict[str, Path]
+) -> None:
+    module, _, function = handler.rpartition(".")
+    if not module or not function:
+        raise PackageError(
+            f"{what}: --handler {handler!r} is not module.function, e.g. app.handler"
+        )
+    module_file = contents.handler_module_file(
+        what, handler, module, planned.visible_paths, fix="Check --handler and the sources."
+    )
+    source = sources.get(module_file)
+    contents.check_handler_defines(
+        what,
+        handler,
+        function,
+        module_file,
+        source.read_bytes() if source is not None else None,
+        fix="Fix --handler or define the function.",
+    )
+
+
+def _layer_contents(name: str, archive: Path) -> layers.LayerContents:
+    """What a layer built by `package` holds, from its zip and the manifest beside it."""
+    manifest_path = archive.with_suffix(".json")
+    try:
+        document = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise PackageError(
+            f"--layer {name}={archive}: cannot read its manifest {manifest_path} ({error}); "
+            "pass a layer zip written by `lambda-zip package --kind layer` or `pants package`"
+        ) from None
+    if document.get("kind") != Kind.LAYER.value or file_sha256(archive)[0] != document.get(
+        "sha256"
+    ):
+        raise PackageError(
+            f"--layer {name}={archive}: {manifest_path} does not describe this zip as a layer"
+        )
+    return layers.LayerContents(
+        address=name,
+        runtime=document["runtime"],
+        architecture=document["architecture"],
+        distributions={d["name"]: d["version"] for d in document["distributions"]},
+        first_party=_layer_file_fingerprints(archive),
+        unzipped_size=document["unzipped_size"],
+        sha256_hex=document["sha256"],
+        sha256_base64=document["filebase64sha256"],
+    )
+
+
+def _layer_file_fingerprints(archive: Path) -> dict[str, str]:
+    """Package path -> content sha256 of every file a layer puts under python/."""
+    import hashlib
+
+    from lambda_rules.zipper.entry_data import read_entry_data
+    from lambda_rules.zipper.reader import read_archive
+
+    prefix = f"{facts.LAYER_PYTHON_DIR}/"
+    found = {}
+    with open(archive, "rb") as f:
+        for entry in read_archive(archive).entries:
+            if entry.name.startswith(prefix):
+                data = read_entry_data(f, str(archive), entry)
+                found[entry.name[len(prefix) :]] = hashlib.sha256(data).hexdigest()
+    return found
+
+
+def _stage(directory: Path, prefix: str, files: dict[str, Path]) -> None:
+    """Copy `files` to `directory/prefix/path`, keeping only the exec bit (as Pants' digests)."""
+    for path, source in files.items():
+        target = directory / prefix / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, target)
+        os.chmod(target, 0o755 if os.stat(source).st_mode & 0o111 else 0o644)
+
+
+def _compiler(what: str, request: PackageRequest) -> _Compiler:
+    runtime = request.platform.runtime
+    try:
+        python = interpreters.find_interpreter(runtime)
+    except interpreters.InterpreterNotFoundError as error:
+        raise PackageError(f"{what}: --compile-bytecode: {error}") from None
+    version = subprocess.run(
+        [str(python), "-I", "-S", "-c", "import platform; print(platform.python_version())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    prefix = facts.LAYER_ROOT if request.kind is Kind.LAYER else facts.TASK_ROOT
+    return _Compiler(python, version, runtime.cache_tag, prefix)
+
+
+def _part_key(
+    staged: Path, tool: str, level: int, compiler: _Compiler | None
+) -> parts_cache.PartKey:
+    files = [
+        (
+            path,
+            file_sha256(staged / path)[0],
+            bool(os.stat(staged / path).st_mode & 0o111),
+        )
+        for path in _files_under(staged)
+    ]
+    settings: dict[str, object] = {"level": level}
+    if compiler is not None:
+        settings.update(python=compiler.version, prefix=compiler.prefix, tag=compiler.cache_tag)
+    return parts_cache.PartKey.of(files, tool=tool, settings=settings)
+
+
+def _build_part(
+    staged: Path, out: Path, level: int, compiler: _Compiler | None, *, third_party: bool
+) -> str | None:
+    """Compile (a third-party source that does not compile is skipped, as pip does) and zip one
+    unit; the compiler's exact version, or None."""
+    includes: list[str] = []
+    if compiler is not None:
+        _compile(staged, compiler, skip_invalid=third_party)
+        includes = [f"*.{compiler.cache_tag}.pyc"]
+    build_zip(staged, out, level=level, includes=includes, max_workers=os.cpu_count())
+    return compiler.version if compiler is not None else None
+
+
+def _compile(tree: Path, compiler: _Compiler, *, skip_invalid: bool) -> None:
+    """Run the bytecode compiler from its shipped files, as the Pants rule runs it."""
+    with tempfile.TemporaryDirectory(prefix="lambda-zip-compiler-") as scripts:
+        for path, content in sandbox_files.BYTECODE_COMPILER.read().items():
+            (Path(scripts) / path).parent.mkdir(parents=True, exist_ok=True)
+            (Path(scripts) / path).write_bytes(content)
+        program = sandbox_files.entry_program(sandbox_files.BYTECODE_COMPILER_MODULE, (scripts,))
+        result = subprocess.run(
+            [
+                str(compiler.python),
+                "-I",
+                "-B",
+                "-c",
+                program,
+                "compile",
+                "--root",
+                str(tree),
+                "--prefix",
+                compiler.prefix,
+                "--workers",
+                str(os.cpu_count() or 1),
+                *(("--on-invalid", "skip") if skip_invalid else ()),
+            ],
+            capture_output=True,
+            text=True,
+        )
+    if result.returncode != 0:
+        detail = " ".join(result.stderr.split())
+        raise PackageError(f"cannot compile bytecode: {detail}; fix the source or drop it")
+
+
+def _write_outputs(directory: Path, merged: Path, written: outputs.PackageOutputs) -> None:
+    """Everything into a scratch folder beside the outputs, then renamed into place with
+    interrupts held back: a run leaves the previous outputs or the new ones, never a mix."""
+    paths = written.paths
+    with tempfile.TemporaryDirectory(prefix=".lambda-zip-", dir=directory) as scratch:
+        staged = Path(scratch)
+        shutil.copyfile(merged, staged / "archive")
+        os.chmod(staged / "archive", 0o644)
+        for name, data in (("manifest", written.manifest), ("sbom", written.sbom)):
+            (staged / name).write_bytes(data)
+            os.chmod(staged / name, 0o644)
+        cas_directory = directory / paths.content_addressed_directory
+        blocked = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, blocked)
+        try:
+            # Like `pants package`, the content-addressed folder holds this build's copy only.
+            shutil.rmtree(cas_directory, ignore_errors=True)
+            cas_directory.mkdir(parents=True)
+            shutil.copyfile(staged / "archive", directory / paths.content_addressed)
+            os.chmod(directory / paths.content_addressed, 0o644)
+            os.replace(staged / "sbom", directory / paths.sbom)
+            os.replace(staged / "manifest", directory / paths.manifest)
+            os.replace(staged / "archive", directory / paths.archive)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)

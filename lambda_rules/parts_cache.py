@@ -1,0 +1,136 @@
+"""A local content-addressed cache of parts, for `lambda-zip package` (no Pants imports).
+
+A part is one distribution unit compressed (and compiled) by the zipper; its bytes depend only on
+what `PartKey` hashes: the unit's files (paths, contents, exec bits), the zipper's and the bytecode
+compiler's own sources, the pinned compressor, the level, and for bytecode the exact CPython, the
+load prefix and what happens to a source that does not compile. So a second function on the same
+requirements, or a CI runner that keeps the folder, compresses nothing again.
+
+Entries are written atomically (a temporary file renamed into place), so concurrent runs sharing
+the folder see a whole entry or none; both write the same bytes. Each entry records its own
+sha256, so a damaged one is detected on read, reported, and rebuilt.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Mapping
+
+from lambda_rules import sandbox_files
+
+# Bump when the meaning of a key changes.
+_FORMAT = 1
+
+
+def default_cache_dir() -> Path:
+    """$LAMBDA_ZIP_CACHE_DIR, else $XDG_CACHE_HOME/lambda-zip, else ~/.cache/lambda-zip."""
+    if os.environ.get("LAMBDA_ZIP_CACHE_DIR"):
+        return Path(os.environ["LAMBDA_ZIP_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "lambda-zip"
+
+
+def tool_fingerprint() -> str:
+    """What of this installation decides a part's bytes: our zipper and compiler sources, and
+    the compressor's version."""
+    import deflate  # the pinned libdeflate binding; its version fixes the compressed bytes
+
+    digest = hashlib.sha256(f"deflate {getattr(deflate, '__version__', '?')}\n".encode())
+    for file_set in (sandbox_files.TOOL, sandbox_files.BYTECODE_COMPILER):
+        for path, content in file_set.read().items():
+            digest.update(f"{path} {hashlib.sha256(content).hexdigest()}\n".encode())
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class PartKey:
+    """Everything that decides a part's bytes, hashed."""
+
+    digest: str
+
+    @classmethod
+    def of(
+        cls,
+        files: Iterable[tuple[str, str, bool]],
+        *,
+        tool: str,
+        settings: Mapping[str, object],
+    ) -> PartKey:
+        """`files`: (path in the package, content sha256, executable); `settings`: the zipper's
+        and compiler's options (level, compiler version, prefix, ...)."""
+        document = {
+            "format": _FORMAT,
+            "tool": tool,
+            "settings": dict(sorted(settings.items())),
+            "files": sorted(files),
+        }
+        text = json.dumps(document, sort_keys=True, separators=(",", ":"))
+        return cls(hashlib.sha256(text.encode()).hexdigest())
+
+
+@dataclass(frozen=True)
+class CachedPart:
+    path: Path
+    compiled_by: str | None
+
+
+class PartsCache:
+    """Parts under `root/parts/<2 hex>/<key>.zip`, each with `<key>.json` naming its sha256."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.damaged: list[str] = []
+
+    def _paths(self, key: PartKey) -> tuple[Path, Path]:
+        directory = self.root / "parts" / key.digest[:2]
+        return directory / f"{key.digest}.zip", directory / f"{key.digest}.json"
+
+    def get(self, key: PartKey) -> CachedPart | None:
+        """The part, if present and whole; a damaged entry is noted in `damaged` and missed."""
+        part, record = self._paths(key)
+        try:
+            meta = json.loads(record.read_text(encoding="utf-8"))
+            actual = _file_sha256(part)
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as error:
+            self.damaged.append(f"{record}: {error}")
+            return None
+        if actual != meta.get("sha256"):
+            self.damaged.append(f"{part}: its sha256 is {actual}, not {meta.get('sha256')}")
+            return None
+        return CachedPart(part, meta.get("compiled_by"))
+
+    def put(self, key: PartKey, built: Path, compiled_by: str | None) -> CachedPart:
+        """Move `built` into the cache (atomically, part before record) and return the entry."""
+        part, record = self._paths(key)
+        part.parent.mkdir(parents=True, exist_ok=True)
+        meta = {"sha256": _file_sha256(built), "compiled_by": compiled_by}
+        _replace_atomically(part, built.read_bytes())
+        _replace_atomically(record, json.dumps(meta, sort_keys=True).encode())
+        return CachedPart(part, compiled_by)
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _replace_atomically(destination: Path, data: bytes) -> None:
+    fd, temp = tempfile.mkstemp(prefix=f".{destination.name}.", dir=destination.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(temp, 0o644)
+        os.replace(temp, destination)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
