@@ -11,24 +11,11 @@ from typing import Sequence
 
 from lambda_rules import tool
 from lambda_rules.facts import ARCHITECTURES, DEFAULT_ARCHITECTURE, RUNTIMES, Kind
-from lambda_rules.layers import LayerError
-from lambda_rules.manifest import PackageTooLargeError
 from lambda_rules.package import PackageError, PackageRequest, package
 from lambda_rules.parts_cache import default_cache_dir
 from lambda_rules.platforms import lambda_platform
-from lambda_rules.staging import ResolveError, StagingError
 from lambda_rules.zipper import cli as zipper_cli
 from lambda_rules.zipper.compress import DEFAULT_LEVEL
-
-# Errors caused by the input: one line on stderr, exit status 2.
-_USER_ERRORS = (
-    *tool.USER_ERRORS,
-    PackageError,
-    StagingError,
-    ResolveError,
-    LayerError,
-    PackageTooLargeError,
-)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -36,7 +23,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     tool.add_tool_commands(commands)
     _add_package_command(commands)
-    return zipper_cli.run(parser.parse_args(argv), _USER_ERRORS)
+    return zipper_cli.run(parser.parse_args(argv), tool.USER_ERRORS)
 
 
 _PACKAGE_DESCRIPTION = """\

@@ -29,12 +29,13 @@ with warnings.catch_warnings():
 from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
+from lambda_rules.errors import LambdaRulesError
 from lambda_rules.facts import MAX_LAYERS_PER_FUNCTION, UNZIPPED_LIMIT_BYTES
 from lambda_rules.manifest import PackageTooLargeError
 from lambda_rules.platforms import LambdaPlatform
 
 
-class LayerError(Exception):
+class LayerError(LambdaRulesError):
     """Layers or exclusions that cannot give a working deployment package."""
 
 

@@ -14,8 +14,10 @@ from packaging.tags import Tag, parse_tag
 from packaging.utils import InvalidWheelFilename, canonicalize_name, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
 
+from lambda_rules.errors import LambdaRulesError
 
-class LockfileError(Exception):
+
+class LockfileError(LambdaRulesError):
     """The lockfile cannot be read, or does not pin what was installed; the message says why."""
 
 

@@ -11,17 +11,18 @@ import posixpath
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
+from lambda_rules.errors import LambdaRulesError
 from lambda_rules.facts import DIRECT_UPLOAD_LIMIT_BYTES, UNZIPPED_LIMIT_BYTES, Kind
 from lambda_rules.staging import Distribution
 
 MANIFEST_VERSION = 1
 
 
-class PackageTooLargeError(Exception):
+class PackageTooLargeError(LambdaRulesError):
     """The unzipped package exceeds what Lambda accepts."""
 
 
-class OutputPathClashError(Exception):
+class OutputPathClashError(LambdaRulesError):
     """Two targets would write the same path in the dist directory."""
 
 

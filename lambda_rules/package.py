@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 from lambda_rules import contents, facts, layers, outputs, parts_cache, resolve, sandbox_files
+from lambda_rules.errors import LambdaRulesError
 from lambda_rules.facts import Kind
 from lambda_rules.platforms import LambdaPlatform
 from lambda_rules.scripts import interpreters
@@ -29,7 +30,7 @@ from lambda_rules.zipper.merge import merge_zips
 from lambda_rules.zipper.summary import file_sha256
 
 
-class PackageError(Exception):
+class PackageError(LambdaRulesError):
     """The inputs cannot give a deployment package; the message says why and what to do."""
 
 

@@ -15,10 +15,11 @@ from typing import Iterator
 
 from packaging import tags
 
+from lambda_rules.errors import LambdaRulesError
 from lambda_rules.facts import ARCHITECTURES, RUNTIMES, Runtime
 
 
-class UnknownPlatformError(ValueError):
+class UnknownPlatformError(LambdaRulesError, ValueError):
     """A runtime or architecture that Lambda does not offer."""
 
 

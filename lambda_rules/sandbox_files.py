@@ -51,6 +51,7 @@ def entry_program(module: str, sys_path: tuple[str, ...]) -> str:
 TOOL = FileSet(
     patterns=(
         "lambda_rules/__init__.py",
+        "lambda_rules/errors.py",
         "lambda_rules/tool.py",
         "lambda_rules/facts.py",
         "lambda_rules/lockfile.py",
@@ -65,6 +66,7 @@ TOOL_MODULE = "lambda_rules.tool"
 INVOKER = FileSet(
     patterns=(
         "lambda_rules/__init__.py",
+        "lambda_rules/errors.py",
         "lambda_rules/facts.py",
         "lambda_rules/scripts/__init__.py",
         # Not imported: invoke.py copies it into the runtime directory (no import test sees it).

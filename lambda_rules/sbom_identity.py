@@ -15,6 +15,8 @@ import json
 import re
 import uuid
 
+from lambda_rules.errors import LambdaRulesError
+
 # uuid5(NAMESPACE_URL, "https://github.com/lambda-rules/lambda_rules/sbom/serialNumber"), fixed
 # forever: changing it would change every SBOM's serial number.
 SERIAL_NAMESPACE = uuid.UUID("9183e47e-6105-57bc-b226-22db4e04b716")
@@ -25,7 +27,7 @@ SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 PLACEHOLDER_NAME = "<name>"
 
 
-class SbomError(Exception):
+class SbomError(LambdaRulesError):
     """The archive, lockfile or arguments cannot give a truthful SBOM; the message says why."""
 
 

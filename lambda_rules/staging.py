@@ -15,6 +15,7 @@ from typing import Iterable
 
 from packaging.utils import canonicalize_name
 
+from lambda_rules.errors import LambdaRulesError
 from lambda_rules.platforms import LambdaPlatform
 
 # Build and install tooling that a deployed function never imports: pip, setuptools (with its
@@ -27,7 +28,7 @@ _UNWANTED_TOP_LEVEL = re.compile(
 _DIST_INFO_DIR = re.compile(r"^(?P<name>[^/]+)-(?P<version>[^/-]+)\.dist-info/")
 
 
-class StagingError(Exception):
+class StagingError(LambdaRulesError):
     """The staged tree cannot make a working deployment package."""
 
 
@@ -183,7 +184,7 @@ def _may_bind_elsewhere(node: ast.AST, name: str) -> bool:
     return False
 
 
-class ResolveError(Exception):
+class ResolveError(LambdaRulesError):
     """The requirements cannot be satisfied with wheels for the Lambda platform."""
 
 

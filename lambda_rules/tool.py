@@ -14,16 +14,17 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from lambda_rules.errors import LambdaRulesError
 from lambda_rules.facts import ARCHITECTURES, DEFAULT_ARCHITECTURE, RUNTIMES, Kind
-from lambda_rules.lockfile import LockfileError
-from lambda_rules.platforms import UnknownPlatformError, lambda_platform
+from lambda_rules.platforms import lambda_platform
 from lambda_rules.sbom_identity import SbomError
 from lambda_rules.zipper import cli as zipper_cli
 from lambda_rules.zipper.output import replaced_atomically
 from lambda_rules.zipper.timestamps import parse_epoch, timestamp_from_environment
 
-# Errors caused by the input beyond the zipper's own: one line on stderr, exit status 2.
-USER_ERRORS: tuple[type[Exception], ...] = (LockfileError, SbomError, UnknownPlatformError)
+# Errors caused by the input (and the zipper's ZipError, which run() always handles): one line
+# on stderr, exit status 2.
+USER_ERRORS: tuple[type[Exception], ...] = (LambdaRulesError,)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import zipfile
 
 from lambda_rules import facts, platforms
 from lambda_rules.plugin.target_types import (
@@ -70,3 +71,49 @@ def test_every_runtime_has_a_platform_and_the_invoker_accepts_it():
 
 def test_kind_values_are_how_manifest_and_sbom_spell_them():
     assert [kind.value for kind in facts.Kind] == ["function", "layer"]
+
+
+HYPOTHETICAL_RUNTIME = """
+import json, sys
+from lambda_rules import facts
+
+# The one line a new runtime takes, here in the test only.
+facts.RUNTIMES["python3.15"] = facts.Runtime("python3.15", (3, 15), "Amazon Linux 2023", (2, 34))
+
+from pants.engine.addresses import Address
+from pants.engine.target import InvalidFieldException
+
+from lambda_rules.platforms import lambda_platform
+from lambda_rules.plugin.target_types import LambdaRuntimeField
+from lambda_rules.scripts import invoke
+
+platform = lambda_platform("python3.15", "arm64")
+tags = json.loads(platform.complete_platform_json())["compatible_tags"]
+assert "cp315-cp315-manylinux_2_34_aarch64" in tags, tags[:3]
+assert LambdaRuntimeField("python3.15", Address("fn", target_name="lambda")).value == "python3.15"
+try:
+    LambdaRuntimeField("python3.16", Address("fn", target_name="lambda"))
+except InvalidFieldException:
+    pass
+else:
+    raise AssertionError("python3.16 is not a runtime")
+sys.exit(invoke.main([sys.argv[1], "--runtime", "python3.15", "--handler", "app.handler", "-"]))
+"""
+
+
+def test_a_new_runtime_is_one_line_in_the_facts(tmp_path):
+    """Platforms, target validation and the invoker all accept a runtime added to the facts."""
+    archive = tmp_path / "fn.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("app.py", "def handler(event, context):\n    return 1\n")
+    result = subprocess.run(
+        [sys.executable, "-c", HYPOTHETICAL_RUNTIME, str(archive)],
+        cwd=REPO_ROOT,
+        input="{}",
+        capture_output=True,
+        text=True,
+    )
+    # The invoker accepted python3.15 and looked for its interpreter, which this machine lacks.
+    assert result.returncode == invoke.EXIT_NOT_INVOKED, result.stderr
+    assert "invalid choice" not in result.stderr
+    assert "CPython 3.15" in result.stderr and "python3.15" in result.stderr, result.stderr

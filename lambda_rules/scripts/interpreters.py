@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from lambda_rules import facts
+from lambda_rules.errors import LambdaRulesError
 
 # Searched after pyenv, in this order.
 DEFAULT_SEARCH_PATH: tuple[str, ...] = ("/usr/local/bin", "/usr/bin", "/bin")
@@ -24,7 +25,7 @@ _PROBE = "import sys; print(sys.implementation.name, *sys.version_info[:2])"
 _PROBE_TIMEOUT_SECONDS = 30
 
 
-class InterpreterNotFoundError(LookupError):
+class InterpreterNotFoundError(LambdaRulesError, LookupError):
     """No CPython of the runtime's version here: the message says where we looked, what we
     passed over and what to do."""
 

@@ -41,6 +41,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from lambda_rules import facts
+from lambda_rules.errors import LambdaRulesError
 from lambda_rules.scripts import interpreters
 from lambda_rules.scripts.lambda_environment import (
     DEFAULT_REGION,
@@ -73,7 +74,7 @@ ACCOUNT_ID = "123456789012"
 _BOOTSTRAP = Path(__file__).with_name("bootstrap.py")
 
 
-class InvokeError(Exception):
+class InvokeError(LambdaRulesError):
     """Nothing could be invoked; the message says why and what to do."""
 
 

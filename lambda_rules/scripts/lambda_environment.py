@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from lambda_rules import facts
+from lambda_rules.errors import LambdaRulesError
 
 DEFAULT_REGION = "us-east-1"
 
@@ -57,7 +58,7 @@ environment, except extra variables: --env / the `extra_env_vars` field):
 """
 
 
-class EnvironmentVariableError(Exception):
+class EnvironmentVariableError(LambdaRulesError):
     """An extra variable that is malformed or that the runtime sets; the message says which."""
 
 

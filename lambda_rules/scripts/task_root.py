@@ -15,8 +15,10 @@ import stat
 import zipfile
 from pathlib import Path
 
+from lambda_rules.errors import LambdaRulesError
 
-class ArchiveError(Exception):
+
+class ArchiveError(LambdaRulesError):
     """An archive that cannot be read, or with a member that would land outside its directory."""
 
 

@@ -19,6 +19,7 @@ from pants.util.logging import LogLevel
 from pants.util.strutil import softwrap
 
 from lambda_rules import facts, sandbox_files
+from lambda_rules.errors import LambdaRulesError
 from lambda_rules.platforms import LambdaPlatform
 from lambda_rules.plugin.steps.cache import REMOTE_CACHE_SPECULATION_DELAY_MILLIS
 from lambda_rules.plugin.steps.stage import DistributionUnit
@@ -35,7 +36,7 @@ _PARALLEL_UNIT_BYTES = 8 << 20
 _BYTECODE_COMPILER_DIR = "__lambda_scripts"
 
 
-class BytecodeCompileError(Exception):
+class BytecodeCompileError(LambdaRulesError):
     """A source that must compile (first-party code) does not compile on the runtime."""
 
 

@@ -37,6 +37,7 @@ from pants.util.frozendict import FrozenDict
 from pants.util.logging import LogLevel
 
 from lambda_rules import sandbox_files
+from lambda_rules.errors import LambdaRulesError
 from lambda_rules.plugin.steps.cache import REMOTE_CACHE_SPECULATION_DELAY_MILLIS
 from lambda_rules.plugin.subsystems.lambda_zip import DEFAULT_LOCKFILE_URL, LambdaZipSubsystem
 
@@ -46,7 +47,7 @@ _TOOL_DIR = "lambda_zip.pex"
 _TOOL_INTERPRETER_FLAGS = ("-I", "-S", "-B")
 
 
-class ToolLayoutError(Exception):
+class ToolLayoutError(LambdaRulesError):
     """The pex in use lays out the tool's environment in a way this plugin does not know."""
 
 
