@@ -9,6 +9,7 @@ bytes for the same inputs as `pants package`. No Pants imports.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -53,13 +54,20 @@ class PackageRequest:
 
 
 @dataclass(frozen=True)
-class PackageResult:
+class Derivation:
+    """A package built in a scratch folder: the archive, what goes beside it, and where each of
+    its files came from."""
+
+    archive: Path
     outputs: outputs.PackageOutputs
     zipped_size: int
     distributions: int
     compressed: int
     damaged: tuple[str, ...]
     warnings: tuple[str, ...]
+    # Package path (prefix included) -> its origin: a distribution "name version", or None for a
+    # first-party file.
+    origins: dict[str, str | None]
 
 
 @dataclass(frozen=True)
@@ -70,9 +78,9 @@ class _Compiler:
     prefix: str
 
 
-def package(request: PackageRequest) -> PackageResult:
+def package(request: PackageRequest) -> Derivation:
     """Build the package and write the zip, its content-addressed copy, manifest and SBOM beside
-    `request.output`, all or nothing."""
+    `request.output`, all or nothing; what was written."""
     if request.kind is Kind.FUNCTION and not request.handler:
         raise PackageError(f"{request.name}: a function needs --handler (module.function)")
     if request.requirements and request.lockfile is None:
@@ -84,7 +92,9 @@ def package(request: PackageRequest) -> PackageResult:
     output_dir, created = _output_directory(request.output)
     try:
         with tempfile.TemporaryDirectory(prefix="lambda-zip-package-") as scratch:
-            return _package(request, Path(scratch), output_dir)
+            derived = derive(request, Path(scratch))
+            _write_outputs(output_dir, derived.archive, derived.outputs)
+            return dataclasses.replace(derived, archive=request.output)
     except BaseException:
         # Nothing partial: not even the folders this run made for its outputs.
         for directory in reversed(created):
@@ -95,10 +105,13 @@ def package(request: PackageRequest) -> PackageResult:
         raise
 
 
-def _package(request: PackageRequest, work: Path, output_dir: Path) -> PackageResult:
+def derive(request: PackageRequest, work: Path, *, transitive: bool = True) -> Derivation:
+    """Build the package in `work` (a scratch folder) from its inputs alone: the lockfile's
+    wheels, the sources and the parts in `request.cache_dir`. `transitive` False installs exactly
+    the pinned distributions of `request.requirements` (what `verify` checks against)."""
     platform, what = request.platform, request.name
     site_packages = work / "site-packages"
-    site_packages.mkdir()
+    site_packages.mkdir(parents=True)
     lock = request.lockfile or _empty_lock(work)
     if request.requirements:
         resolve.resolve_distributions(
@@ -107,6 +120,7 @@ def _package(request: PackageRequest, work: Path, output_dir: Path) -> PackageRe
             requirements=request.requirements,
             lock=lock,
             dest=site_packages,
+            transitive=transitive,
         )
     sources = _collect_sources(what, request.sources, request.source_root)
     distribution_files = _files_under(site_packages)
@@ -178,14 +192,18 @@ def _package(request: PackageRequest, work: Path, output_dir: Path) -> PackageRe
             (c for c in (*(p.compiled_by for p in parts), tree_compiled_by) if c), None
         ),
     )
-    _write_outputs(output_dir, merged, written)
-    return PackageResult(
+    origins: dict[str, str | None] = {prefix + path: None for path in planned.first_party}
+    for unit in planned.units:
+        origins.update((prefix + path, unit.label) for path in unit.paths)
+    return Derivation(
+        archive=merged,
         outputs=written,
         zipped_size=summary.zipped_size,
         distributions=len(parts),
         compressed=compressed,
         damaged=tuple(cache.damaged),
         warnings=(*planned.warnings, *written.warnings),
+        origins=origins,
     )
 
 

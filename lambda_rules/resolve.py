@@ -23,6 +23,11 @@ from lambda_rules.platforms import LambdaPlatform
 # The pex the Pants rules run (./pants bootstraps the same version): the flat layout it writes is
 # what gets staged, so both front ends must use one version.
 PEX_REQUIREMENT = "pex==2.105.2"
+# A pex PEX to run instead of the installed pex (the Pants rules hand theirs to `verify`).
+PEX_PEX_VARIABLE = "LAMBDA_ZIP_PEX"
+# Where a CA bundle may be configured; pex's pip reads no pip configuration (see below), so a
+# bundle a proxy needs reaches it as --cert. It does not change what is installed.
+_CA_BUNDLE_VARIABLES = ("LAMBDA_ZIP_CA_CERTS", "PIP_CERT", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE")
 _NOT_IN_LOCK = re.compile(r"Dependency on (?P<name>\S+) \(via: [^)]*\) not satisfied")
 
 
@@ -33,11 +38,13 @@ def resolve_distributions(
     requirements: Sequence[str],
     lock: Path,
     dest: Path,
+    transitive: bool = True,
 ) -> None:
     """Install the locked wheels that `requirements` need on `platform` into `dest`, flat (as
-    `pip install --target` lays them out). Raises `staging.ResolveError` with one line that says
-    what to do."""
-    if importlib.util.find_spec("pex") is None:
+    `pip install --target` lays them out); with `transitive` False, exactly the distributions
+    named (pinned `name==version`), without their dependencies. Raises `staging.ResolveError`
+    with one line that says what to do."""
+    if not os.environ.get(PEX_PEX_VARIABLE) and importlib.util.find_spec("pex") is None:
         raise staging.ResolveError(
             f"{what}: resolving requirements needs pex; install lambda-rules with its `package` "
             f"extra (`pip install 'lambda-rules[package]'`, which pins {PEX_REQUIREMENT})"
@@ -48,17 +55,17 @@ def resolve_distributions(
         lock_file = Path(scratch, "lock.json")
         lock_file.write_text(lockfile.lock_json(lock), encoding="utf-8")
         argv = [
-            sys.executable,
-            "-m",
-            "pex.cli",
+            *_pex_command(),
             "venv",
             "create",
+            *_certificate_args(),
             f"--dest-dir={dest}",
             "--layout=flat",
             "--no-build",
             "--complete-platform",
             str(platform_file),
             *requirements,
+            *(() if transitive else ("--intransitive",)),
             "--lock",
             str(lock_file),
         ]
@@ -67,17 +74,28 @@ def resolve_distributions(
         raise staging.ResolveError(_explain(what, platform, lock, result.stderr))
 
 
+def _pex_command() -> list[str]:
+    pex_pex = os.environ.get(PEX_PEX_VARIABLE)
+    return [sys.executable, pex_pex] if pex_pex else [sys.executable, "-m", "pex.cli"]
+
+
+def _certificate_args() -> list[str]:
+    for variable in _CA_BUNDLE_VARIABLES:
+        bundle = os.environ.get(variable)
+        if bundle and os.path.isfile(bundle):
+            return ["--cert", bundle]
+    return []
+
+
 def _pex_environment() -> dict[str, str]:
     """pex's environment: nothing of the caller's pip or pex configuration steers it (a pip
     `constraint` file made pex fail on locked wheels on this project's machines)."""
     keep = ("HOME", "PEX_ROOT", "SSL_CERT_FILE", "SSL_CERT_DIR", "TMPDIR")
     env = {name: os.environ[name] for name in keep if name in os.environ}
-    return {
-        **env,
-        "PATH": "/usr/bin:/bin",
-        "PIP_CONFIG_FILE": os.devnull,
-        "PEX_IGNORE_RCFILES": "1",
-    }
+    env.update(PATH="/usr/bin:/bin", PIP_CONFIG_FILE=os.devnull, PEX_IGNORE_RCFILES="1")
+    if os.environ.get(PEX_PEX_VARIABLE):
+        env["PEX_SCRIPT"] = "pex3"  # a pex PEX runs its `pex3` entry point only when asked
+    return env
 
 
 def _explain(what: str, platform: LambdaPlatform, lock: Path, stderr: str) -> str:

@@ -88,3 +88,13 @@ BYTECODE_COMPILER = FileSet(
     )
 )
 BYTECODE_COMPILER_MODULE = "lambda_rules.scripts.bytecode"
+
+# `lambda-zip verify` run by the Pants rules: the whole Pants-free core (it packages again).
+VERIFIER = FileSet(
+    patterns=(
+        "lambda_rules/*.py",
+        "lambda_rules/scripts/*.py",
+        "lambda_rules/zipper/*.py",
+    )
+)
+VERIFIER_MODULE = "lambda_rules.cli"

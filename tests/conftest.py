@@ -184,3 +184,23 @@ def plugin_wheel(tmp_path_factory) -> Path:
     )
     (wheel,) = wheels.glob("lambda_rules-*.whl")
     return wheel
+
+
+@pytest.fixture(scope="session")
+def cli(plugin_wheel, tmp_path_factory):
+    """`lambda-zip` installed with its `package` extra into a venv of CPython 3.<minor>."""
+    venvs: dict[int, Path] = {}
+
+    def install(minor: int) -> Path:
+        if minor not in venvs:
+            venv = tmp_path_factory.mktemp(f"cli-{minor}") / "venv"
+            subprocess.run([str(pyenv_python(minor)), "-m", "venv", str(venv)], check=True)
+            subprocess.run(
+                [str(venv / "bin/pip"), "install", "--isolated", "--quiet",
+                 "--disable-pip-version-check", f"{plugin_wheel}[package]"],
+                check=True,
+            )  # fmt: skip
+            venvs[minor] = venv / "bin" / "lambda-zip"
+        return venvs[minor]
+
+    return install

@@ -14,7 +14,7 @@ from pants.util.logging import LogLevel
 
 from lambda_rules.facts import Kind
 from lambda_rules.plugin.field_sets import LambdaFunctionFieldSet, LambdaLayerFieldSet
-from lambda_rules.plugin.steps import assemble, layers, parts, resolve, stage, tool
+from lambda_rules.plugin.steps import assemble, layers, parts, resolve, stage, tool, verify
 from lambda_rules.plugin.steps.assemble import (
     AssembledLambda,
     AssembleLambdaRequest,
@@ -85,6 +85,7 @@ def rules():
         *parts.rules(),
         *assemble.rules(),
         *layers.rules(),
+        *verify.rules(),
         *faas_rules(),
         UnionRule(PackageFieldSet, LambdaFunctionFieldSet),
         UnionRule(PackageFieldSet, LambdaLayerFieldSet),

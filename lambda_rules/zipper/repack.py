@@ -96,6 +96,16 @@ def repack_zip(
     )
 
 
+def safe_entries(archive: Path, limits: RepackLimits = RepackLimits()) -> list[PlannedEntry]:
+    """Every file entry of `archive`, name-sorted, after exactly the checks `repack` makes: a
+    hostile archive (overlapping entries, bombs, traversal or duplicate names, links, special
+    files) is refused with the same message. Contents are read on demand, bounded."""
+    shown = os.fspath(archive)
+    return _plan_entries(
+        shown, read_archive(archive).entries, PathFilter(default_excludes=()), limits
+    )
+
+
 def _plan_entries(
     shown: str, entries: Iterable[ArchiveEntry], path_filter: PathFilter, limits: RepackLimits
 ) -> list[PlannedEntry]:

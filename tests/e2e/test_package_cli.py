@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO_ROOT, file_sha256_hex, pyenv_python
+from tests.conftest import REPO_ROOT, file_sha256_hex
 from tests.e2e.test_package import EXAMPLE_GOLDEN_SHA256
 
 pytestmark = pytest.mark.e2e
@@ -38,26 +38,6 @@ def readme_command() -> list[str]:
     match = re.search(r"^(lambda-zip package .*?[^\\])$", text, flags=re.M | re.S)
     assert match, "the README shows no `lambda-zip package` command"
     return match[1].replace("\\\n", " ").split()
-
-
-@pytest.fixture(scope="session")
-def cli(plugin_wheel, tmp_path_factory):
-    """`lambda-zip` installed with its `package` extra into a venv of CPython 3.<minor>."""
-    venvs: dict[int, Path] = {}
-
-    def install(minor: int) -> Path:
-        if minor not in venvs:
-            venv = tmp_path_factory.mktemp(f"cli-{minor}") / "venv"
-            subprocess.run([str(pyenv_python(minor)), "-m", "venv", str(venv)], check=True)
-            subprocess.run(
-                [str(venv / "bin/pip"), "install", "--isolated", "--quiet",
-                 "--disable-pip-version-check", f"{plugin_wheel}[package]"],
-                check=True,
-            )  # fmt: skip
-            venvs[minor] = venv / "bin" / "lambda-zip"
-        return venvs[minor]
-
-    return install
 
 
 def run(command, cwd: Path, *, umask: int = 0o022, check: bool = True, **kwargs):

@@ -53,6 +53,7 @@ from lambda_rules.plugin.steps.parts import (
 )
 from lambda_rules.plugin.steps.stage import StagedLambda
 from lambda_rules.plugin.steps.tool import LambdaZipTool
+from lambda_rules.plugin.steps.verify import VerifiedLambda, VerifyLambdaRequest
 from lambda_rules.plugin.subsystems.lambda_zip import LambdaZipSubsystem
 from lambda_rules.plugin.target_types import (
     LambdaFunctionOutputPathField,
@@ -69,11 +70,13 @@ _LAYERS_DIR_PREFIX = "__lambda_layer_"
 
 @dataclass(frozen=True)
 class LayerArchive:
-    """A built layer as the functions deployed with it need it: what it holds, and its zip."""
+    """A built layer as the functions deployed with it need it: what it holds, its zip (at
+    `path` in `digest`), and all it wrote to dist/ (`dist`: the zip, manifest and SBOM)."""
 
     contents: layers.LayerContents
     digest: Digest
     path: str
+    dist: Digest
 
 
 @dataclass(frozen=True)
@@ -280,7 +283,9 @@ async def check_unique_output_path(
 
 
 @rule(desc="Assemble Lambda package", level=LogLevel.DEBUG)
-async def assemble_lambda(request: AssembleLambdaRequest) -> AssembledLambda:
+async def assemble_lambda(
+    request: AssembleLambdaRequest, subsystem: LambdaZipSubsystem
+) -> AssembledLambda:
     platform, staged, address = request.platform, request.staged, request.address
     if not staged.all_units:
         raise staging.StagingError(
@@ -371,6 +376,18 @@ async def assemble_lambda(request: AssembleLambdaRequest) -> AssembledLambda:
             BuiltPackageArtifact(paths.sbom, ("  CycloneDX SBOM",)),
         ),
     )
+    if subsystem.verify:
+        await Get(
+            VerifiedLambda,
+            VerifyLambdaRequest(
+                address,
+                dist_files,
+                request.output_path,
+                staged.sources,
+                request.resolve,
+                request.layers,
+            ),
+        )
     return AssembledLambda(
         package,
         zipped.digest,

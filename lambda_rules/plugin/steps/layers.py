@@ -91,7 +91,8 @@ async def build_lambda_layer(
         sha256_base64=assembled.sha256_base64,
     )
     return BuiltLambdaLayer(
-        assembled.package, LayerArchive(contents, assembled.archive, output_path)
+        assembled.package,
+        LayerArchive(contents, assembled.archive, output_path, assembled.package.digest),
     )
 
 

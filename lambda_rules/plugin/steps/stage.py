@@ -75,12 +75,14 @@ class StagedLambda:
     """Exactly the files of the deployment package, as first-party code and distribution units.
 
     `first_party_fingerprints`: package path (no layer prefix) -> content digest, so a function
-    can leave out what its layers already hold."""
+    can leave out what its layers already hold. `sources`: every first-party file the target
+    depends on (no prefix, none left out), what `verify` packages again from."""
 
     first_party: DistributionUnit | None
     units: tuple[DistributionUnit, ...]
     handler: str | None
     first_party_fingerprints: tuple[tuple[str, str], ...]
+    sources: Digest
 
     @property
     def distributions(self) -> tuple[staging.Distribution, ...]:
@@ -198,6 +200,7 @@ async def stage_lambda(request: StageLambdaRequest) -> StagedLambda:
         ),
         handler=f"{handler.module}.{handler.func}" if handler is not None else None,
         first_party_fingerprints=planned.first_party_fingerprints,
+        sources=source_digest,
     )
 
 

@@ -71,9 +71,13 @@ class LambdaZipTool:
         argv: tuple[str, ...],
         *,
         immutable_input_digests: Mapping[str, Digest] = FrozenDict(),
+        module: str = sandbox_files.TOOL_MODULE,
+        sources_first: tuple[str, ...] = (),
         **kwargs: Any,
     ) -> Process:
-        main = sandbox_files.entry_program(sandbox_files.TOOL_MODULE, self.path)
+        """A process running `module` (the tool's verbs by default); `sources_first` are sandbox
+        directories of our own sources to import before the tool's (the verifier's)."""
+        main = sandbox_files.entry_program(module, (*sources_first, *self.path))
         return Process(
             argv=(self.python, *_TOOL_INTERPRETER_FLAGS, "-c", main, *argv),
             immutable_input_digests={_TOOL_DIR: self.digest, **immutable_input_digests},

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pants.option.option_types import IntOption, StrOption
+from pants.option.option_types import BoolOption, IntOption, StrOption
 from pants.option.subsystem import Subsystem
 from pants.util.strutil import softwrap
 
@@ -29,6 +29,20 @@ class LambdaZipSubsystem(Subsystem):
     compression_level = IntOption(
         default=None,
         help="libdeflate level 1-12; unset means the zipper's documented default.",
+    )
+
+    verify = BoolOption(
+        default=False,
+        help=softwrap(
+            """
+            After packaging, check each package with `lambda-zip verify` in a process that is
+            never cached: every entry must come from the lockfile's wheels (fetched by pex and
+            checked against the lock's sha256s), from the target's sources, or from the
+            runtime's CPython compiling them; the manifest and SBOM must agree. A package that
+            fails is not written to `dist/`. Use it where the remote cache may hold results that
+            others wrote, e.g. in the job that deploys (see the README's "Trust" section).
+            """
+        ),
     )
 
     def level_args(self) -> tuple[str, ...]:
