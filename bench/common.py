@@ -3,20 +3,27 @@ versions."""
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import re
 import statistics
 import subprocess
+import sys
 import time
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, List, Sequence, Tuple
 
-from tests.conftest import pyenv_python  # REPO_ROOT is on sys.path (bench/run, pytest)
-
 REPO_ROOT = Path(__file__).resolve().parents[1]
+# bench/run and pytest put the repository on sys.path; a module run as a script
+# (`python bench/bench_api.py --generate-lockfile`) has only bench/ there.
+if str(REPO_ROOT) not in sys.path:
+    sys.path.append(str(REPO_ROOT))
+
+from tests.conftest import pyenv_python  # noqa: E402
+
 # The Lambda runtime of //fn:lambda; the built-in target is given the same one.
 RUNTIME = "python3.12"
 
@@ -104,3 +111,63 @@ def timing_row(scenario: str, ours: Sequence[float], builtin: Sequence[float]) -
     medians = statistics.median(ours), statistics.median(builtin)
     spreads = (f"{min(runs):.2f}–{max(runs):.2f}" for runs in (ours, builtin))
     return scenario, f"{medians[0]:.2f}", f"{medians[1]:.2f}", ratio(*medians), *spreads
+
+
+def goal_seconds(log: Path, goal: str = "package") -> float:
+    """Seconds inside one goal of a Pants run, from the workunit logger's JSON: the goal rule's
+    workunit (described as "`package` goal")."""
+    description = f"`{goal}` goal"
+    (duration,) = [
+        w["duration_secs"] + w["duration_nanos"] / 1e9
+        for w in json.loads(log.read_text())
+        if w.get("description") == description
+    ]
+    return duration
+
+
+# Forks the measured command from a fresh, small interpreter (as bench_heavy's merge measurement
+# does): on Linux a child's peak RSS counts the address space it was forked from, so spawning it
+# from the harness, which has grown by then, would report the harness's size instead. wait4's
+# rusage covers the whole tree the command waited for: its peak is the largest process's.
+_MEASURE_SCRIPT = """
+import os, sys, time
+start = time.perf_counter()
+pid = os.fork()
+if pid == 0:
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 1)
+    os.execv(sys.argv[1], sys.argv[1:])
+_, status, usage = os.wait4(pid, 0)
+print(time.perf_counter() - start, usage.ru_maxrss, os.waitstatus_to_exitcode(status))
+"""
+
+
+@dataclass(frozen=True)
+class Measured:
+    """Wall seconds and peak RSS (KiB, of the largest process of the tree) of one command."""
+
+    seconds: float
+    peak_kib: int
+
+
+def measure(argv: Sequence[object], *, env: dict, cwd: Path | None = None) -> Measured:
+    """Run `argv` (its stdout discarded) and measure it; a failure raises with its stderr."""
+    result = subprocess.run(
+        [sys.executable, "-I", "-S", "-c", _MEASURE_SCRIPT, *map(str, argv)],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+    )
+    out = result.stdout.split()
+    if result.returncode != 0 or len(out) != 3 or out[2] != "0":
+        raise RuntimeError(
+            f"{' '.join(map(str, argv))[:300]} failed ({out[2:] or result.returncode}):\n"
+            f"{result.stderr[-3000:]}"
+        )
+    return Measured(float(out[0]), int(out[1]))
+
+
+def spread(values: Sequence[float], digits: int = 2) -> str:
+    """min–max of runs: the noise to judge a median by."""
+    return f"{min(values):.{digits}f}–{max(values):.{digits}f}"

@@ -145,18 +145,25 @@ def derive(request: PackageRequest, work: Path, *, transitive: bool = True) -> D
     compiler = _compiler(what, request) if request.compile_bytecode else None
     cache = parts_cache.PartsCache(request.cache_dir)
     tool = parts_cache.tool_fingerprint()
-    parts, compressed = [], 0
+    # Stage every unit and look up its part; what is missing is compiled in one process (a
+    # process start per distribution would cost more than many compile) and zipped here.
+    keyed = []
     for index, unit in enumerate(planned.units):
         staged = work / "units" / str(index)
         _stage(staged, prefix, {path: site_packages / path for path in unit.paths})
         key = _part_key(staged, tool, request.level, compiler)
-        cached = cache.get(key)
+        keyed.append((staged, key, cache.get(key)))
+    missing = [staged for staged, _, cached in keyed if cached is None]
+    if compiler is not None and missing:
+        _compile(missing, compiler, skip_invalid=True)
+    parts = []
+    for staged, key, cached in keyed:
         if cached is None:
-            built = work / "units" / f"{index}.zip"
-            compiled_by = _build_part(staged, built, request.level, compiler, third_party=True)
-            cached = cache.put(key, built, compiled_by)
-            compressed += 1
+            built = staged.with_suffix(".zip")
+            _zip_part(staged, built, request.level, compiler)
+            cached = cache.put(key, built, compiler.version if compiler else None)
         parts.append(cached)
+    compressed = len(missing)
 
     merged = work / "merged.zip"
     tree_compiled_by = None
@@ -165,7 +172,10 @@ def derive(request: PackageRequest, work: Path, *, transitive: bool = True) -> D
         tree = work / "tree"
         _stage(tree, prefix, {path: sources[path] for path in planned.first_party})
         tree_part = work / "tree.zip"
-        tree_compiled_by = _build_part(tree, tree_part, request.level, compiler, third_party=False)
+        if compiler is not None:
+            _compile([tree], compiler, skip_invalid=False)
+            tree_compiled_by = compiler.version
+        _zip_part(tree, tree_part, request.level, compiler)
         members.append(tree_part)
     summary = merge_zips(members, merged)
     from lambda_rules import sbom  # needs cyclonedx-python-lib, a dependency of `package` only
@@ -393,21 +403,16 @@ def _part_key(
     return parts_cache.PartKey.of(files, tool=tool, settings=settings)
 
 
-def _build_part(
-    staged: Path, out: Path, level: int, compiler: _Compiler | None, *, third_party: bool
-) -> str | None:
-    """Compile (a third-party source that does not compile is skipped, as pip does) and zip one
-    unit; the compiler's exact version, or None."""
-    includes: list[str] = []
-    if compiler is not None:
-        _compile(staged, compiler, skip_invalid=third_party)
-        includes = [f"*.{compiler.cache_tag}.pyc"]
+def _zip_part(staged: Path, out: Path, level: int, compiler: _Compiler | None) -> None:
+    """Zip one staged unit (with its .pyc when compiled), as the rules' compress step does."""
+    includes = [f"*.{compiler.cache_tag}.pyc"] if compiler is not None else []
     build_zip(staged, out, level=level, includes=includes, max_workers=os.cpu_count())
-    return compiler.version if compiler is not None else None
 
 
-def _compile(tree: Path, compiler: _Compiler, *, skip_invalid: bool) -> None:
-    """Run the bytecode compiler from its shipped files, as the Pants rule runs it."""
+def _compile(trees: Sequence[Path], compiler: _Compiler, *, skip_invalid: bool) -> None:
+    """Compile each tree as a root of its own in one run of the bytecode compiler, from its
+    shipped files, as the Pants rule runs it. A third-party source that does not compile is
+    skipped (`skip_invalid`), as pip does; a first-party one is an error."""
     with tempfile.TemporaryDirectory(prefix="lambda-zip-compiler-") as scripts:
         for path, content in sandbox_files.BYTECODE_COMPILER.read().items():
             (Path(scripts) / path).parent.mkdir(parents=True, exist_ok=True)
@@ -421,8 +426,7 @@ def _compile(tree: Path, compiler: _Compiler, *, skip_invalid: bool) -> None:
                 "-c",
                 program,
                 "compile",
-                "--root",
-                str(tree),
+                *(arg for tree in trees for arg in ("--root", str(tree))),
                 "--prefix",
                 compiler.prefix,
                 "--workers",

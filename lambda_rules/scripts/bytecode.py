@@ -289,7 +289,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     c = sub.add_parser("compile", help="compile a tree in place")
-    c.add_argument("--root", required=True, help="the tree (the package's /var/task or /opt)")
+    c.add_argument(
+        "--root",
+        action="append",
+        required=True,
+        help="a tree (the package's /var/task or /opt); repeatable: each is compiled as its own "
+        "root, so one process serves many small trees",
+    )
     c.add_argument(
         "--prefix", required=True, help="where Lambda loads it from: /var/task, /opt/python"
     )
@@ -316,19 +322,28 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.workers < 1:
         parser.error("--workers must be at least 1")
-    if not os.path.isdir(args.root):
-        parser.error(f"--root {args.root} is not a directory")
+    for root in args.root:
+        if not os.path.isdir(root):
+            parser.error(f"--root {root} is not a directory")
     third_party = list(args.third_party)
     if args.third_party_list:
         with open(args.third_party_list, encoding="utf-8") as f:
             third_party += [line.strip() for line in f if line.strip()]
-    report = compile_in_place(
-        args.root,
-        args.prefix,
-        workers=args.workers,
-        third_party=third_party,
-        skip_invalid=args.on_invalid == "skip",
-    )
+    reports = [
+        compile_in_place(
+            root,
+            args.prefix,
+            workers=args.workers,
+            third_party=third_party,
+            skip_invalid=args.on_invalid == "skip",
+        )
+        for root in args.root
+    ]
+    report = reports[0]
+    for other in reports[1:]:
+        report["compiled"] += other["compiled"]
+        for key in ("skipped", "errors"):
+            report[key] = sorted(report[key] + other[key], key=lambda s: s["path"])
     errors = report.pop("errors")
     if errors:
         sys.stderr.write(

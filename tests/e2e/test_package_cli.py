@@ -35,7 +35,8 @@ OUTPUTS = ("{}.zip", "{}.json", "{}.cdx.json")
 def readme_command() -> list[str]:
     """The `lambda-zip package` command line of the README, as a newcomer would paste it."""
     text = (REPO_ROOT / "README.md").read_text()
-    match = re.search(r"^(lambda-zip package .*?[^\\])$", text, flags=re.M | re.S)
+    section = text[text.index("## Without Pants") :]
+    match = re.search(r"^(lambda-zip package .*?[^\\])$", section, flags=re.M | re.S)
     assert match, "the README shows no `lambda-zip package` command"
     return match[1].replace("\\\n", " ").split()
 

@@ -3,27 +3,32 @@
 A shared REAPI remote cache trusts whoever may write to it: an action cache entry maps an action
 digest (a hash of the command and its inputs) to output digests, and nothing ties the outputs to
 the inputs. Here a second client with write access to a real BuildGrid (tools/buildgrid/serve),
-talking plain REAPI from BuildGrid's own venv, replaces the part that the "Compress
-typing-extensions ..." process wrote with a canonical part (made by `lambda-zip build` from the
-same files) whose `typing_extensions.py` has one line added. A fresh clone with an empty local
+talking plain REAPI from BuildGrid's own venv, replaces the part of typing-extensions that a
+"Compress ..." process wrote (the process of that distribution alone, or of the small ones
+together) with a canonical part made by `lambda-zip build` from the same files, but with one line
+added to `typing_extensions.py`, under the same action digest. A fresh clone with an empty local
 store then runs `./pants package //fn:lambda` with pants.ci.toml: the compress process is a cache
 hit, the poisoned part is merged like any other, and dist/fn/lambda.zip is a valid, reproducible
 looking archive that differs from the golden one and runs the added line on import.
 
-What stops it is `lambda-zip verify` (`python -m lambda_rules verify ARCHIVE --lockfile LOCK
---source-root DIR SOURCE...`): it rebuilds what the archive must hold from the lockfile's wheels
-(their pinned sha256) and the sources, compares entry by entry, and exits 1 naming each differing
-entry and its distribution. A CI deployment runs it in the deploy job, after `pants package` and
-before `terraform apply`, and refuses to deploy on a non-zero exit:
+What stops it is `lambda-zip verify ARCHIVE --lockfile LOCK --source-root DIR SOURCE...` (also
+`python -m lambda_rules verify`): it packages the archive again from the lockfile's wheels (checked
+against the lock's sha256) and the sources alone, trusting no cache, compares every entry, and
+exits 1 naming each differing entry with its distribution. A CI deployment runs it in the deploy
+job, after `pants package` and before `terraform apply`, and refuses to deploy on a non-zero exit:
 
     ./pants --pants-config-files=pants.ci.toml package //fn:lambda
-    python -m lambda_rules verify dist/fn/lambda.zip \\
-        --lockfile 3rdparty/python/default.lock --source-root fn fn/app.py   # exit 1: stop here
-    terraform apply                                                          # never reached
+    lambda-zip verify dist/fn/lambda.zip \\
+        --lockfile 3rdparty/python/default.lock --source-root fn fn/app.py || exit 1  # stops here
+    terraform apply                                                                  # not reached
 
-so the poisoned archive below is built, but never deployed. The last test checks exactly that
-gate: verify fails on the poisoned archive, naming typing-extensions and `typing_extensions.py`,
+so the poisoned archive below is built, but never deployed. The second test checks exactly that
+gate: verify fails on the poisoned archive, naming `typing_extensions.py` and typing-extensions,
 and passes on the honest one built in another clone against the same server before the poisoning.
+It runs the `lambda-zip` that `pip install 'lambda-rules[package]'` installs (the `cli` fixture),
+as a deploy job would: verify resolves with the pex version the Pants rules run, which the test
+venv does not have. The third test shows the same gate inside the build (`[lambda-zip].verify`):
+Pants fails and writes no package to dist/.
 """
 
 from __future__ import annotations
@@ -39,21 +44,28 @@ import sys
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
 from tests.conftest import REPO_ROOT, Clone, file_sha256_hex, make_clone
 from tests.e2e.test_package import EXAMPLE_GOLDEN_SHA256
-from tests.remote_cache.test_remote_cache import SERVE, BuildGrid, CacheRun, package
+from tests.remote_cache.test_remote_cache import (
+    SERVE,
+    BuildGrid,
+    CacheRun,
+    cache_run,
+    ci_args,
+    package,
+)
 
 pytestmark = [pytest.mark.e2e, pytest.mark.remote_cache]
 
 # The unit poisoned: pure Python (one module and its dist-info), so its part is easy to rebuild.
 DISTRIBUTION = "typing-extensions"
 VERSION = "4.16.0"
-COMPRESS = f"Compress {DISTRIBUTION} {VERSION} for python3.12 on x86_64"
+UNIT = f"{DISTRIBUTION} {VERSION} for python3.12 on x86_64"
 POISONED_FILE = "typing_extensions.py"
-PART_FILE = "part.zip"  # lambda_rules.plugin.steps.parts.PART_FILE (not imported: needs Pants)
 # What the attacker adds: it runs on every cold start, when the handler imports pydantic.
 PAYLOAD = b'\n__import__("os").environ["POISONED_BY_THE_REMOTE_CACHE"] = "1"\n'
 
@@ -68,53 +80,126 @@ VERIFY = [
 ]
 
 # The second client: plain REAPI over gRPC, run by the Python of BuildGrid's venv (grpc and the
-# REAPI protos are there, not in the test venv). `read`: the bytes of one output file of an action
-# cache entry; `replace`: upload new bytes to the CAS (FindMissingBlobs, BatchUpdateBlobs) and
-# write the entry again (UpdateActionResult) with that output file pointing at them, the rest of
-# the honest ActionResult (exit code, stdout, metadata) kept as it was.
+# REAPI protos are there, not in the test venv). `read ACTION DIR`: every output file of ACTION's
+# cache entry, loose (`output_files`) or in an output directory (a `Tree` blob), written under DIR
+# at its output path. `replace ACTION PATH FILE`: upload FILE's bytes to the CAS
+# (FindMissingBlobs, BatchUpdateBlobs), point the output PATH at them, a new `Tree` if PATH is in
+# an output directory, and write the entry again (UpdateActionResult), the rest of the honest
+# ActionResult (exit code, stdout, metadata, the other outputs) as it was.
 REAPI_CLIENT = """\
-import hashlib, sys
+import hashlib, os, sys
 import grpc
 from buildgrid._protos.build.bazel.remote.execution.v2 import remote_execution_pb2 as pb
 from buildgrid._protos.build.bazel.remote.execution.v2 import remote_execution_pb2_grpc as rpc
 
-command, address, action_hash, action_size, path, file = sys.argv[1:]
+command, address, action_hash, action_size, *args = sys.argv[1:]
 channel = grpc.insecure_channel(address.removeprefix("grpc://"))
 action_cache = rpc.ActionCacheStub(channel)
 cas = rpc.ContentAddressableStorageStub(channel)
 action = pb.Digest(hash=action_hash, size_bytes=int(action_size))
 
 
+def digest_of(data):
+    return pb.Digest(hash=hashlib.sha256(data).hexdigest(), size_bytes=len(data))
+
+
+def read_blob(digest):
+    (blob,) = cas.BatchReadBlobs(pb.BatchReadBlobsRequest(digests=[digest])).responses
+    assert blob.status.code == 0, blob.status
+    return blob.data
+
+
+def upload(*blobs):
+    wanted = {digest_of(b).hash: b for b in blobs}
+    request = pb.FindMissingBlobsRequest(blob_digests=[digest_of(b) for b in wanted.values()])
+    missing = cas.FindMissingBlobs(request).missing_blob_digests
+    requests = [pb.BatchUpdateBlobsRequest.Request(digest=d, data=wanted[d.hash]) for d in missing]
+    for done in cas.BatchUpdateBlobs(pb.BatchUpdateBlobsRequest(requests=requests)).responses:
+        assert done.status.code == 0, done.status
+
+
 def cached_result():
     return action_cache.GetActionResult(pb.GetActionResultRequest(action_digest=action))
 
 
-def output_file(result):
-    (found,) = [f for f in result.output_files if f.path == path]
-    return found
+def tree_of(output_directory):
+    tree = pb.Tree()
+    tree.ParseFromString(read_blob(output_directory.tree_digest))
+    children = {digest_of(c.SerializeToString()).hash: c for c in tree.children}
+    return tree, children
+
+
+def files_in(directory, children, prefix):
+    for node in directory.files:
+        yield f"{prefix}/{node.name}", node.digest
+    for node in directory.directories:
+        yield from files_in(children[node.digest.hash], children, f"{prefix}/{node.name}")
+
+
+def output_files(result):
+    for output in result.output_files:
+        yield output.path, output.digest
+    for output in result.output_directories:
+        tree, children = tree_of(output)
+        yield from files_in(tree.root, children, output.path)
+
+
+# `directory` with the file at `names` pointing at `digest`; the new subdirectories go to
+# `replaced` (old digest hash -> new Directory).
+def with_file(directory, children, names, digest, replaced):
+    new = pb.Directory()
+    new.CopyFrom(directory)
+    name, *rest = names
+    if not rest:
+        (node,) = [n for n in new.files if n.name == name]
+        node.digest.CopyFrom(digest)
+        return new
+    (node,) = [n for n in new.directories if n.name == name]
+    child = with_file(children[node.digest.hash], children, rest, digest, replaced)
+    replaced[node.digest.hash] = child
+    node.digest.CopyFrom(digest_of(child.SerializeToString()))
+    return new
+
+
+def replace(result, path, digest):
+    for output in result.output_files:
+        if output.path == path:
+            output.digest.CopyFrom(digest)
+            return
+    for output in result.output_directories:
+        if path.startswith(output.path + "/"):
+            tree, children = tree_of(output)
+            replaced = {}
+            names = path[len(output.path) + 1 :].split("/")
+            root = with_file(tree.root, children, names, digest, replaced)
+            new_children = [replaced.get(h, c) for h, c in children.items()]
+            new_tree = pb.Tree(root=root, children=new_children)
+            directories = [d.SerializeToString() for d in [root, *replaced.values()]]
+            upload(new_tree.SerializeToString(), *directories)
+            output.tree_digest.CopyFrom(digest_of(new_tree.SerializeToString()))
+            if output.HasField("root_directory_digest"):
+                output.root_directory_digest.CopyFrom(digest_of(root.SerializeToString()))
+            return
+    sys.exit(f"{path}: not an output of the action")
 
 
 if command == "read":
-    digest = output_file(cached_result()).digest
-    (blob,) = cas.BatchReadBlobs(pb.BatchReadBlobsRequest(digests=[digest])).responses
-    assert blob.status.code == 0, blob.status
-    with open(file, "wb") as f:
-        f.write(blob.data)
+    (out,) = args
+    for path, digest in output_files(cached_result()):
+        os.makedirs(os.path.dirname(os.path.join(out, path)), exist_ok=True)
+        with open(os.path.join(out, path), "wb") as f:
+            f.write(read_blob(digest))
 elif command == "replace":
+    path, file = args
     with open(file, "rb") as f:
         data = f.read()
-    digest = pb.Digest(hash=hashlib.sha256(data).hexdigest(), size_bytes=len(data))
-    missing = cas.FindMissingBlobs(pb.FindMissingBlobsRequest(blob_digests=[digest]))
-    assert list(missing.missing_blob_digests) == [digest], missing
-    upload = pb.BatchUpdateBlobsRequest.Request(digest=digest, data=data)
-    (done,) = cas.BatchUpdateBlobs(pb.BatchUpdateBlobsRequest(requests=[upload])).responses
-    assert done.status.code == 0, done.status
+    upload(data)
     result = cached_result()
-    output_file(result).digest.CopyFrom(digest)
+    replace(result, path, digest_of(data))
     action_cache.UpdateActionResult(
         pb.UpdateActionResultRequest(action_digest=action, action_result=result)
     )
-    assert output_file(cached_result()).digest == digest, "the cache kept the honest entry"
+    assert dict(output_files(cached_result()))[path] == digest_of(data), "the entry was kept"
 else:
     sys.exit(f"unknown command {command}")
 """
@@ -130,25 +215,33 @@ class ActionDigest:
 class Poisoning:
     """What the honest writer, the attacker and the victim did against one BuildGrid."""
 
+    server: BuildGrid
     honest: Clone
     poisoned: Clone
+    compress: str
     action: ActionDigest
+    part_path: str
     honest_part: bytes
     rebuilt_honest_part: bytes
     poisoned_part: bytes
     victim_run: CacheRun
 
 
-def action_digest(run: CacheRun, description: str) -> ActionDigest:
-    """The REAPI action digest Pants looked up for the process `description`: its debug log
-    (`-ldebug`, as `package` runs it) names it on every remote cache hit or miss."""
-    found = re.findall(
-        rf'remote cache (?:hit|miss) for: "{re.escape(description)}" '
-        r"digest=Digest \{ hash: Fingerprint<([0-9a-f]{64})>, size_bytes: (\d+) \}",
-        run.log,
-    )
-    assert len(found) == 1, f"{description!r}: {found}; lookups: {run.hits + run.misses}"
-    return ActionDigest(found[0][0], int(found[0][1]))
+def compress_action(run: CacheRun) -> tuple[str, ActionDigest]:
+    """The process that compresses UNIT (alone, or with other small units) and the REAPI action
+    digest Pants looked it up by: its debug log (`-ldebug`, as `package` runs it) names both on
+    every remote cache hit or miss."""
+    found = [
+        (description, ActionDigest(fingerprint, int(size)))
+        for description, fingerprint, size in re.findall(
+            r'remote cache (?:hit|miss) for: "(Compress [^"]*)" '
+            r"digest=Digest \{ hash: Fingerprint<([0-9a-f]{64})>, size_bytes: (\d+) \}",
+            run.log,
+        )
+        if re.search(rf"(?:: |, |^Compress ){re.escape(UNIT)}(?:,|$)", description)
+    ]
+    assert len(found) == 1, f"{UNIT}: {found}; lookups: {run.hits + run.misses}"
+    return found[0]
 
 
 def buildgrid_python() -> Path:
@@ -159,11 +252,23 @@ def buildgrid_python() -> Path:
     return serve.BGD.parent / "python"
 
 
-def reapi(tmp: Path, server: BuildGrid, command: str, action: ActionDigest, file: Path) -> None:
+def reapi(tmp: Path, server: BuildGrid, command: str, action: ActionDigest, *args: str) -> None:
     script = tmp / "reapi_client.py"
     script.write_text(REAPI_CLIENT)
-    argv = [command, server.address, action.hash, str(action.size_bytes), PART_FILE, str(file)]
+    argv = [command, server.address, action.hash, str(action.size_bytes), *args]
     subprocess.run([str(buildgrid_python()), str(script), *argv], check=True, timeout=60)
+
+
+def part_holding(outputs: Path, name: str) -> str:
+    """The output path of the one part, among an action's outputs, that holds the entry `name`."""
+    found = []
+    for path in sorted(p for p in outputs.rglob("*") if p.is_file()):
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as zf:
+                if name in zf.namelist():
+                    found.append(str(path.relative_to(outputs)))
+    assert len(found) == 1, found
+    return found[0]
 
 
 def lambda_zip_build(tree: Path, out: Path) -> bytes:
@@ -175,16 +280,18 @@ def lambda_zip_build(tree: Path, out: Path) -> bytes:
     return out.read_bytes()
 
 
-def lambda_zip(clone: Clone, *args: str) -> subprocess.CompletedProcess[str]:
-    """`python -m lambda_rules ARGS` from the clone's root, with the clone's lambda_rules."""
-    return subprocess.run(
-        [sys.executable, "-m", "lambda_rules", *args],
-        cwd=clone.root,
-        env={**os.environ, "PYTHONPATH": str(clone.root)},
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+def lambda_zip(cli, clone: Clone, *args: str) -> subprocess.CompletedProcess[str]:
+    """The installed `lambda-zip ARGS`, run from the clone's root as a deploy job would."""
+    # CPython 3.9, as tests/e2e/test_verify.py: one install of the CLI for both in one session.
+    command = [str(cli(9)), *args]
+    return subprocess.run(command, cwd=clone.root, capture_output=True, text=True, timeout=900)
+
+
+def named_in_stderr() -> str:
+    """How verify names the altered entry with its distribution: "typing_extensions.py
+    (typing-extensions 4.16.0...", the entry at the archive's root, not some other path."""
+    entry, distribution = re.escape(POISONED_FILE), re.escape(f"{DISTRIBUTION} {VERSION}")
+    return rf"(?<![\w/.-]){entry} \({distribution}\b"
 
 
 def archive_file(clone: Clone, name: str) -> bytes:
@@ -193,7 +300,7 @@ def archive_file(clone: Clone, name: str) -> bytes:
 
 
 @pytest.fixture(scope="module")
-def poisoning(tmp_path_factory) -> Poisoning:
+def poisoning(tmp_path_factory) -> Iterator[Poisoning]:
     tmp = tmp_path_factory.mktemp("poisoning")
     server = BuildGrid(tmp / "buildgrid")
     server.start()
@@ -202,31 +309,35 @@ def poisoning(tmp_path_factory) -> Poisoning:
         honest = make_clone(tmp / "honest/repo")
         written = package(honest, server)
         assert written.counters["remote_cache_write_errors"] == 0, written.log
-        action = action_digest(written, COMPRESS)
+        compress, action = compress_action(written)
 
-        # 2. The attacker reads the part of that action, rebuilds it from the same files with one
-        # line added to one module, and writes it back under the same action digest.
+        # 2. The attacker reads the outputs of that action, finds the part that holds the module,
+        # rebuilds it from the same files with one line added to the module, and writes the
+        # action's entry again, under the same action digest, with that part in its place.
         attack = tmp / "attack"
-        (attack / "honest").mkdir(parents=True)
-        reapi(tmp, server, "read", action, attack / "honest.zip")
-        honest_part = (attack / "honest.zip").read_bytes()
+        reapi(tmp, server, "read", action, str(attack / "outputs"))
+        part_path = part_holding(attack / "outputs", POISONED_FILE)
+        honest_part = (attack / "outputs" / part_path).read_bytes()
         with zipfile.ZipFile(io.BytesIO(honest_part)) as zf:
             zf.extractall(attack / "honest")
             zf.extractall(attack / "poisoned")
         rebuilt_honest_part = lambda_zip_build(attack / "honest", attack / "rebuilt.zip")
         with open(attack / "poisoned" / POISONED_FILE, "ab") as f:
             f.write(PAYLOAD)
-        poisoned_part = lambda_zip_build(attack / "poisoned", attack / PART_FILE)
-        reapi(tmp, server, "replace", action, attack / PART_FILE)
+        poisoned_part = lambda_zip_build(attack / "poisoned", attack / "poisoned.zip")
+        reapi(tmp, server, "replace", action, part_path, str(attack / "poisoned.zip"))
 
         # 3. Another CI build, in a fresh clone with an empty local store, reads the cache.
         poisoned = make_clone(tmp / "victim/repo")
         victim_run = package(poisoned, server)
-        assert action_digest(victim_run, COMPRESS) == action, "not the same action in both clones"
-        return Poisoning(
+        assert compress_action(victim_run) == (compress, action), "not the same action"
+        yield Poisoning(
+            server=server,
             honest=honest,
             poisoned=poisoned,
+            compress=compress,
             action=action,
+            part_path=part_path,
             honest_part=honest_part,
             rebuilt_honest_part=rebuilt_honest_part,
             poisoned_part=poisoned_part,
@@ -251,9 +362,9 @@ def test_a_part_poisoned_in_the_remote_cache_ships_in_the_package(poisoning):
 
     # The victim took the part from the cache instead of compressing the unit's files.
     run = poisoning.victim_run
-    assert run.hit(COMPRESS), f"hits={run.hits} misses={run.misses}"
+    assert run.hit(poisoning.compress), f"hits={run.hits} misses={run.misses}"
     assert run.counters["remote_cache_read_errors"] == 0
-    assert COMPRESS not in re.findall(r"Running (.*?) under semaphore", run.log)
+    assert poisoning.compress not in re.findall(r"Running (.*?) under semaphore", run.log)
 
     # Its package is valid, not the golden one, and carries the altered module; all else is equal.
     archive = poisoning.poisoned.root / "dist/fn/lambda.zip"
@@ -275,24 +386,25 @@ def test_a_part_poisoned_in_the_remote_cache_ships_in_the_package(poisoning):
     assert changed == [POISONED_FILE]
 
 
-# ACCEPTANCE CHECK of issue "lambda-zip verify": fails until `python -m lambda_rules verify` exists.
-def test_verify_refuses_the_poisoned_package_and_accepts_the_honest_one(poisoning):
-    help_run = lambda_zip(poisoning.honest, "verify", "--help")
-    if help_run.returncode != 0:
-        pytest.fail(
-            "`python -m lambda_rules verify` is not available yet (issue 'lambda-zip verify'); "
-            f"the poisoning itself was set up and checked:\n{help_run.stderr}"
-        )
-
-    honest = lambda_zip(poisoning.honest, *VERIFY)
+# The acceptance check of issue "lambda-zip verify": the deploy job's gate.
+def test_verify_refuses_the_poisoned_package_and_accepts_the_honest_one(poisoning, cli):
+    honest = lambda_zip(cli, poisoning.honest, *VERIFY)
     assert honest.returncode == 0, honest.stdout + honest.stderr
-    assert honest.stdout.strip(), "verify prints a summary when it verifies"
+    assert honest.stdout.startswith("verified dist/fn/lambda.zip: "), honest.stdout
 
-    poisoned = lambda_zip(poisoning.poisoned, *VERIFY)
+    poisoned = lambda_zip(cli, poisoning.poisoned, *VERIFY)
     assert poisoned.returncode == 1, poisoned.stdout + poisoned.stderr
     assert "Traceback" not in poisoned.stderr, poisoned.stderr
-    # Each differing entry is named with its distribution: "typing_extensions.py
-    # (typing-extensions 4.16.0...", the entry at the archive's root, not some other path.
-    entry, distribution = re.escape(POISONED_FILE), re.escape(f"{DISTRIBUTION} {VERSION}")
-    named = rf"(?<![\w/.-]){entry} \({distribution}\b"
-    assert re.search(named, poisoned.stderr), poisoned.stderr
+    assert re.search(named_in_stderr(), poisoned.stderr), poisoned.stderr
+
+
+def test_pants_with_lambda_zip_verify_writes_no_poisoned_package(poisoning, tmp_path):
+    """The same gate inside the build: with `[lambda-zip].verify`, Pants checks each package in a
+    process that is never cached, and fails without writing it to dist/."""
+    clone = make_clone(tmp_path / "repo")  # another CI run, with an empty local store
+    *options, goal, target = ci_args(clone, poisoning.server, "//fn:lambda")
+    result = clone.pants(*options, "--lambda-zip-verify", goal, target, check=False)
+    assert result.returncode != 0, result.stderr
+    assert cache_run(result.stderr).hit(poisoning.compress)
+    assert re.search(named_in_stderr(), result.stderr), result.stderr
+    assert not (clone.root / "dist/fn/lambda.zip").exists()

@@ -20,7 +20,8 @@ SERVE = REPO_ROOT / "tools/buildgrid/serve"
 
 # The processes our rules run for one lambda_function, by the start of their descriptions: one
 # resolve that also lays out the distributions, the zipper tool (its loose PEX, then its
-# bytecode), one "Compress" per distribution unit, then "Zip" merges the parts and zips the
+# bytecode), a "Compress" per large distribution unit and one for all the small ones together
+# (plugin/steps/parts.py: SMALL_UNIT_BYTES), then "Zip" merges the parts and zips the
 # first-party code, and "Write SBOM template" describes the distributions (the rules add the
 # archive's digest and the target's name).
 CACHED_PROCESSES = (
@@ -31,8 +32,8 @@ CACHED_PROCESSES = (
     "Zip ",
     "Write SBOM template of",
 )
-# //fn:lambda: six distributions.
-COMPRESS_PROCESSES = 6
+# //fn:lambda: six distributions, pydantic-core alone and the five small ones in one process.
+COMPRESS_PROCESSES = 2
 CACHED_PROCESS_COUNT = len(CACHED_PROCESSES) - 1 + COMPRESS_PROCESSES
 
 BIG_BLOB_BYTES = 25 * 1024 * 1024
