@@ -10,6 +10,7 @@ bytes for the same inputs as `pants package`. No Pants imports.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import shutil
@@ -20,7 +21,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Sequence
 
-from lambda_rules import contents, facts, layers, outputs, parts_cache, resolve, sandbox_files
+from lambda_rules import (
+    contents,
+    facts,
+    layers,
+    lockfile,
+    outputs,
+    parts_cache,
+    resolve,
+    sandbox_files,
+)
 from lambda_rules.errors import LambdaRulesError
 from lambda_rules.facts import Kind
 from lambda_rules.platforms import LambdaPlatform
@@ -113,25 +123,17 @@ def derive(request: PackageRequest, work: Path, *, transitive: bool = True) -> D
     site_packages = work / "site-packages"
     site_packages.mkdir(parents=True)
     lock = request.lockfile or _empty_lock(work)
-    if request.requirements:
-        resolve.resolve_distributions(
-            what=what,
-            platform=platform,
-            requirements=request.requirements,
-            lock=lock,
-            dest=site_packages,
-            transitive=transitive,
-        )
+    cache = parts_cache.PartsCache(request.cache_dir)
+    resolved = _resolution(request, lock, site_packages, cache, transitive=transitive)
     sources = _collect_sources(what, request.sources, request.source_root)
-    distribution_files = _files_under(site_packages)
     layer_contents = [_layer_contents(name, path) for name, path in request.layers]
     planned = contents.plan_contents(
         what=what,
         platform=platform,
         sources={path: file_sha256(source)[0] for path, source in sources.items()},
-        distribution_files=distribution_files,
-        records=_read_matching(site_packages, distribution_files, ".dist-info/RECORD"),
-        metadata=_read_matching(site_packages, distribution_files, ".dist-info/METADATA"),
+        distribution_files=sorted(resolved.files),
+        records=resolved.records,
+        metadata=resolved.metadata,
         requirements=request.requirements,
         exclude=request.exclude,
         layer_contents=layer_contents,
@@ -143,25 +145,37 @@ def derive(request: PackageRequest, work: Path, *, transitive: bool = True) -> D
 
     prefix = f"{facts.LAYER_PYTHON_DIR}/" if request.kind is Kind.LAYER else ""
     compiler = _compiler(what, request) if request.compile_bytecode else None
-    cache = parts_cache.PartsCache(request.cache_dir)
     tool = parts_cache.tool_fingerprint()
-    # Stage every unit and look up its part; what is missing is compiled in one process (a
-    # process start per distribution would cost more than many compile) and zipped here.
-    keyed = []
-    for index, unit in enumerate(planned.units):
-        staged = work / "units" / str(index)
-        _stage(staged, prefix, {path: site_packages / path for path in unit.paths})
-        key = _part_key(staged, tool, request.level, compiler)
-        keyed.append((staged, key, cache.get(key)))
-    missing = [staged for staged, _, cached in keyed if cached is None]
+    settings: dict[str, object] = {"level": request.level}
+    if compiler is not None:
+        settings.update(python=compiler.version, prefix=compiler.prefix, tag=compiler.cache_tag)
+    keys = [
+        parts_cache.PartKey.of(
+            [(prefix + path, *resolved.files[path]) for path in unit.paths],
+            tool=tool,
+            settings=settings,
+        )
+        for unit in planned.units
+    ]
+    found = [cache.get(key) for key in keys]
+    missing = [index for index, cached in enumerate(found) if cached is None]
+    if missing and not any(site_packages.iterdir()):
+        # The parts were wanted from a cached resolve, and some are gone: the files are needed.
+        _resolve(request, lock, site_packages, transitive=transitive)
+    # What is missing is staged, compiled in one process (a process start per distribution
+    # would cost more than many compile) and zipped here.
+    staged = {index: work / "units" / str(index) for index in missing}
+    for index in missing:
+        files = {path: site_packages / path for path in planned.units[index].paths}
+        _stage(staged[index], prefix, files)
     if compiler is not None and missing:
-        _compile(missing, compiler, skip_invalid=True)
+        _compile(list(staged.values()), compiler, skip_invalid=True)
     parts = []
-    for staged, key, cached in keyed:
+    for index, cached in enumerate(found):
         if cached is None:
-            built = staged.with_suffix(".zip")
-            _zip_part(staged, built, request.level, compiler)
-            cached = cache.put(key, built, compiler.version if compiler else None)
+            built = staged[index].with_suffix(".zip")
+            _zip_part(staged[index], built, request.level, compiler)
+            cached = cache.put(keys[index], built, compiler.version if compiler else None)
         parts.append(cached)
     compressed = len(missing)
 
@@ -215,6 +229,56 @@ def derive(request: PackageRequest, work: Path, *, transitive: bool = True) -> D
         warnings=(*planned.warnings, *written.warnings),
         origins=origins,
     )
+
+
+def _resolve(request: PackageRequest, lock: Path, site_packages: Path, *, transitive: bool) -> None:
+    resolve.resolve_distributions(
+        what=request.name,
+        platform=request.platform,
+        requirements=request.requirements,
+        lock=lock,
+        dest=site_packages,
+        transitive=transitive,
+    )
+
+
+def _resolution(
+    request: PackageRequest,
+    lock: Path,
+    site_packages: Path,
+    cache: parts_cache.PartsCache,
+    *,
+    transitive: bool,
+) -> parts_cache.Resolution:
+    """What the requirements resolve to: from the cache when this lockfile, these requirements
+    and this platform were resolved before (no pex run, no files), else from pex."""
+    if not request.requirements:
+        return parts_cache.Resolution({}, {}, {})
+    key = parts_cache.resolution_key(
+        pex=resolve.PEX_REQUIREMENT,
+        lock=hashlib.sha256(lockfile.lock_json(lock).encode()).hexdigest(),
+        requirements=list(request.requirements),
+        platform=request.platform.complete_platform_json(),
+        transitive=transitive,
+    )
+    cached = cache.get_resolution(key)
+    if cached is not None:
+        return cached
+    _resolve(request, lock, site_packages, transitive=transitive)
+    paths = _files_under(site_packages)
+    resolved = parts_cache.Resolution(
+        files={
+            path: (
+                file_sha256(site_packages / path)[0],
+                bool(os.stat(site_packages / path).st_mode & 0o111),
+            )
+            for path in paths
+        },
+        records=_read_matching(site_packages, paths, ".dist-info/RECORD"),
+        metadata=_read_matching(site_packages, paths, ".dist-info/METADATA"),
+    )
+    cache.put_resolution(key, resolved)
+    return resolved
 
 
 def _output_directory(output: Path) -> tuple[Path, list[Path]]:
@@ -346,8 +410,6 @@ def _layer_contents(name: str, archive: Path) -> layers.LayerContents:
 
 def _layer_file_fingerprints(archive: Path) -> dict[str, str]:
     """Package path -> content sha256 of every file a layer puts under python/."""
-    import hashlib
-
     from lambda_rules.zipper.entry_data import read_entry_data
     from lambda_rules.zipper.reader import read_archive
 
@@ -384,23 +446,6 @@ def _compiler(what: str, request: PackageRequest) -> _Compiler:
     ).stdout.strip()
     prefix = facts.LAYER_ROOT if request.kind is Kind.LAYER else facts.TASK_ROOT
     return _Compiler(python, version, runtime.cache_tag, prefix)
-
-
-def _part_key(
-    staged: Path, tool: str, level: int, compiler: _Compiler | None
-) -> parts_cache.PartKey:
-    files = [
-        (
-            path,
-            file_sha256(staged / path)[0],
-            bool(os.stat(staged / path).st_mode & 0o111),
-        )
-        for path in _files_under(staged)
-    ]
-    settings: dict[str, object] = {"level": level}
-    if compiler is not None:
-        settings.update(python=compiler.version, prefix=compiler.prefix, tag=compiler.cache_tag)
-    return parts_cache.PartKey.of(files, tool=tool, settings=settings)
 
 
 def _zip_part(staged: Path, out: Path, level: int, compiler: _Compiler | None) -> None:

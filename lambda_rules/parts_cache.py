@@ -1,10 +1,16 @@
-"""A local content-addressed cache of parts, for `lambda-zip package` (no Pants imports).
+"""A local content-addressed cache of parts and resolutions, for `lambda-zip package` (no Pants
+imports).
 
 A part is one distribution unit compressed (and compiled) by the zipper; its bytes depend only on
 what `PartKey` hashes: the unit's files (paths, contents, exec bits), the zipper's and the bytecode
 compiler's own sources, the pinned compressor, the level, and for bytecode the exact CPython, the
 load prefix and what happens to a source that does not compile. So a second function on the same
 requirements, or a CI runner that keeps the folder, compresses nothing again.
+
+Beside the parts it keeps what each resolve gave (file paths, their sha256s and exec bits,
+RECORDs and METADATA), keyed by the lockfile's content, the requirements, the platform and the
+pex version: a second function on the same requirements then needs neither pex nor its files,
+only the parts.
 
 Entries are written atomically (a temporary file renamed into place), so concurrent runs sharing
 the folder see a whole entry or none; both write the same bytes. Each entry records its own
@@ -13,6 +19,7 @@ sha256, so a damaged one is detected on read, reported, and rebuilt.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -106,6 +113,30 @@ class PartsCache:
             return None
         return CachedPart(part, meta.get("compiled_by"))
 
+    def get_resolution(self, key: str) -> Resolution | None:
+        """A resolve's record, if present and whole (its sha256 is its file's name's pair)."""
+        path = self.root / "resolutions" / f"{key}.json"
+        try:
+            data = path.read_bytes()
+            expected = path.with_suffix(".sha256").read_text(encoding="utf-8").strip()
+        except FileNotFoundError:
+            return None
+        if hashlib.sha256(data).hexdigest() != expected:
+            self.damaged.append(f"{path}: its sha256 is not the one recorded beside it")
+            return None
+        try:
+            return Resolution.from_json(data)
+        except (ValueError, KeyError, TypeError) as error:
+            self.damaged.append(f"{path}: {error}")
+            return None
+
+    def put_resolution(self, key: str, resolution: Resolution) -> None:
+        path = self.root / "resolutions" / f"{key}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        data = resolution.to_json()
+        _replace_atomically(path, data)
+        _replace_atomically(path.with_suffix(".sha256"), hashlib.sha256(data).hexdigest().encode())
+
     def put(self, key: PartKey, built: Path, compiled_by: str | None) -> CachedPart:
         """Move `built` into the cache (atomically, part before record) and return the entry."""
         part, record = self._paths(key)
@@ -114,6 +145,42 @@ class PartsCache:
         _replace_atomically(part, built.read_bytes())
         _replace_atomically(record, json.dumps(meta, sort_keys=True).encode())
         return CachedPart(part, compiled_by)
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """What a resolve installed, as the rest of `package` needs it without the files."""
+
+    # Path -> (content sha256, executable), for every file of the flat layout.
+    files: dict[str, tuple[str, bool]]
+    records: dict[str, bytes]
+    metadata: dict[str, bytes]
+
+    def to_json(self) -> bytes:
+        document = {
+            "files": {path: [sha, executable] for path, (sha, executable) in self.files.items()},
+            "records": {p: base64.b64encode(c).decode() for p, c in self.records.items()},
+            "metadata": {p: base64.b64encode(c).decode() for p, c in self.metadata.items()},
+        }
+        return json.dumps(document, sort_keys=True).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> Resolution:
+        document = json.loads(data)
+        return cls(
+            files={
+                path: (sha, bool(executable))
+                for path, (sha, executable) in document["files"].items()
+            },
+            records={p: base64.b64decode(c) for p, c in document["records"].items()},
+            metadata={p: base64.b64decode(c) for p, c in document["metadata"].items()},
+        )
+
+
+def resolution_key(**inputs: object) -> str:
+    """The key of a resolve: everything that decides what it installs."""
+    text = json.dumps({"format": _FORMAT, **inputs}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def _file_sha256(path: Path) -> str:

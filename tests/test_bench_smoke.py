@@ -6,6 +6,7 @@ here from two tiny archives instead.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import zipfile
@@ -146,3 +147,94 @@ def test_heavy_clone_setup(tmp_path):
     assert "compile_bytecode=True" in build and "lambda_pyc" in (tmp_path / "fn/BUILD").read_text()
     assert sorted(p.name for p in (tmp_path / "heavy").glob("fn_*.py")) == ["fn_0.py", "fn_1.py"]
     compile((tmp_path / "heavy/fn_1.py").read_text(), "fn_1.py", "exec")
+
+
+def test_api_clone_setup(tmp_path):
+    """The bench-only `api` resolve goes into a clone's pants.toml and BUILD files only, and its
+    lockfile locks what the requirements file pins."""
+    import bench_api
+
+    (tmp_path / "pants.toml").write_text((REPO_ROOT / "pants.toml").read_text())
+    bench_api.prepare(tmp_path, functions=2)
+    config = (tmp_path / "pants.toml").read_text()
+    assert f'api = "{bench_api.LOCKFILE}"' in config and 'api = ["CPython==3.12.*"]' in config
+    build = (tmp_path / "api/BUILD").read_text()
+    assert build.count("lambda_function(") == 2 and build.count("python_awslambda(") == 2
+    for n in range(2):
+        compile((tmp_path / f"api/fn_{n}.py").read_text(), f"fn_{n}.py", "exec")
+    lock = (REPO_ROOT / bench_api.LOCKFILE).read_text()
+    pins = bench_api.REQUIREMENTS.read_text().split()
+    assert all("==" in pin and f'//     "{pin}"' in lock for pin in pins)
+    assert 25 <= bench_api.locked_count() <= 30
+
+
+def test_api_tables_from_workunit_logs(tmp_path):
+    """Goal time from a workunit log, the two rows per scenario, the slopes, the process note."""
+    import json
+
+    import bench_api
+    from common import goal_seconds
+
+    log = tmp_path / "run.json"
+    log.write_text(
+        json.dumps(
+            [
+                {"name": "pants.core.goals.package.package_asset", "description": "`package` goal",
+                 "duration_secs": 2, "duration_nanos": 500_000_000},
+                {"name": "process", "description": "Compress x", "duration_secs": 1,
+                 "duration_nanos": 0},
+            ]
+        )
+    )  # fmt: skip
+    assert goal_seconds(log) == 2.5
+    processes = [
+        {
+            "description": "Compress 26 small distributions: a 1 for python3.12, b 2",
+            "source": "Ran",
+        },
+        {"description": "Compress botocore 1.44.8 for python3.12 on x86_64", "source": "Ran"},
+        {"description": "Zip api:fn1 (python3.12 on x86_64)", "source": "Ran"},
+        {"description": "Zip api:fn0 (python3.12 on x86_64)", "source": "Ran"},
+    ]
+    note = bench_api.process_note("ours", processes, 2)
+    assert '2 "Compress" processes for 27 distributions' in note and "2× Zip api:fn<N>" in note
+
+    def runs(whole: float) -> bench_api.Runs:
+        return {kind: [bench_api.Run(whole, whole / 2, processes)] for kind in bench_api.KINDS}
+
+    rows = bench_api._rows("one function", runs(10.0))
+    assert [row[0] for row in rows] == ["one function: whole run", "one function: `package` goal"]
+    assert rows[1][1:4] == ("5.00", "5.00", "1.00")
+    slopes = bench_api.slope_rows({(1, False): runs(10.0), (3, False): runs(16.0)}, [1, 3])
+    assert slopes[0] == ("1 → 3, no pantsd: whole run", "3.00", "3.00", "1.00")
+
+
+def test_package_recipes_and_measure(tmp_path):
+    """The three recipes are the documented commands, and `measure` reports a real peak RSS."""
+    import bench_package
+    from common import measure
+
+    tools = bench_package.Tools(tmp_path / "venv")
+    function = bench_package.functions()[0]
+    caches = bench_package.Caches(tmp_path / "caches")
+    argvs = {
+        tool: " ".join(map(str, bench_package.command(
+            tool, tools, function, tmp_path / "src", tmp_path / "out.zip", caches
+        )[0]))
+        for tool in bench_package.TOOLS
+    }  # fmt: skip
+    assert "lambda-zip package" in argvs["lambda-zip"] and "--lockfile" in argvs["lambda-zip"]
+    assert (
+        "--platform manylinux2014_x86_64 --only-binary=:all: --python-version 3.12"
+        in argvs["pip + zip"]
+        and "zip -X -D -r" in argvs["pip + zip"]
+    )
+    assert "uv pip install" in argvs["uv + zip"] and "x86_64-manylinux2014" in argvs["uv + zip"]
+    env = caches.env(tools)
+    assert env["PIP_CONFIG_FILE"] == os.devnull and not any(
+        name.startswith("PIP_") and name not in {"PIP_CONFIG_FILE", "PIP_CACHE_DIR",
+                                                 "PIP_DISABLE_PIP_VERSION_CHECK"}
+        for name in env
+    )  # fmt: skip
+    measured = measure([sys.executable, "-c", "b = bytearray(64 << 20)"], env={})
+    assert measured.seconds > 0 and measured.peak_kib > 60 * 1024

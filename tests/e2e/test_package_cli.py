@@ -150,6 +150,14 @@ def test_second_function_compresses_nothing_and_a_damaged_part_is_rebuilt(cli, t
     assert file_sha256_hex(tmp_path / "c/lambda.zip") == EXAMPLE_GOLDEN_SHA256
     assert file_sha256_hex(part) != file_sha256_hex(tmp_path / "c/lambda.zip")
 
+    # What a resolve gave is kept too (a warm run needs no pex); a damaged record is redone.
+    (record,) = (cache / "resolutions").glob("*.json")
+    record.write_text(record.read_text().replace('"files"', '"filez"', 1))
+    redone = package_example(lambda_zip, REPO_ROOT, cache, "-o", tmp_path / "d/lambda.zip")
+    assert "damaged cache entry rebuilt" in redone.stderr and record.name in redone.stderr
+    assert file_sha256_hex(tmp_path / "d/lambda.zip") == EXAMPLE_GOLDEN_SHA256
+    assert redone.stdout.splitlines()[-1].endswith("compressed 0, from the cache 6")
+
 
 def test_two_concurrent_runs_on_one_empty_cache(cli, tmp_path):
     lambda_zip, cache = cli(9), tmp_path / "cache"
