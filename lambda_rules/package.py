@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import os
 import shutil
 import signal
@@ -24,7 +23,7 @@ from typing import Iterator, Sequence
 from lambda_rules import (
     contents,
     facts,
-    layers,
+    layer_archive,
     lockfile,
     outputs,
     parts_cache,
@@ -126,7 +125,7 @@ def derive(request: PackageRequest, work: Path, *, transitive: bool = True) -> D
     cache = parts_cache.PartsCache(request.cache_dir)
     resolved = _resolution(request, lock, site_packages, cache, transitive=transitive)
     sources = _collect_sources(what, request.sources, request.source_root)
-    layer_contents = [_layer_contents(name, path) for name, path in request.layers]
+    layer_contents = [layer_archive.layer_contents(name, path) for name, path in request.layers]
     planned = contents.plan_contents(
         what=what,
         platform=platform,
@@ -378,49 +377,6 @@ def _check_handler(
         source.read_bytes() if source is not None else None,
         fix="Fix --handler or define the function.",
     )
-
-
-def _layer_contents(name: str, archive: Path) -> layers.LayerContents:
-    """What a layer built by `package` holds, from its zip and the manifest beside it."""
-    manifest_path = archive.with_suffix(".json")
-    try:
-        document = json.loads(manifest_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
-        raise PackageError(
-            f"--layer {name}={archive}: cannot read its manifest {manifest_path} ({error}); "
-            "pass a layer zip written by `lambda-zip package --kind layer` or `pants package`"
-        ) from None
-    if document.get("kind") != Kind.LAYER.value or file_sha256(archive)[0] != document.get(
-        "sha256"
-    ):
-        raise PackageError(
-            f"--layer {name}={archive}: {manifest_path} does not describe this zip as a layer"
-        )
-    return layers.LayerContents(
-        address=name,
-        runtime=document["runtime"],
-        architecture=document["architecture"],
-        distributions={d["name"]: d["version"] for d in document["distributions"]},
-        first_party=_layer_file_fingerprints(archive),
-        unzipped_size=document["unzipped_size"],
-        sha256_hex=document["sha256"],
-        sha256_base64=document["filebase64sha256"],
-    )
-
-
-def _layer_file_fingerprints(archive: Path) -> dict[str, str]:
-    """Package path -> content sha256 of every file a layer puts under python/."""
-    from lambda_rules.zipper.entry_data import read_entry_data
-    from lambda_rules.zipper.reader import read_archive
-
-    prefix = f"{facts.LAYER_PYTHON_DIR}/"
-    found = {}
-    with open(archive, "rb") as f:
-        for entry in read_archive(archive).entries:
-            if entry.name.startswith(prefix):
-                data = read_entry_data(f, str(archive), entry)
-                found[entry.name[len(prefix) :]] = hashlib.sha256(data).hexdigest()
-    return found
 
 
 def _stage(directory: Path, prefix: str, files: dict[str, Path]) -> None:
