@@ -34,11 +34,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Sequence, Tuple
 
-from bench_heavy import WORKUNIT_LOGGER, _replace_once, logged_processes
+from bench_heavy import WORKUNIT_LOGGER, logged_processes
 from common import (
     REPO_ROOT,
     RUNTIME,
     TIMING_HEADER,
+    add_bench_resolve,
     goal_seconds,
     markdown_table,
     ratio,
@@ -129,23 +130,7 @@ def addresses(kind: str, functions: int) -> List[str]:
 
 def prepare(root: Path, functions: int) -> None:
     """Add the `api` resolve and `functions` API functions of each kind to a clone at `root`."""
-    config = root / "pants.toml"
-    text = config.read_text()
-    text = _replace_once(
-        text, "root_patterns = [", f'root_patterns = ["/{API_DIR}", ', "pants.toml"
-    )
-    text = _replace_once(
-        text, "[python.resolves]\n", f'[python.resolves]\napi = "{LOCKFILE}"\n', "pants.toml"
-    )
-    text = _replace_once(
-        text,
-        "[python.resolves_to_interpreter_constraints]\n",
-        f"[python.resolves_to_interpreter_constraints]\napi = {RESOLVE_CONSTRAINTS}\n",
-        "pants.toml",
-    )
-    config.write_text(text)
-    directory = root / API_DIR
-    directory.mkdir()
+    directory = add_bench_resolve(root, API_DIR, LOCKFILE, RESOLVE_CONSTRAINTS)
     shutil.copy(REQUIREMENTS, directory / "requirements.txt")
     build = [
         'python_requirements(name="reqs", source="requirements.txt", resolve="api")',

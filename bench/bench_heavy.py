@@ -34,7 +34,16 @@ from collections import Counter
 from pathlib import Path
 from typing import Dict, List, Sequence, Tuple
 
-from common import REPO_ROOT, RUNTIME, TIMING_HEADER, markdown_table, runtime_python, timing_row
+from common import (
+    REPO_ROOT,
+    RUNTIME,
+    TIMING_HEADER,
+    add_bench_resolve,
+    markdown_table,
+    measure,
+    runtime_python,
+    timing_row,
+)
 
 HEAVY_DIR = "heavy"  # in the clones, a source root of its own
 REQUIREMENTS = REPO_ROOT / "bench/heavy/requirements.txt"
@@ -76,31 +85,9 @@ def handler_module(n: int) -> str:
     return f"fn_{n}"
 
 
-def _replace_once(text: str, old: str, new: str, where: str) -> str:
-    if text.count(old) != 1:
-        raise RuntimeError(f"{where}: expected exactly one `{old}` to extend")
-    return text.replace(old, new)
-
-
 def prepare(root: Path, functions: int = FUNCTIONS) -> None:
     """Add the `heavy` resolve, the heavy functions and bytecode variants to a clone at `root`."""
-    config = root / "pants.toml"
-    text = config.read_text()
-    text = _replace_once(
-        text, "root_patterns = [", f'root_patterns = ["/{HEAVY_DIR}", ', "pants.toml"
-    )
-    text = _replace_once(
-        text, "[python.resolves]\n", f'[python.resolves]\nheavy = "{LOCKFILE}"\n', "pants.toml"
-    )
-    text = _replace_once(
-        text,
-        "[python.resolves_to_interpreter_constraints]\n",
-        f"[python.resolves_to_interpreter_constraints]\nheavy = {RESOLVE_CONSTRAINTS}\n",
-        "pants.toml",
-    )
-    config.write_text(text)
-    directory = root / HEAVY_DIR
-    directory.mkdir()
+    directory = add_bench_resolve(root, HEAVY_DIR, LOCKFILE, RESOLVE_CONSTRAINTS)
     shutil.copy(REQUIREMENTS, directory / "requirements.txt")
     build = [
         'python_requirements(name="reqs", source="requirements.txt", resolve="heavy")',
@@ -303,35 +290,10 @@ def flat_install(cache_dir: Path) -> Path:
     return tree
 
 
-# Forks the measured command from a fresh, small interpreter: on Linux a child's peak RSS counts
-# the address space it was forked from (exec keeps the old mm's high-water mark), so spawning it
-# from the harness, which has grown by then, would report the harness's size instead.
-MEASURE_SCRIPT = """
-import os, sys, time
-start = time.perf_counter()
-pid = os.fork()
-if pid == 0:
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 1)
-    os.execv(sys.argv[1], sys.argv[1:])
-_, status, usage = os.wait4(pid, 0)
-print(time.perf_counter() - start, usage.ru_maxrss, os.waitstatus_to_exitcode(status))
-"""
-
-
 def _measure(argv: Sequence[str], env: dict) -> Tuple[float, int]:
-    """(wall seconds, peak RSS KiB) of one subprocess, from os.wait4's rusage in a small parent."""
-    out = subprocess.run(
-        [sys.executable, "-I", "-S", "-c", MEASURE_SCRIPT, *argv],
-        env=env,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.split()
-    seconds, kib, status = float(out[0]), int(out[1]), int(out[2])
-    if status != 0:
-        raise RuntimeError(f"{' '.join(argv[:4])} ... failed with status {status}")
-    return seconds, kib
+    """(wall seconds, peak RSS KiB) of one subprocess (common.measure)."""
+    measured = measure(argv, env=env)
+    return measured.seconds, measured.peak_kib
 
 
 def _merge_peaks(tree: Path, runs: int, workdir: Path) -> dict:

@@ -125,8 +125,8 @@ def goal_seconds(log: Path, goal: str = "package") -> float:
     return duration
 
 
-# Forks the measured command from a fresh, small interpreter (as bench_heavy's merge measurement
-# does): on Linux a child's peak RSS counts the address space it was forked from, so spawning it
+# Forks the measured command from a fresh, small interpreter: on Linux a child's peak RSS counts
+# the address space it was forked from (exec keeps the old mm's high-water mark), so spawning it
 # from the harness, which has grown by then, would report the harness's size instead. wait4's
 # rusage covers the whole tree the command waited for: its peak is the largest process's.
 _MEASURE_SCRIPT = """
@@ -171,3 +171,25 @@ def measure(argv: Sequence[object], *, env: dict, cwd: Path | None = None) -> Me
 def spread(values: Sequence[float], digits: int = 2) -> str:
     """min–max of runs: the noise to judge a median by."""
     return f"{min(values):.{digits}f}–{max(values):.{digits}f}"
+
+
+def add_bench_resolve(root: Path, name: str, lockfile: str, constraints: str) -> Path:
+    """Give the clone at `root` a bench-only resolve `name` (its lockfile, its interpreter
+    constraints) and a source root `/<name>`; the new, empty directory for its targets."""
+    config = root / "pants.toml"
+    text = config.read_text()
+    for old, new in (
+        ("root_patterns = [", f'root_patterns = ["/{name}", '),
+        ("[python.resolves]\n", f'[python.resolves]\n{name} = "{lockfile}"\n'),
+        (
+            "[python.resolves_to_interpreter_constraints]\n",
+            f"[python.resolves_to_interpreter_constraints]\n{name} = {constraints}\n",
+        ),
+    ):
+        if text.count(old) != 1:
+            raise RuntimeError(f"pants.toml: expected exactly one `{old.strip()}` to extend")
+        text = text.replace(old, new)
+    config.write_text(text)
+    directory = root / name
+    directory.mkdir()
+    return directory
