@@ -23,12 +23,13 @@ import base64
 import hashlib
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping
 
 from lambda_rules import sandbox_files
+from lambda_rules.zipper.output import replaced_atomically
+from lambda_rules.zipper.summary import file_sha256
 
 # Bump when the meaning of a key changes.
 _FORMAT = 1
@@ -102,7 +103,7 @@ class PartsCache:
         part, record = self._paths(key)
         try:
             meta = json.loads(record.read_text(encoding="utf-8"))
-            actual = _file_sha256(part)
+            actual = file_sha256(part)[0]
         except FileNotFoundError:
             return None
         except (OSError, ValueError) as error:
@@ -141,7 +142,7 @@ class PartsCache:
         """Move `built` into the cache (atomically, part before record) and return the entry."""
         part, record = self._paths(key)
         part.parent.mkdir(parents=True, exist_ok=True)
-        meta = {"sha256": _file_sha256(built), "compiled_by": compiled_by}
+        meta = {"sha256": file_sha256(built)[0], "compiled_by": compiled_by}
         _replace_atomically(part, built.read_bytes())
         _replace_atomically(record, json.dumps(meta, sort_keys=True).encode())
         return CachedPart(part, compiled_by)
@@ -183,21 +184,6 @@ def resolution_key(**inputs: object) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def _replace_atomically(destination: Path, data: bytes) -> None:
-    fd, temp = tempfile.mkstemp(prefix=f".{destination.name}.", dir=destination.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(temp, 0o644)
-        os.replace(temp, destination)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+    with replaced_atomically(destination) as f:
+        f.write(data)
