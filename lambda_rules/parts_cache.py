@@ -49,7 +49,7 @@ def tool_fingerprint() -> str:
     import deflate  # the pinned libdeflate binding; its version fixes the compressed bytes
 
     digest = hashlib.sha256(f"deflate {getattr(deflate, '__version__', '?')}\n".encode())
-    for file_set in (sandbox_files.TOOL, sandbox_files.BYTECODE_COMPILER):
+    for file_set in (sandbox_files.ZIPPER, sandbox_files.BYTECODE_COMPILER):
         for path, content in file_set.read().items():
             digest.update(f"{path} {hashlib.sha256(content).hexdigest()}\n".encode())
     return digest.hexdigest()

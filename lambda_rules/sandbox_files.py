@@ -1,8 +1,8 @@
 """Which of our files run outside the process that imports them, declared once.
 
-The Pants rules ship these files, as contents, into the sandboxes of their processes: `TOOL` is
-the `lambda-zip` command (the zipper and the SBOM writer) that compresses, merges and writes SBOMs;
-`INVOKER` is the stdlib-only local invoker `pants run` runs with Pants' interpreter;
+The Pants rules ship these files, as contents, into the sandboxes of their processes: `ZIPPER`
+compresses and merges; `TOOL` is the `lambda-zip` command (the zipper and the SBOM writer) that
+writes SBOMs; `INVOKER` is the stdlib-only local invoker `pants run` runs with Pants' interpreter;
 `BYTECODE_COMPILER` is the stdlib-only `.pyc` compiler run by the runtime's CPython. Each set is
 exactly what its program needs, because the files are inputs of its processes' cache keys: editing
 the invoker must not rerun every bytecode compile, nor the other way round. A module of ours that
@@ -47,6 +47,14 @@ def entry_program(module: str, sys_path: tuple[str, ...]) -> str:
         f"from {module} import main; sys.exit(main())"
     )
 
+
+# The zipper alone (build, build-parts, merge): what every compress and merge process runs. Its
+# processes' cache keys are these files and `ZIPPER_REQUIREMENTS`, so neither an edit of the SBOM
+# writer nor an upgrade of cyclonedx-python-lib recompresses any part.
+ZIPPER = FileSet(patterns=("lambda_rules/__init__.py", "lambda_rules/zipper/*.py"))
+ZIPPER_MODULE = "lambda_rules.zipper.cli"
+# The projects the zipper imports beyond the standard library (tests/test_sandbox_files.py).
+ZIPPER_REQUIREMENTS = ("deflate",)
 
 TOOL = FileSet(
     patterns=(

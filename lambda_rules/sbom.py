@@ -6,9 +6,10 @@ SHA-256 of the wheel each distribution was installed from. Nothing depends on th
 host or randomness: the serial number is a UUID v5 of the archive's digest, the timestamp is
 SOURCE_DATE_EPOCH or absent, bom-refs are purls, and the library sorts everything it writes.
 
-`generate_sbom_template` reads the distributions from any archives holding them (the parts an
-archive is merged from, say) and leaves the archive's digest and the target's name to
-`sbom_identity.complete_sbom`: one template serves every function on the same distributions.
+`generate_sbom_template` reads the distributions from any archives or directories holding them
+(the parts an archive is merged from, or the staged distributions) and leaves the archive's digest
+and the target's name to `sbom_identity.complete_sbom`: one template serves every function on the
+same distributions.
 """
 
 from __future__ import annotations
@@ -154,8 +155,9 @@ def generate_sbom_template(
     layers: Sequence[LayerReference] = (),
     source_date_epoch: int | None = None,
 ) -> str:
-    """`generate_sbom` of the archive that `archives` merge into, with PLACEHOLDER_SHA256 for
-    its digest and PLACEHOLDER_NAME for its name: `sbom_identity.complete_sbom` fills them in."""
+    """`generate_sbom` of the archive that `archives` (archives, or directories laid out as one)
+    merge into, with PLACEHOLDER_SHA256 for its digest and PLACEHOLDER_NAME for its name:
+    `sbom_identity.complete_sbom` fills them in."""
     return _sbom_json(
         archives,
         lockfile,
@@ -281,24 +283,45 @@ def _checked_layers(layers: Sequence[LayerReference], root: str) -> list[LayerRe
     return sorted(layers, key=lambda layer: layer.name)
 
 
-def _dist_infos(archive: str | Path) -> dict[str, tuple[email.message.Message, bytes | None]]:
-    """`*.dist-info` directory -> (parsed METADATA, WHEEL bytes), read with the strict reader."""
-    parsed = read_archive(archive)
+def _dist_infos(source: str | Path) -> dict[str, tuple[email.message.Message, bytes | None]]:
+    """`*.dist-info` directory -> (parsed METADATA, WHEEL bytes) of an archive, read with the
+    strict reader, or of a directory laid out as an archive would be (staged distributions)."""
+    if Path(source).is_dir():
+        return _directory_dist_infos(Path(source))
+    parsed = read_archive(source)
     files: dict[str, dict[str, ArchiveEntry]] = {}
     for entry in parsed.entries:
         match = _DIST_INFO_FILE.match(entry.name)
         if match and not entry.is_directory:
             files.setdefault(match["dir"], {})[match["file"]] = entry
     result = {}
-    with open(archive, "rb") as f:
+    with open(source, "rb") as f:
         for directory, entries in files.items():
             if "METADATA" not in entries:
-                raise SbomError(f"{archive}: {directory} has no METADATA file")
+                raise SbomError(f"{source}: {directory} has no METADATA file")
             metadata = _parse_metadata(
-                archive, directory, _read(f, parsed.path, entries["METADATA"])
+                source, directory, _read(f, parsed.path, entries["METADATA"])
             )
             wheel = _read(f, parsed.path, entries["WHEEL"]) if "WHEEL" in entries else None
             result[directory] = (metadata, wheel)
+    return result
+
+
+def _directory_dist_infos(root: Path) -> dict[str, tuple[email.message.Message, bytes | None]]:
+    files: dict[str, dict[str, Path]] = {}
+    for path in sorted(root.glob("**/*.dist-info/*")):
+        match = _DIST_INFO_FILE.match(path.relative_to(root).as_posix())
+        if match and path.is_file():
+            files.setdefault(match["dir"], {})[match["file"]] = path
+    result = {}
+    for directory, found in files.items():
+        if "METADATA" not in found:
+            raise SbomError(f"{root}: {directory} has no METADATA file")
+        sizes = {name: path.stat().st_size for name, path in found.items()}
+        if max(sizes.values()) > _MAX_METADATA_BYTES:
+            raise SbomError(f"{root}: {directory} has a metadata file too large to read")
+        metadata = _parse_metadata(root, directory, found["METADATA"].read_bytes())
+        result[directory] = (metadata, found["WHEEL"].read_bytes() if "WHEEL" in found else None)
     return result
 
 

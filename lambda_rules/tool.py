@@ -56,7 +56,8 @@ def _add_sbom_command(commands: argparse._SubParsersAction) -> None:
         metavar="ARCHIVE.zip",
         type=Path,
         nargs="*",
-        help="the archive; with --template, the parts it is merged from (none: no distributions)",
+        help="the archive; with --template, the parts it is merged from, or directories laid out "
+        "as it is (its staged distributions; none: no distributions)",
     )
     sbom.add_argument(
         "--template",

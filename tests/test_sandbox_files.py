@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ast
 import importlib.util
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -64,7 +65,7 @@ def missing_files(file_set: FileSet) -> list[str]:
     return problems
 
 
-FILE_SETS = ["TOOL", "INVOKER", "BYTECODE_COMPILER"]
+FILE_SETS = ["ZIPPER", "TOOL", "INVOKER", "BYTECODE_COMPILER"]
 
 
 @pytest.mark.parametrize("name", FILE_SETS)
@@ -80,6 +81,22 @@ def test_the_invoker_and_the_bytecode_compiler_share_only_package_markers():
     """Their files are inputs of their processes: editing one must not rerun the other's."""
     shared = set(sandbox_files.INVOKER.paths()) & set(sandbox_files.BYTECODE_COMPILER.paths())
     assert shared == {"lambda_rules/__init__.py", "lambda_rules/scripts/__init__.py"}
+
+
+def test_the_zipper_is_part_of_the_tool_and_imports_only_its_requirements():
+    """The rules compile the tool's files once and give the zipper's processes only its own, so
+    an edit of the SBOM writer recompresses nothing; the zipper's sandbox holds the stdlib, its
+    files and `ZIPPER_REQUIREMENTS` (distribution names, here the same as their modules')."""
+    assert set(sandbox_files.ZIPPER.paths()) < set(sandbox_files.TOOL.paths())
+    foreign = sorted(
+        {
+            module.split(".")[0]
+            for path in sandbox_files.ZIPPER.paths()
+            for module in _imported_modules(SOURCE_ROOT / path)
+            if module.split(".")[0] not in ("lambda_rules", "__future__") and not _is_stdlib(module)
+        }
+    )
+    assert foreign == sorted(sandbox_files.ZIPPER_REQUIREMENTS)
 
 
 def test_a_file_set_without_an_imported_module_is_caught():
@@ -113,16 +130,27 @@ def test_scripts_import_only_the_standard_library_and_each_other(name):
     assert foreign == []
 
 
-def test_the_tool_runs_from_its_shipped_files_alone(tmp_path):
-    """Copies exactly the declared files and runs `lambda-zip build` from them, isolated."""
-    write_tree(tmp_path / "tool", sandbox_files.TOOL.read())
+@pytest.mark.parametrize("name", ["ZIPPER", "TOOL"])
+def test_the_tool_runs_from_its_shipped_files_alone(tmp_path, name):
+    """Copies exactly the declared files and runs `build` from them, isolated: the zipper with a
+    copy of deflate alone on its path (as its sandbox has), the tool with this venv's packages."""
+    import deflate
+
+    write_tree(tmp_path / "tool", getattr(sandbox_files, name).read())
     (tmp_path / "tree").mkdir()
     (tmp_path / "tree" / "app.py").write_text("def handler(event, context):\n    return 1\n")
-    program = sandbox_files.entry_program(sandbox_files.TOOL_MODULE, (str(tmp_path / "tool"),))
+    requirements = Path(deflate.__file__).parent.parent
+    if name == "ZIPPER":
+        shutil.copytree(Path(deflate.__file__).parent, tmp_path / "deps" / "deflate")
+        requirements = tmp_path / "deps"
+    program = sandbox_files.entry_program(
+        getattr(sandbox_files, f"{name}_MODULE"), (str(tmp_path / "tool"), str(requirements))
+    )
     result = subprocess.run(
         [
             sys.executable,
             "-I",
+            "-S",
             "-B",
             "-c",
             program,

@@ -243,6 +243,42 @@ def test_root_component_serial_number_and_no_clock(document, archive):
     assert (tool["name"], tool["version"]) == ("cyclonedx-python-lib", CYCLONEDX_PIN.split("==")[1])
 
 
+def test_template_from_the_staged_distributions_is_the_template_from_their_parts(wheels, tmp_path):
+    """The Pants rules write the template from the units' METADATA and WHEEL, laid out as in
+    the archive, while the units compress: the same bytes as from the compressed parts, for a
+    function and for a layer (distributions under python/)."""
+    for prefix, kind in (("", "function"), ("python/", "layer")):
+        staged = _stage(wheels, DISTRIBUTIONS, tmp_path / kind / "staged", prefix)
+        parts = []
+        for name in DISTRIBUTIONS:
+            part = tmp_path / kind / "parts" / f"{name}.zip"
+            part.parent.mkdir(exist_ok=True)
+            unit = _stage(wheels, [name], tmp_path / kind / "units" / name, prefix)
+            build_zip(unit, part)
+            parts.append(part)
+        # What the rule hands the process: only the metadata files, in one tree.
+        metadata = tmp_path / kind / "metadata"
+        for path in staged.glob("**/*.dist-info/*"):
+            if path.name in ("METADATA", "WHEEL"):
+                target = metadata / path.relative_to(staged)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy(path, target)
+        templates = []
+        for sources in (parts, [metadata], [staged]):
+            out = tmp_path / kind / f"template-{len(templates)}.json"
+            result = _cli("--template", *sources, "--kind", kind, *_template_args(out))
+            assert result.returncode == 0, result.stderr
+            templates.append(out.read_bytes())
+        assert templates[0] == templates[1] == templates[2], kind
+        assert all(f'"name": "{name}"'.encode() in templates[0] for name in DISTRIBUTIONS)
+
+    (next(metadata.glob("**/orjson-*.dist-info")) / "METADATA").unlink()
+    result = _cli("--template", metadata, *_template_args(tmp_path / "broken.json"))
+    assert result.returncode == 2 and "orjson-" in result.stderr
+    assert "has no METADATA file" in result.stderr
+    assert not (tmp_path / "broken.json").exists()
+
+
 def test_template_from_the_parts_completes_to_the_sbom_of_the_merged_archive(
     wheels, document, archive, tmp_path
 ):

@@ -27,7 +27,7 @@ from lambda_rules.plugin.steps.layers import (
     LambdaFunctionLayersRequest,
 )
 from lambda_rules.plugin.steps.stage import StagedLambda, StageLambdaRequest
-from lambda_rules.plugin.steps.tool import LambdaZipTool
+from lambda_rules.plugin.steps.tool import ZipperTool
 
 
 @rule(desc="Package Lambda layer", level=LogLevel.DEBUG)
@@ -58,7 +58,7 @@ async def package_lambda_function(
             ),
         ),
         # Built while the requirements resolve: on a fresh machine both wait on downloads.
-        Get(LambdaZipTool),
+        Get(ZipperTool),
     )
     assembled = await Get(
         AssembledLambda,

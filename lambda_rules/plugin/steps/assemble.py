@@ -1,8 +1,8 @@
 """Assemble: parts and first-party code -> the archive, its manifest and SBOM, in `dist/`.
 
 The merge copies the parts' compressed entries without recompressing and zips the first-party
-code in the same process; the SBOM template depends on the distribution parts alone, so an edit
-of first-party code runs one process, that merge.
+code in the same process. The SBOM template depends on the distribution units' metadata alone, so
+it is written while they compress, and an edit of first-party code runs one process, that merge.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from pants.core.goals.package import BuiltPackage, BuiltPackageArtifact
 from pants.engine.addresses import Address
 from pants.engine.fs import (
     EMPTY_DIGEST,
+    AddPrefix,
     CreateDigest,
     Digest,
     DigestContents,
@@ -28,6 +29,7 @@ from pants.engine.fs import (
     DigestSubset,
     FileContent,
     FileEntry,
+    MergeDigests,
     PathGlobs,
 )
 from pants.engine.process import Process, ProcessResult
@@ -51,8 +53,8 @@ from lambda_rules.plugin.steps.parts import (
     ZipParts,
     ZipPartsRequest,
 )
-from lambda_rules.plugin.steps.stage import StagedLambda
-from lambda_rules.plugin.steps.tool import LambdaZipTool
+from lambda_rules.plugin.steps.stage import DistributionUnit, StagedLambda
+from lambda_rules.plugin.steps.tool import LambdaZipTool, ZipperTool
 from lambda_rules.plugin.steps.verify import VerifiedLambda, VerifyLambdaRequest
 from lambda_rules.plugin.subsystems.lambda_zip import LambdaZipSubsystem
 from lambda_rules.plugin.target_types import (
@@ -66,6 +68,9 @@ logger = logging.getLogger(__name__)
 # A sandbox directory per part or layer (immutable inputs), apart from any input file's path.
 _PARTS_DIR_PREFIX = "__lambda_part_"
 _LAYERS_DIR_PREFIX = "__lambda_layer_"
+# Where the SBOM template's sandbox holds the units' metadata, and which files of theirs it reads.
+_DISTRIBUTIONS_DIR = "distributions"
+_DIST_INFO_GLOBS = PathGlobs(["**/*.dist-info/METADATA", "**/*.dist-info/WHEEL"])
 
 
 @dataclass(frozen=True)
@@ -114,6 +119,25 @@ class MergeZipPartsRequest:
 
 
 @dataclass(frozen=True)
+class ZipUnitsRequest:
+    """Compress the units, prepare the first-party tree, and merge them into `output_filename`."""
+
+    units: tuple[DistributionUnit, ...]
+    first_party: DistributionUnit | None
+    bytecode: BytecodeCompiler | None
+    output_filename: str
+    description: str
+
+
+@dataclass(frozen=True)
+class ZippedUnits:
+    """The archive, and the exact version of the CPython that compiled its bytecode, if any."""
+
+    zip: DeterministicZip
+    compiled_by: str | None
+
+
+@dataclass(frozen=True)
 class DeterministicZip:
     digest: Digest
     summary: ZipSummary
@@ -121,12 +145,13 @@ class DeterministicZip:
 
 @dataclass(frozen=True)
 class SbomTemplateRequest:
-    """The CycloneDX SBOM of the archive the distribution parts go into, with wheel hashes from
+    """The CycloneDX SBOM of the archive the distribution units go into, with wheel hashes from
     the resolve's lockfile and placeholders for the archive's digest and the target's name:
     neither first-party code nor the target is in its inputs, so an edit reuses the cached
-    template and every function on the same distributions shares one."""
+    template and every function on the same distributions shares one. It reads only the units'
+    `METADATA` and `WHEEL`, so it is written while the units compress."""
 
-    parts: tuple[ZipPart, ...]
+    units: tuple[DistributionUnit, ...]
     kind: Kind
     platform: LambdaPlatform
     resolve: str
@@ -164,7 +189,7 @@ def _part_inputs(parts: tuple[ZipPart, ...]) -> tuple[dict[str, Digest], list[st
 
 @rule(desc="Merge zip parts", level=LogLevel.DEBUG)
 async def merge_zip_parts(
-    request: MergeZipPartsRequest, tool: LambdaZipTool, subsystem: LambdaZipSubsystem
+    request: MergeZipPartsRequest, tool: ZipperTool, subsystem: LambdaZipSubsystem
 ) -> DeterministicZip:
     """Assemble the archive by copying the parts' compressed entries: nothing is recompressed,
     except the first-party tree, which is zipped here rather than in a process of its own."""
@@ -203,13 +228,40 @@ async def merge_zip_parts(
     return DeterministicZip(archive, ZipSummary.from_json(summary_contents[0].content))
 
 
+@rule(desc="Zip distribution units", level=LogLevel.DEBUG)
+async def zip_units(request: ZipUnitsRequest) -> ZippedUnits:
+    units = ZipPartsRequest(request.units, request.bytecode)
+    tree = None
+    if request.first_party is None:
+        zip_parts = await Get(ZipParts, ZipPartsRequest, units)
+    else:
+        zip_parts, tree = await MultiGet(
+            Get(ZipParts, ZipPartsRequest, units),
+            Get(PreparedUnit, PrepareUnitRequest(request.first_party, request.bytecode)),
+        )
+    zipped = await Get(
+        DeterministicZip,
+        MergeZipPartsRequest(zip_parts.parts, tree, request.output_filename, request.description),
+    )
+    compiled_by = next(
+        (p.compiled_by for p in (*zip_parts.parts, tree) if p is not None and p.compiled_by), None
+    )
+    return ZippedUnits(zipped, compiled_by)
+
+
 @rule(desc="Write SBOM template", level=LogLevel.DEBUG)
 async def write_sbom_template(request: SbomTemplateRequest, tool: LambdaZipTool) -> SbomTemplate:
     lockfile = await Get(Lockfile, Resolve(request.resolve, use_entire_lockfile=True))
     loaded = await Get(LoadedLockfile, LoadedLockfileRequest(lockfile))
     output = "sbom-template.cdx.json"
     platform = request.platform
-    part_digests, part_paths = _part_inputs(request.parts)
+    # Every unit's `*.dist-info/METADATA` and `WHEEL`, in one tree laid out as the archive.
+    metadata = await MultiGet(
+        Get(Digest, DigestSubset(unit.digest, _DIST_INFO_GLOBS)) for unit in request.units
+    )
+    distributions = await Get(
+        Digest, AddPrefix(await Get(Digest, MergeDigests(metadata)), _DISTRIBUTIONS_DIR)
+    )
     layer_digests = linked_directories(
         _LAYERS_DIR_PREFIX, [layer.digest for layer in request.layers]
     )
@@ -225,7 +277,7 @@ async def write_sbom_template(request: SbomTemplateRequest, tool: LambdaZipTool)
             argv=(
                 "sbom",
                 "--template",
-                *part_paths,
+                *((_DISTRIBUTIONS_DIR,) if request.units else ()),
                 "--lockfile",
                 loaded.lockfile_path,
                 "--kind",
@@ -238,11 +290,11 @@ async def write_sbom_template(request: SbomTemplateRequest, tool: LambdaZipTool)
                 "-o",
                 output,
             ),
-            input_digest=loaded.lockfile_digest,
-            immutable_input_digests={**part_digests, **layer_digests},
+            input_digest=await Get(Digest, MergeDigests([loaded.lockfile_digest, distributions])),
+            immutable_input_digests=layer_digests,
             output_files=(output,),
             description=(
-                f"Write SBOM template of a {request.kind.value} with {len(request.parts)} "
+                f"Write SBOM template of a {request.kind.value} with {len(request.units)} "
                 f"distributions ({platform.description})"
             ),
             level=LogLevel.DEBUG,
@@ -297,22 +349,14 @@ async def assemble_lambda(
         if request.kind is Kind.LAYER:
             # Layer paths start with python/, and Lambda unzips the layer in /opt.
             bytecode = dataclasses.replace(bytecode, prefix=LAYER_ROOT)
-    units_request = ZipPartsRequest(staged.units, bytecode)
-    tree = None
-    if staged.first_party is None:
-        zip_parts = await Get(ZipParts, ZipPartsRequest, units_request)
-    else:
-        zip_parts, tree = await MultiGet(
-            Get(ZipParts, ZipPartsRequest, units_request),
-            Get(PreparedUnit, PrepareUnitRequest(staged.first_party, bytecode)),
-        )
-    parts = zip_parts.parts
+    # The SBOM template needs only the units' metadata: it is written while they compress.
     zipped, sbom_template = await MultiGet(
         Get(
-            DeterministicZip,
-            MergeZipPartsRequest(
-                parts,
-                tree,
+            ZippedUnits,
+            ZipUnitsRequest(
+                staged.units,
+                staged.first_party,
+                bytecode,
                 request.output_path,
                 description=f"Zip {address} ({platform.description})",
             ),
@@ -320,7 +364,7 @@ async def assemble_lambda(
         Get(
             SbomTemplate,
             SbomTemplateRequest(
-                parts,
+                staged.units,
                 kind=request.kind,
                 platform=platform,
                 resolve=request.resolve,
@@ -328,7 +372,7 @@ async def assemble_lambda(
             ),
         ),
     )
-    summary = zipped.summary
+    summary = zipped.zip.summary
     written = outputs.package_outputs(
         what=str(address),
         kind=request.kind,
@@ -339,14 +383,12 @@ async def assemble_lambda(
         distributions=staged.distributions,
         sbom_template=sbom_template.content,
         layer_contents=[layer.contents for layer in request.layers],
-        bytecode_compiled_by=next(
-            (p.compiled_by for p in (*parts, tree) if p is not None and p.compiled_by), None
-        ),
+        bytecode_compiled_by=zipped.compiled_by,
     )
     for warning in written.warnings:
         logger.warning(warning)
     paths = written.paths
-    (archive_entry,) = await Get(DigestEntries, Digest, zipped.digest)
+    (archive_entry,) = await Get(DigestEntries, Digest, zipped.zip.digest)
     assert isinstance(archive_entry, FileEntry)
     dist_files = await Get(
         Digest,
@@ -390,7 +432,7 @@ async def assemble_lambda(
         )
     return AssembledLambda(
         package,
-        zipped.digest,
+        zipped.zip.digest,
         summary.sha256_hex,
         summary.sha256_base64,
         summary.unzipped_size,

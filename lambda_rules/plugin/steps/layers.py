@@ -27,7 +27,7 @@ from lambda_rules.plugin.steps.assemble import (
     UniqueOutputPathRequest,
 )
 from lambda_rules.plugin.steps.stage import StagedLambda, StageLambdaRequest
-from lambda_rules.plugin.steps.tool import LambdaZipTool
+from lambda_rules.plugin.steps.tool import ZipperTool
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,7 @@ async def build_lambda_layer(
             ),
         ),
         # Built while the requirements resolve: on a fresh machine both wait on downloads.
-        Get(LambdaZipTool),
+        Get(ZipperTool),
     )
     assembled = await Get(
         AssembledLambda,

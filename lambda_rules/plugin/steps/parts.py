@@ -36,7 +36,7 @@ from lambda_rules.errors import LambdaRulesError
 from lambda_rules.platforms import LambdaPlatform
 from lambda_rules.plugin.steps.cache import REMOTE_CACHE_SPECULATION_DELAY_MILLIS
 from lambda_rules.plugin.steps.stage import DistributionUnit
-from lambda_rules.plugin.steps.tool import LambdaZipTool
+from lambda_rules.plugin.steps.tool import ZipperTool
 from lambda_rules.plugin.subsystems.lambda_zip import LambdaZipSubsystem
 from lambda_rules.scripts.interpreters import InterpreterNotFoundError
 
@@ -236,7 +236,7 @@ async def prepare_unit(request: PrepareUnitRequest) -> PreparedUnit:
 
 @rule(desc="Compress a distribution unit", level=LogLevel.DEBUG)
 async def zip_part(
-    request: PrepareUnitRequest, tool: LambdaZipTool, subsystem: LambdaZipSubsystem
+    request: PrepareUnitRequest, tool: ZipperTool, subsystem: LambdaZipSubsystem
 ) -> ZipPart:
     """Compress one unit. The inputs are only the unit's files and the tool, so the result is
     shared by every function, layer and machine that resolves the same distribution."""
@@ -277,7 +277,7 @@ class ZipPartGroupRequest:
 
 @rule(desc="Compress small distribution units together", level=LogLevel.DEBUG)
 async def zip_part_group(
-    request: ZipPartGroupRequest, tool: LambdaZipTool, subsystem: LambdaZipSubsystem
+    request: ZipPartGroupRequest, tool: ZipperTool, subsystem: LambdaZipSubsystem
 ) -> ZipParts:
     roots = tuple(f"{STAGED_DIR}/{index}" for index in range(len(request.units)))
     described = f"{len(request.units)} small distributions: " + ", ".join(

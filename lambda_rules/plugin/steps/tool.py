@@ -1,15 +1,18 @@
-"""Tool: the `lambda-zip` command every later process runs (`lambda_rules.sandbox_files.TOOL`).
+"""Tools: the programs every later process runs, built once per run from the plugin's own sources
+and the lockfile beside its subsystem (or `[lambda-zip].install_from_resolve`), as ordinary process
+outputs that local and remote caches hold.
 
-Built once per run from the plugin's own sources and the lockfile beside its subsystem (or
-`[lambda-zip].install_from_resolve`), as an ordinary process output that local and remote caches
-hold.
+`ZipperTool` (`sandbox_files.ZIPPER` and deflate) compresses and merges: it is on the path to every
+part, so it starts small and early. `LambdaZipTool` (`sandbox_files.TOOL` and all the tool's
+requirements) writes SBOMs and verifies; its bytecode is compiled while the parts compress.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, ClassVar, Mapping
 
+from packaging.utils import canonicalize_name, parse_wheel_filename
 from pants.backend.python.subsystems.setup import PythonSetup
 from pants.backend.python.target_types import PexLayout
 from pants.backend.python.util_rules.interpreter_constraints import InterpreterConstraints
@@ -23,16 +26,17 @@ from pants.backend.python.util_rules.pex_requirements import (
 )
 from pants.core.util_rules.adhoc_binaries import PythonBuildStandaloneBinary
 from pants.engine.fs import (
-    AddPrefix,
     CreateDigest,
     Digest,
     DigestEntries,
+    DigestSubset,
     FileContent,
     MergeDigests,
+    PathGlobs,
     RemovePrefix,
 )
 from pants.engine.process import Process, ProcessResult
-from pants.engine.rules import Get, collect_rules, rule
+from pants.engine.rules import Get, MultiGet, collect_rules, rule
 from pants.util.frozendict import FrozenDict
 from pants.util.logging import LogLevel
 
@@ -44,6 +48,7 @@ from lambda_rules.plugin.subsystems.lambda_zip import DEFAULT_LOCKFILE_URL, Lamb
 # Where each process finds the tool; isolated (-I), without site-packages (-S): nothing of the
 # interpreter's own environment can shadow the tool's pinned requirements.
 _TOOL_DIR = "lambda_zip.pex"
+_DEPS_DIR = f"{_TOOL_DIR}/.deps"
 _TOOL_INTERPRETER_FLAGS = ("-I", "-S", "-B")
 
 
@@ -52,9 +57,9 @@ class ToolLayoutError(LambdaRulesError):
 
 
 @dataclass(frozen=True)
-class LambdaZipTool:
-    """The zipper as a plain directory (its sources and its installed requirements, all with
-    bytecode), run by the interpreter it was resolved for.
+class SandboxTool:
+    """Our sources, with bytecode, and their installed requirements, as a plain directory run by
+    the interpreter they were resolved for.
 
     A pex venv would be created on first use on every fresh machine, about 2.5 s that no cache can
     share; this directory is an ordinary process output, so the local and remote caches hold it.
@@ -63,21 +68,22 @@ class LambdaZipTool:
 
     python: str
     digest: Digest
-    # sys.path entries, relative to the sandbox: the tool's sources, then each requirement.
+    # sys.path entries, relative to the sandbox: our sources, then each requirement.
     path: tuple[str, ...]
+    module: ClassVar[str]
 
     def process(
         self,
         argv: tuple[str, ...],
         *,
         immutable_input_digests: Mapping[str, Digest] = FrozenDict(),
-        module: str = sandbox_files.TOOL_MODULE,
+        module: str | None = None,
         sources_first: tuple[str, ...] = (),
         **kwargs: Any,
     ) -> Process:
-        """A process running `module` (the tool's verbs by default); `sources_first` are sandbox
+        """A process running `module` (this tool's by default); `sources_first` are sandbox
         directories of our own sources to import before the tool's (the verifier's)."""
-        main = sandbox_files.entry_program(module, (*sources_first, *self.path))
+        main = sandbox_files.entry_program(module or self.module, (*sources_first, *self.path))
         return Process(
             argv=(self.python, *_TOOL_INTERPRETER_FLAGS, "-c", main, *argv),
             immutable_input_digests={_TOOL_DIR: self.digest, **immutable_input_digests},
@@ -86,20 +92,43 @@ class LambdaZipTool:
         )
 
 
-@rule(desc="Build the lambda-zip tool", level=LogLevel.DEBUG)
-async def lambda_zip_tool(
+@dataclass(frozen=True)
+class ZipperTool(SandboxTool):
+    """The zipper and deflate: compresses units and merges parts."""
+
+    module: ClassVar[str] = sandbox_files.ZIPPER_MODULE
+
+
+@dataclass(frozen=True)
+class LambdaZipTool(SandboxTool):
+    """The `lambda-zip` verbs the rules run (the zipper's and `sbom`) with every requirement."""
+
+    module: ClassVar[str] = sandbox_files.TOOL_MODULE
+
+
+@dataclass(frozen=True)
+class ToolRequirements:
+    """The tool's requirements, each installed by pex in a directory of its own under
+    `lambda_zip.pex/.deps/`, and the interpreter they were resolved for."""
+
+    python: str
+    digest: Digest
+    installed: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class CompiledToolSources:
+    """`sandbox_files.TOOL` (a superset of `ZIPPER`) under `lambda_rules/`, with bytecode."""
+
+    digest: Digest
+
+
+@rule(desc="Resolve the lambda-zip tool's requirements", level=LogLevel.DEBUG)
+async def tool_requirements(
     subsystem: LambdaZipSubsystem,
     python_setup: PythonSetup,
     pants_python: PythonBuildStandaloneBinary,
-) -> LambdaZipTool:
-    # The tool's own sources travel as file contents, never as paths, so the process that runs
-    # them is cacheable across checkouts and machines.
-    sources = await Get(
-        Digest,
-        CreateDigest(
-            FileContent(path, content) for path, content in sandbox_files.TOOL.read().items()
-        ),
-    )
+) -> ToolRequirements:
     if subsystem.install_from_resolve:
         tool_environment: dict[str, Any] = dict(
             requirements=PexRequirements(
@@ -139,54 +168,116 @@ async def lambda_zip_tool(
         ),
     )
     assert requirements.python is not None, "a local PEX knows its interpreter"
-    deps = f"{_TOOL_DIR}/.deps/"
+    prefix = f"{_DEPS_DIR}/"
     entries = await Get(DigestEntries, Digest, requirements.digest)
     installed = sorted(
         {
-            entry.path[: entry.path.index("/", len(deps))]
+            entry.path[: entry.path.index("/", len(prefix))]
             for entry in entries
-            if entry.path.startswith(deps) and "/" in entry.path[len(deps) :]
+            if entry.path.startswith(prefix) and "/" in entry.path[len(prefix) :]
         }
     )
     if not installed:
         raise ToolLayoutError(
-            f"the lambda-zip tool's PEX has no installed requirements under {deps}: this pex "
+            f"the lambda-zip tool's PEX has no installed requirements under {prefix}: this pex "
             "version lays out loose PEXes differently than lambda_rules expects."
         )
+    deps = await Get(Digest, DigestSubset(requirements.digest, PathGlobs([f"{prefix}**"])))
+    return ToolRequirements(requirements.python.path, deps, tuple(installed))
+
+
+@rule(desc="Compile the lambda-zip tool", level=LogLevel.DEBUG)
+async def compile_tool_sources(
+    subsystem: LambdaZipSubsystem, pants_python: PythonBuildStandaloneBinary
+) -> CompiledToolSources:
+    """Our sources only: they compile while the requirements resolve (on Pants' own interpreter;
+    a resolve named by `install_from_resolve` decides its interpreter, known once resolved). The
+    requirements' modules stay uncompiled: a compile process of them would take one of the
+    process slots from the parts, and only the SBOM writer imports more than deflate's few lines
+    (0.1 s more per SBOM, once per set of distributions, against 0.4-0.6 s)."""
+    python = pants_python.path
+    if subsystem.install_from_resolve:
+        python = (await Get(ToolRequirements)).python
+    # Our sources travel as file contents, never as paths, so the processes that run them are
+    # cacheable across checkouts and machines.
+    sources = await Get(
+        Digest,
+        CreateDigest(
+            FileContent(f"{_TOOL_DIR}/{path}", content)
+            for path, content in sandbox_files.TOOL.read().items()
+        ),
+    )
     # Unchecked-hash bytecode (PEP 552) stays valid whatever mtimes the files get in a sandbox, so
-    # no run of the tool compiles its own modules again. A fixed hash seed keeps set constants in
-    # one order (-S rather than -I, which would ignore PYTHONHASHSEED), so a machine that compiles
-    # the tool itself gets the same digest, and the same cache keys downstream, as the others.
-    compiled = await Get(
+    # no run of the tool compiles our modules again. A fixed hash seed keeps set constants in one
+    # order (-S rather than -I, which would ignore PYTHONHASHSEED), so a machine that compiles the
+    # tool itself gets the same digest, and the same cache keys downstream, as the others.
+    result = await Get(
         ProcessResult,
         Process(
             argv=(
-                requirements.python.path,
+                python,
                 "-S",
                 "-m",
                 "compileall",
                 "-q",
                 "--invalidation-mode=unchecked-hash",
                 f"{_TOOL_DIR}/lambda_rules",
-                *installed,
             ),
-            input_digest=await Get(
-                Digest,
-                MergeDigests(
-                    [requirements.digest, await Get(Digest, AddPrefix(sources, _TOOL_DIR))]
-                ),
-            ),
-            output_directories=(f"{_TOOL_DIR}/lambda_rules", deps),
+            input_digest=sources,
+            output_directories=(f"{_TOOL_DIR}/lambda_rules",),
             env={"PYTHONHASHSEED": "0"},
             description="Compile the lambda-zip tool",
             remote_cache_speculation_delay_millis=REMOTE_CACHE_SPECULATION_DELAY_MILLIS,
             level=LogLevel.DEBUG,
         ),
     )
+    return CompiledToolSources(await Get(Digest, RemovePrefix(result.output_digest, _TOOL_DIR)))
+
+
+def _with_bytecode(file_set: sandbox_files.FileSet) -> PathGlobs:
+    """The files of `file_set` and their `__pycache__/*.pyc`."""
+    pycache = (
+        f"{pattern.rpartition('/')[0]}/__pycache__/{pattern.rpartition('/')[2][:-3]}.*.pyc"
+        for pattern in file_set.patterns
+    )
+    return PathGlobs([*file_set.patterns, *pycache])
+
+
+@rule(desc="Build the zipper tool", level=LogLevel.DEBUG)
+async def zipper_tool() -> ZipperTool:
+    requirements, compiled = await MultiGet(Get(ToolRequirements), Get(CompiledToolSources))
+    needed = {canonicalize_name(name) for name in sandbox_files.ZIPPER_REQUIREMENTS}
+    directories = tuple(
+        directory
+        for directory in requirements.installed
+        if parse_wheel_filename(directory.rpartition("/")[2])[0] in needed
+    )
+    if len(directories) != len(needed):
+        raise ToolLayoutError(
+            f"the lambda-zip tool's requirements lack {', '.join(sorted(needed))} (found "
+            f"{', '.join(d.rpartition('/')[2] for d in requirements.installed)}); the zipper "
+            "needs them: add them to `[lambda-zip].install_from_resolve`'s resolve."
+        )
+    sources, deflate = await MultiGet(
+        Get(Digest, DigestSubset(compiled.digest, _with_bytecode(sandbox_files.ZIPPER))),
+        Get(Digest, DigestSubset(requirements.digest, PathGlobs([f"{d}/**" for d in directories]))),
+    )
+    deflate = await Get(Digest, RemovePrefix(deflate, _TOOL_DIR))
+    return ZipperTool(
+        requirements.python,
+        await Get(Digest, MergeDigests([sources, deflate])),
+        (_TOOL_DIR, *directories),
+    )
+
+
+@rule(desc="Build the lambda-zip tool", level=LogLevel.DEBUG)
+async def lambda_zip_tool() -> LambdaZipTool:
+    requirements, compiled = await MultiGet(Get(ToolRequirements), Get(CompiledToolSources))
+    installed = await Get(Digest, RemovePrefix(requirements.digest, _TOOL_DIR))
     return LambdaZipTool(
-        requirements.python.path,
-        await Get(Digest, RemovePrefix(compiled.output_digest, _TOOL_DIR)),
-        (_TOOL_DIR, *installed),
+        requirements.python,
+        await Get(Digest, MergeDigests([compiled.digest, installed])),
+        (_TOOL_DIR, *requirements.installed),
     )
 
 
