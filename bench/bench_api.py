@@ -34,11 +34,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Sequence, Tuple
 
-from bench_heavy import WORKUNIT_LOGGER, logged_processes
+from bench_heavy import logged_processes
 from common import (
     REPO_ROOT,
     RUNTIME,
     TIMING_HEADER,
+    WORKUNIT_LOGGER,
     add_bench_resolve,
     goal_seconds,
     markdown_table,

@@ -38,6 +38,7 @@ from common import (
     REPO_ROOT,
     RUNTIME,
     TIMING_HEADER,
+    WORKUNIT_LOGGER,
     add_bench_resolve,
     markdown_table,
     measure,
@@ -50,7 +51,6 @@ REQUIREMENTS = REPO_ROOT / "bench/heavy/requirements.txt"
 LOCKFILE = "bench/heavy/heavy.lock"
 RESOLVE_CONSTRAINTS = '["CPython==3.12.*"]'
 FUNCTIONS = 10
-WORKUNIT_LOGGER = "pants.backend.experimental.tools.workunit_logger"
 
 HANDLER = '''"""A numpy + pandas function for the benchmarks (number {n})."""
 

@@ -19,7 +19,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-from common import REPO_ROOT, RUNTIME, TIMING_HEADER, Artifact, markdown_table, ratio, timing_row
+from common import (
+    REPO_ROOT,
+    RUNTIME,
+    TIMING_HEADER,
+    Artifact,
+    goal_seconds,
+    logger_options,
+    markdown_table,
+    ratio,
+    timing_row,
+)
 
 from tests.conftest import Clone, make_clone
 
@@ -97,16 +107,24 @@ def build_artifacts(workspace: Workspace) -> Tuple[Artifact, Artifact]:
     return artifacts_of({OURS: clone, BUILTIN: clone})
 
 
-def cold_builds(workspace: Workspace, runs: int) -> Tuple[Timings, Tuple[Artifact, Artifact]]:
+def cold_builds(
+    workspace: Workspace, runs: int
+) -> Tuple[Timings, Timings, Tuple[Artifact, Artifact]]:
+    """Wall seconds of each cold run, and the seconds inside its `package` goal (its workunit
+    log), per target."""
     timings: Timings = {target: [] for target in TARGETS}
+    goals: Timings = {target: [] for target in TARGETS}
     clones: Dict[Target, Clone] = {}
     for _ in range(runs):
         for target in TARGETS:
             clones[target] = workspace.clone()
-            timings[target].append(
-                timed_package(clones[target], target, *workspace.empty_caches())[0]
-            )
-    return timings, artifacts_of(clones)
+            logdir = clones[target].root / ".workunits"
+            logdir.mkdir()
+            options = (*workspace.empty_caches(), *logger_options(logdir))
+            timings[target].append(timed_package(clones[target], target, *options)[0])
+            (log,) = logdir.glob("*.json")
+            goals[target].append(goal_seconds(log))
+    return timings, goals, artifacts_of(clones)
 
 
 def pantsd_builds(workspace: Workspace, runs: int) -> Tuple[Timings, Timings]:
@@ -190,11 +208,12 @@ def _row(scenario: str, timings: Optional[Timings]) -> Tuple[str, ...]:
 
 def build_section(workspace: Workspace, runs: int) -> Tuple[str, Tuple[Artifact, Artifact]]:
     """The `./pants package` table, and the artifacts of the cold builds."""
-    cold, artifacts = cold_builds(workspace, runs)
+    cold, cold_goal, artifacts = cold_builds(workspace, runs)
     noop, edited = pantsd_builds(workspace, runs)
     remote, remote_note = remote_cache_builds(workspace, runs)
     rows = [
         _row("cold: empty local store and named caches, no pantsd", cold),
+        _row("cold: the same runs, `package` goal", cold_goal),
         _row("warm no-op, pantsd", noop),
         _row("one source file edited, pantsd", edited),
         _row("warm remote cache, empty local store and named caches, no pantsd", remote),
@@ -208,7 +227,9 @@ def build_section(workspace: Workspace, runs: int) -> Tuple[str, Tuple[Artifact,
         "",
         "- Cold: a fresh clone, local store and named caches per run, so every distribution is "
         "downloaded from PyPI again, and every tool PEX is built again. Pants itself is "
-        "bootstrapped once per machine (`~/.cache/lambda_rules`) and is not part of the time.",
+        "bootstrapped once per machine (`~/.cache/lambda_rules`) and is not part of the time. "
+        "The goal row is the duration of the `package` goal's workunit in the workunit logger's "
+        "JSON of the same runs: the whole run less Pants' own start.",
         "- Warm no-op and edit: one clone and one pantsd, warmed up by one untimed build; "
         "each edit appends a comment line to `fn/app.py`.",
         f"- Remote cache: a local BuildGrid ({BUILDGRID_SERVE.relative_to(REPO_ROOT)}) with "

@@ -113,6 +113,19 @@ def timing_row(scenario: str, ours: Sequence[float], builtin: Sequence[float]) -
     return scenario, f"{medians[0]:.2f}", f"{medians[1]:.2f}", ratio(*medians), *spreads
 
 
+# Pants' backend that writes each run's workunits as JSON (goal and process timings).
+WORKUNIT_LOGGER = "pants.backend.experimental.tools.workunit_logger"
+
+
+def logger_options(logdir: Path) -> Tuple[str, ...]:
+    """Options that make one `./pants` run write its workunits to `logdir` (which must exist)."""
+    return (
+        f"--backend-packages=+['{WORKUNIT_LOGGER}']",
+        "--workunit-logger-enabled",
+        f"--workunit-logger-logdir={logdir}",
+    )
+
+
 def goal_seconds(log: Path, goal: str = "package") -> float:
     """Seconds inside one goal of a Pants run, from the workunit logger's JSON: the goal rule's
     workunit (described as "`package` goal")."""

@@ -1,10 +1,12 @@
 """What goes into one deployment package, decided once for both front ends.
 
 The Pants rules and `lambda-zip package` resolve, read sources and write files in their own ways,
-then hand the same facts to `plan_contents`: first-party paths with their content digests, the
-resolved distributions' files, RECORDs and METADATA, the requirements asked for, exclusions and
-layers. What it returns (first-party files, one unit per distribution, warnings) is what both
-compress and merge, so the two give the same archive. No Pants imports.
+then hand the same facts to `split_distributions` (the resolved distributions' files and RECORDs:
+the same for every package on that resolve, so the rules split once for all of them) and to
+`plan_contents` (first-party paths with their content digests, the split, the METADATA, the
+requirements asked for, exclusions and layers). What it returns (first-party files, one unit per
+distribution, warnings) is what both compress and merge, so the two give the same archive. No
+Pants imports.
 """
 
 from __future__ import annotations
@@ -34,22 +36,39 @@ class PackageContents:
         return tuple(u.distribution for u in self.units if u.distribution is not None)
 
 
+@dataclass(frozen=True)
+class SplitDistributions:
+    """A resolve's files that go into packages, and its distributions split into units."""
+
+    bundled: tuple[str, ...]
+    units: tuple[units.UnitPlan, ...]
+
+
+def split_distributions(
+    distribution_files: Iterable[str], records: Mapping[str, bytes]
+) -> SplitDistributions:
+    """Leave out pip, setuptools, console scripts and `__pycache__`, and split the rest into one
+    unit per distribution by their RECORDs (`records`: each `*.dist-info/RECORD` path of the
+    resolve -> its content)."""
+    bundled = sorted(p for p in distribution_files if staging.is_bundled_distribution_path(p))
+    return SplitDistributions(tuple(bundled), units.split_into_units(bundled, records))
+
+
 def plan_contents(
     *,
     what: str,
     platform: LambdaPlatform,
     sources: Mapping[str, str],
-    distribution_files: Iterable[str],
-    records: Mapping[str, bytes],
+    distributions: SplitDistributions,
     metadata: Mapping[str, bytes],
     requirements: Sequence[str] = (),
     exclude: Sequence[str] = (),
     layer_contents: Sequence[layers.LayerContents] = (),
 ) -> PackageContents:
     """Decide the package's files. `what` names the target in messages; `sources` maps each
-    first-party path (source root stripped) to its content's sha256; `records` and `metadata`
-    map each `*.dist-info/RECORD` and `METADATA` path of the resolve to its content."""
-    bundled = sorted(p for p in distribution_files if staging.is_bundled_distribution_path(p))
+    first-party path (source root stripped) to its content's sha256; `metadata` maps each
+    `*.dist-info/METADATA` path of the resolve to its content."""
+    bundled = distributions.bundled
     collisions = staging.path_collisions(sources, bundled)
     if collisions:
         raise staging.StagingError(
@@ -63,7 +82,7 @@ def plan_contents(
         "package is unzipped on a case-insensitive file system (macOS, Windows)."
         for group in staging.case_collisions(visible)
     )
-    plans = units.split_into_units(bundled, records)
+    plans = distributions.units
     versions = {p.distribution.name: p.distribution.version for p in plans if p.distribution}
     left_out = _left_out_distributions(
         what, platform, metadata, versions, requirements, exclude, layer_contents

@@ -269,7 +269,8 @@ async def zip_part(
 
 @dataclass(frozen=True)
 class ZipPartGroupRequest:
-    """Small units, compiled and compressed in one process, a part each."""
+    """Units compiled and compressed by one process, a part each: a large unit alone (its own
+    process, `zip_part`), or the small ones together."""
 
     units: tuple[DistributionUnit, ...]
     bytecode: BytecodeCompiler | None = None
@@ -279,6 +280,10 @@ class ZipPartGroupRequest:
 async def zip_part_group(
     request: ZipPartGroupRequest, tool: ZipperTool, subsystem: LambdaZipSubsystem
 ) -> ZipParts:
+    if len(request.units) == 1:
+        return ZipParts(
+            (await Get(ZipPart, PrepareUnitRequest(request.units[0], request.bytecode)),)
+        )
     roots = tuple(f"{STAGED_DIR}/{index}" for index in range(len(request.units)))
     described = f"{len(request.units)} small distributions: " + ", ".join(
         unit.description for unit in request.units
@@ -330,14 +335,16 @@ async def zip_parts(request: ZipPartsRequest) -> ZipParts:
     small = tuple(unit for unit in request.units if unit.size < SMALL_UNIT_BYTES)
     if len(small) < 2:
         small = ()
-    large = tuple(unit for unit in request.units if unit not in small)
-    singles = (Get(ZipPart, PrepareUnitRequest(unit, request.bytecode)) for unit in large)
-    if not small:
-        return ZipParts(tuple(await MultiGet(singles)))
-    grouped, *single_parts = await MultiGet(
-        Get(ZipParts, ZipPartGroupRequest(small, request.bytecode)), *singles
+    jobs = [(unit,) for unit in request.units if unit not in small] + ([small] if small else [])
+    # Largest first: Pants hands out process slots in the order processes ask for them, and the
+    # phase ends when its longest process does.
+    jobs.sort(key=lambda units: -sum(unit.size for unit in units))
+    results = await MultiGet(
+        Get(ZipParts, ZipPartGroupRequest(job, request.bytecode)) for job in jobs
     )
-    by_unit = {**dict(zip(small, grouped.parts)), **dict(zip(large, single_parts))}
+    by_unit = {
+        unit: part for job, result in zip(jobs, results) for unit, part in zip(job, result.parts)
+    }
     return ZipParts(tuple(by_unit[unit] for unit in request.units))
 
 

@@ -93,6 +93,47 @@ class StagedLambda:
         return (self.first_party, *self.units) if self.first_party else self.units
 
 
+@dataclass(frozen=True)
+class SplitLambdaDistributions:
+    """A resolve's distributions split into units, with each unit's digest and size: the same for
+    every function and layer on that resolve, so computed once for all of them."""
+
+    split: contents.SplitDistributions
+    digests: tuple[Digest, ...]
+    sizes: tuple[int, ...]
+    # Each `*.dist-info/METADATA` path -> its content.
+    metadata: tuple[tuple[str, bytes], ...]
+
+
+@rule(desc="Split Lambda distributions into units", level=LogLevel.DEBUG)
+async def split_lambda_distributions(
+    distributions: LambdaDistributions,
+) -> SplitLambdaDistributions:
+    entries, records, metadata = await MultiGet(
+        Get(DigestEntries, Digest, distributions.digest),
+        Get(
+            DigestContents,
+            DigestSubset(distributions.digest, PathGlobs(["*.dist-info/RECORD"])),
+        ),
+        Get(
+            DigestContents,
+            DigestSubset(distributions.digest, PathGlobs(["*.dist-info/METADATA"])),
+        ),
+    )
+    files = {e.path: e for e in entries if isinstance(e, FileEntry)}
+    split = contents.split_distributions(files, {c.path: c.content for c in records})
+    digests = await MultiGet(
+        Get(Digest, CreateDigest([files[path] for path in plan.paths])) for plan in split.units
+    )
+    sizes = tuple(
+        sum(files[path].file_digest.serialized_bytes_length for path in plan.paths)
+        for plan in split.units
+    )
+    return SplitLambdaDistributions(
+        split, tuple(digests), sizes, tuple((c.path, c.content) for c in metadata)
+    )
+
+
 @rule(desc="Stage Lambda package", level=LogLevel.DEBUG)
 async def stage_lambda(request: StageLambdaRequest) -> StagedLambda:
     address = request.address
@@ -108,27 +149,17 @@ async def stage_lambda(request: StageLambdaRequest) -> StagedLambda:
         ),
     )
     source_digest = sources.stripped_source_files.snapshot.digest
-    distribution_entries, records, metadata, source_entries = await MultiGet(
-        Get(DigestEntries, Digest, distributions.digest),
-        Get(
-            DigestContents,
-            DigestSubset(distributions.digest, PathGlobs(["*.dist-info/RECORD"])),
-        ),
-        Get(
-            DigestContents,
-            DigestSubset(distributions.digest, PathGlobs(["*.dist-info/METADATA"])),
-        ),
+    split, source_entries = await MultiGet(
+        Get(SplitLambdaDistributions, LambdaDistributions, distributions),
         Get(DigestEntries, Digest, source_digest),
     )
-    distribution_files = {e.path: e for e in distribution_entries if isinstance(e, FileEntry)}
     source_files = {e.path: e for e in source_entries if isinstance(e, FileEntry)}
     planned = contents.plan_contents(
         what=str(address),
         platform=platform,
         sources={path: e.file_digest.fingerprint for path, e in source_files.items()},
-        distribution_files=distribution_files,
-        records={c.path: c.content for c in records},
-        metadata={c.path: c.content for c in metadata},
+        distributions=split.split,
+        metadata=dict(split.metadata),
         requirements=[
             str(requirement)
             for target in transitive_targets.closure
@@ -165,13 +196,10 @@ async def stage_lambda(request: StageLambdaRequest) -> StagedLambda:
         )
 
     first_party_files = [source_files[path] for path in planned.first_party]
-    first_party_digest, *unit_digests = await MultiGet(
-        Get(Digest, CreateDigest(first_party_files)),
-        *(
-            Get(Digest, CreateDigest([distribution_files[path] for path in plan.paths]))
-            for plan in planned.units
-        ),
-    )
+    index = {plan: i for i, plan in enumerate(split.split.units)}
+    kept = [index[plan] for plan in planned.units]
+    first_party_digest = await Get(Digest, CreateDigest(first_party_files))
+    unit_digests = [split.digests[i] for i in kept]
     if request.path_prefix:
         first_party_digest, *unit_digests = await MultiGet(
             Get(Digest, AddPrefix(d, request.path_prefix))
@@ -192,11 +220,11 @@ async def stage_lambda(request: StageLambdaRequest) -> StagedLambda:
             DistributionUnit(
                 plan.distribution,
                 digest,
-                sum(distribution_files[p].file_digest.serialized_bytes_length for p in plan.paths),
+                split.sizes[i],
                 f"{plan.label} for {platform.runtime.name} on {platform.architecture}"
                 + (" in a layer" if request.path_prefix else ""),
             )
-            for plan, digest in zip(planned.units, unit_digests)
+            for plan, digest, i in zip(planned.units, unit_digests, kept)
         ),
         handler=f"{handler.module}.{handler.func}" if handler is not None else None,
         first_party_fingerprints=planned.first_party_fingerprints,
