@@ -44,6 +44,7 @@ from common import (
     goal_seconds,
     markdown_table,
     ratio,
+    settle,
     timing_row,
 )
 
@@ -194,6 +195,7 @@ def logged_run(
 ) -> Run:
     """`./pants package` of `targets`, timed, with the workunit log written to `logdir` (new)."""
     logdir.mkdir(parents=True)
+    settle()
     start = time.perf_counter()
     clone.pants(
         *options, f"--workunit-logger-logdir={logdir}", "package", *targets,

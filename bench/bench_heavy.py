@@ -43,6 +43,7 @@ from common import (
     markdown_table,
     measure,
     runtime_python,
+    settle,
     timing_row,
 )
 
@@ -137,6 +138,7 @@ def check_contents(root: Path, names: Sequence[str]) -> None:
 
 
 def _timed(clone, *args: str, pantsd: bool = False) -> Tuple[float, str]:
+    settle()
     start = time.perf_counter()
     result = clone.pants(*args, pantsd=pantsd, timeout=3600)
     return time.perf_counter() - start, result.stderr

@@ -28,6 +28,7 @@ from common import (
     logger_options,
     markdown_table,
     ratio,
+    settle,
     timing_row,
 )
 
@@ -86,6 +87,7 @@ def timed_package(
     clone: Clone, target: Target, *options: str, pantsd: bool = False
 ) -> Tuple[float, str]:
     """Wall seconds of `./pants package` of one target, and Pants' stderr."""
+    settle()
     start = time.perf_counter()
     result = clone.pants(*options, "package", target.address, pantsd=pantsd)
     return time.perf_counter() - start, result.stderr

@@ -113,6 +113,13 @@ def timing_row(scenario: str, ours: Sequence[float], builtin: Sequence[float]) -
     return scenario, f"{medians[0]:.2f}", f"{medians[1]:.2f}", ratio(*medians), *spreads
 
 
+def settle() -> None:
+    """Flush what earlier runs wrote before timing the next: a 50-function run writes gigabytes
+    (Pants' store and dist/), and the kernel writing them back during the next timed run slowed
+    whichever kind ran next (bench/RESULTS.md, "Where the time inside the goal goes")."""
+    os.sync()
+
+
 # Pants' backend that writes each run's workunits as JSON (goal and process timings).
 WORKUNIT_LOGGER = "pants.backend.experimental.tools.workunit_logger"
 
