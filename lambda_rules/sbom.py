@@ -17,12 +17,13 @@ from __future__ import annotations
 import email.message
 import email.parser
 import email.policy
+import functools
 import json
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Callable, Dict, Iterable, Mapping, Sequence
 
 from cyclonedx.builder.this import this_component
 from cyclonedx.factory.license import LicenseFactory
@@ -286,52 +287,58 @@ def _checked_layers(layers: Sequence[LayerReference], root: str) -> list[LayerRe
 def _dist_infos(source: str | Path) -> dict[str, tuple[email.message.Message, bytes | None]]:
     """`*.dist-info` directory -> (parsed METADATA, WHEEL bytes) of an archive, read with the
     strict reader, or of a directory laid out as an archive would be (staged distributions)."""
-    if Path(source).is_dir():
-        return _directory_dist_infos(Path(source))
-    parsed = read_archive(source)
-    files: dict[str, dict[str, ArchiveEntry]] = {}
+    readers = (
+        _directory_readers(Path(source)) if Path(source).is_dir() else _archive_readers(source)
+    )
+    result = {}
+    for directory, read in readers.items():
+        if "METADATA" not in read:
+            raise SbomError(f"{source}: {directory} has no METADATA file")
+        metadata = _parse_metadata(source, directory, read["METADATA"]())
+        result[directory] = (metadata, read["WHEEL"]() if "WHEEL" in read else None)
+    return result
+
+
+# `*.dist-info` directory -> file name (METADATA, WHEEL) -> what reads that file's bytes.
+_Readers = Dict[str, Dict[str, Callable[[], bytes]]]
+
+
+def _archive_readers(archive: str | Path) -> _Readers:
+    parsed = read_archive(archive)
+    readers: _Readers = {}
     for entry in parsed.entries:
         match = _DIST_INFO_FILE.match(entry.name)
         if match and not entry.is_directory:
-            files.setdefault(match["dir"], {})[match["file"]] = entry
-    result = {}
-    with open(source, "rb") as f:
-        for directory, entries in files.items():
-            if "METADATA" not in entries:
-                raise SbomError(f"{source}: {directory} has no METADATA file")
-            metadata = _parse_metadata(
-                source, directory, _read(f, parsed.path, entries["METADATA"])
-            )
-            wheel = _read(f, parsed.path, entries["WHEEL"]) if "WHEEL" in entries else None
-            result[directory] = (metadata, wheel)
-    return result
+            read = functools.partial(_read_entry, parsed.path, entry)
+            readers.setdefault(match["dir"], {})[match["file"]] = read
+    return readers
 
 
-def _directory_dist_infos(root: Path) -> dict[str, tuple[email.message.Message, bytes | None]]:
-    files: dict[str, dict[str, Path]] = {}
+def _directory_readers(root: Path) -> _Readers:
+    readers: _Readers = {}
     for path in sorted(root.glob("**/*.dist-info/*")):
         match = _DIST_INFO_FILE.match(path.relative_to(root).as_posix())
         if match and path.is_file():
-            files.setdefault(match["dir"], {})[match["file"]] = path
-    result = {}
-    for directory, found in files.items():
-        if "METADATA" not in found:
-            raise SbomError(f"{root}: {directory} has no METADATA file")
-        sizes = {name: path.stat().st_size for name, path in found.items()}
-        if max(sizes.values()) > _MAX_METADATA_BYTES:
-            raise SbomError(f"{root}: {directory} has a metadata file too large to read")
-        metadata = _parse_metadata(root, directory, found["METADATA"].read_bytes())
-        result[directory] = (metadata, found["WHEEL"].read_bytes() if "WHEEL" in found else None)
-    return result
+            readers.setdefault(match["dir"], {})[match["file"]] = functools.partial(
+                _read_file, path
+            )
+    return readers
 
 
-def _read(f: Any, archive: str, entry: ArchiveEntry) -> bytes:
-    if entry.uncompressed_size > _MAX_METADATA_BYTES:
-        raise SbomError(
-            f"{archive}: {entry.name} declares {entry.uncompressed_size} bytes, too large for "
-            "a metadata file"
-        )
-    return read_entry_data(f, archive, entry)
+def _read_entry(archive: str, entry: ArchiveEntry) -> bytes:
+    _check_metadata_size(f"{archive}: {entry.name}", entry.uncompressed_size)
+    with open(archive, "rb") as f:
+        return read_entry_data(f, archive, entry)
+
+
+def _read_file(path: Path) -> bytes:
+    _check_metadata_size(str(path), path.stat().st_size)
+    return path.read_bytes()
+
+
+def _check_metadata_size(what: str, size: int) -> None:
+    if size > _MAX_METADATA_BYTES:
+        raise SbomError(f"{what} declares {size} bytes, too large for a metadata file")
 
 
 def _parse_metadata(archive: str | Path, directory: str, data: bytes) -> email.message.Message:

@@ -272,11 +272,21 @@ def test_template_from_the_staged_distributions_is_the_template_from_their_parts
         assert templates[0] == templates[1] == templates[2], kind
         assert all(f'"name": "{name}"'.encode() in templates[0] for name in DISTRIBUTIONS)
 
-    (next(metadata.glob("**/orjson-*.dist-info")) / "METADATA").unlink()
+    orjson_metadata = next(metadata.glob("**/orjson-*.dist-info")) / "METADATA"
+    saved = orjson_metadata.read_bytes()
+    orjson_metadata.unlink()
     result = _cli("--template", metadata, *_template_args(tmp_path / "broken.json"))
     assert result.returncode == 2 and "orjson-" in result.stderr
     assert "has no METADATA file" in result.stderr
     assert not (tmp_path / "broken.json").exists()
+    # A metadata file too large to be one is refused before it is read (sparse: nothing written).
+    orjson_metadata.write_bytes(saved)
+    with (next(metadata.glob("**/pydantic-2*.dist-info")) / "WHEEL").open("r+b") as wheel:
+        wheel.truncate(16 * 1024 * 1024 + 1)
+    result = _cli("--template", metadata, *_template_args(tmp_path / "huge.json"))
+    assert result.returncode == 2 and "WHEEL declares 16777217 bytes" in result.stderr
+    assert "too large for a metadata file" in result.stderr
+    assert not (tmp_path / "huge.json").exists()
 
 
 def test_template_from_the_parts_completes_to_the_sbom_of_the_merged_archive(

@@ -1,10 +1,11 @@
 """Stage: a target's sources and distributions -> first-party code and distribution units.
 
 Only what the target depends on goes in (source roots stripped). What the package holds is decided
-by `contents.plan_contents`, as for `lambda-zip package`: distributions lose pip, setuptools,
-console scripts and `__pycache__`, are split into one unit each by their RECORD, and lose what
-`exclude_distributions` and the function's layers hold. The handler is checked statically here,
-against everything the function sees.
+as for `lambda-zip package`: `contents.split_distributions` leaves out pip, setuptools, console
+scripts and `__pycache__` and splits the rest into one unit each by their RECORD (once per resolve,
+for every target on it), and `contents.plan_contents` leaves out what `exclude_distributions` and
+the function's layers hold. The handler is checked statically here, against everything the
+function sees.
 """
 
 from __future__ import annotations
