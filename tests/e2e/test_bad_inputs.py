@@ -169,6 +169,22 @@ def test_invalid_field_values_fail_clearly_and_leave_nothing(clone, build, expec
         assert fragment in stderr, f"{fragment!r} not in:\n{stderr}"
 
 
+def test_a_tool_resolve_without_the_zippers_requirements_fails_clearly(clone):
+    """`[lambda-zip].install_from_resolve` naming a resolve without deflate (the example's): the
+    zipper cannot run, and the error says what is missing and where to add it."""
+    result = clone.pants(
+        "--lambda-zip-install-from-resolve=python-default",
+        "package",
+        "fn:lambda",
+        pantsd=False,
+        check=False,
+    )
+    assert result.returncode != 0, result.stderr
+    assert "the lambda-zip tool's requirements lack deflate" in result.stderr
+    assert "install_from_resolve" in result.stderr
+    assert clone.dist_files() == [], "a failed build must leave nothing in dist/"
+
+
 def test_paths_differing_only_by_case_warn_but_build(clone):
     result = clone.pants("package", "case:lambda", pantsd=True)
     assert "data/README.txt, data/Readme.txt differ only by case" in result.stderr

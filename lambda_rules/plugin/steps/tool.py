@@ -4,7 +4,8 @@ outputs that local and remote caches hold.
 
 `ZipperTool` (`sandbox_files.ZIPPER` and deflate) compresses and merges: it is on the path to every
 part, so it starts small and early. `LambdaZipTool` (`sandbox_files.TOOL` and all the tool's
-requirements) writes SBOMs and verifies; its bytecode is compiled while the parts compress.
+requirements) writes SBOMs and verifies. One PEX installs the requirements; our sources compile
+meanwhile, in a process of their own.
 """
 
 from __future__ import annotations
@@ -256,16 +257,16 @@ async def zipper_tool() -> ZipperTool:
         raise ToolLayoutError(
             f"the lambda-zip tool's requirements lack {', '.join(sorted(needed))} (found "
             f"{', '.join(d.rpartition('/')[2] for d in requirements.installed)}); the zipper "
-            "needs them: add them to `[lambda-zip].install_from_resolve`'s resolve."
+            "needs them: add them to the resolve `[lambda-zip].install_from_resolve` names."
         )
-    sources, deflate = await MultiGet(
+    sources, installed = await MultiGet(
         Get(Digest, DigestSubset(compiled.digest, _with_bytecode(sandbox_files.ZIPPER))),
         Get(Digest, DigestSubset(requirements.digest, PathGlobs([f"{d}/**" for d in directories]))),
     )
-    deflate = await Get(Digest, RemovePrefix(deflate, _TOOL_DIR))
+    installed = await Get(Digest, RemovePrefix(installed, _TOOL_DIR))
     return ZipperTool(
         requirements.python,
-        await Get(Digest, MergeDigests([sources, deflate])),
+        await Get(Digest, MergeDigests([sources, installed])),
         (_TOOL_DIR, *directories),
     )
 
