@@ -301,7 +301,7 @@ def _measure(argv: Sequence[str], env: dict) -> Tuple[float, int]:
 def _merge_peaks(tree: Path, runs: int, workdir: Path) -> dict:
     """Build one part per distribution unit of `tree` (as lambda_rules/units.py splits it), merge
     them and build the whole tree in one go: seconds and peak RSS of each."""
-    from lambda_rules import staging, units
+    from lambda_rules import units
     from lambda_rules.zipper.summary import file_sha256  # in chunks: the harness stays small
 
     paths = sorted(
@@ -309,7 +309,7 @@ def _merge_peaks(tree: Path, runs: int, workdir: Path) -> dict:
         for p in tree.rglob("*")
         if p.is_file() and "__pycache__" not in p.parts
     )
-    bundled = [p for p in paths if staging.is_bundled_distribution_path(p)]
+    bundled = [p for p in paths if units.is_bundled_distribution_path(p)]
     records = {p: (tree / p).read_bytes() for p in bundled if p.endswith(".dist-info/RECORD")}
     plans = units.split_into_units(bundled, records)
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), PYTHONDONTWRITEBYTECODE="1")

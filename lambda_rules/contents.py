@@ -1,12 +1,11 @@
 """What goes into one deployment package, decided once for both front ends.
 
 The Pants rules and `lambda-zip package` resolve, read sources and write files in their own ways,
-then hand the same facts to `split_distributions` (the resolved distributions' files and RECORDs:
-the same for every package on that resolve, so the rules split once for all of them) and to
-`plan_contents` (first-party paths with their content digests, the split, the METADATA, the
-requirements asked for, exclusions and layers). What it returns (first-party files, one unit per
-distribution, warnings) is what both compress and merge, so the two give the same archive. No
-Pants imports.
+split the resolve with `units.split_distributions` (once per resolve: the rules inside the process
+that lays it out) and hand the same facts to `plan_contents` (first-party paths with their
+content digests, the split, the METADATA, the requirements asked for, exclusions and layers).
+What it returns (first-party files, one unit per distribution, warnings) is what both compress
+and merge, so the two give the same archive. No Pants imports.
 """
 
 from __future__ import annotations
@@ -16,6 +15,7 @@ from typing import Iterable, Mapping, Sequence
 
 from lambda_rules import layers, staging, units
 from lambda_rules.platforms import LambdaPlatform
+from lambda_rules.units import Distribution
 
 
 @dataclass(frozen=True)
@@ -32,26 +32,8 @@ class PackageContents:
     warnings: tuple[str, ...]
 
     @property
-    def distributions(self) -> tuple[staging.Distribution, ...]:
+    def distributions(self) -> tuple[Distribution, ...]:
         return tuple(u.distribution for u in self.units if u.distribution is not None)
-
-
-@dataclass(frozen=True)
-class SplitDistributions:
-    """A resolve's files that go into packages, and its distributions split into units."""
-
-    bundled: tuple[str, ...]
-    units: tuple[units.UnitPlan, ...]
-
-
-def split_distributions(
-    distribution_files: Iterable[str], records: Mapping[str, bytes]
-) -> SplitDistributions:
-    """Leave out pip, setuptools, console scripts and `__pycache__`, and split the rest into one
-    unit per distribution by their RECORDs (`records`: each `*.dist-info/RECORD` path of the
-    resolve -> its content)."""
-    bundled = sorted(p for p in distribution_files if staging.is_bundled_distribution_path(p))
-    return SplitDistributions(tuple(bundled), units.split_into_units(bundled, records))
 
 
 def plan_contents(
@@ -59,7 +41,7 @@ def plan_contents(
     what: str,
     platform: LambdaPlatform,
     sources: Mapping[str, str],
-    distributions: SplitDistributions,
+    distributions: units.SplitDistributions,
     metadata: Mapping[str, bytes],
     requirements: Sequence[str] = (),
     exclude: Sequence[str] = (),
@@ -113,7 +95,7 @@ def _left_out_distributions(
     if exclude:
         environment = platform.marker_environment()
         graph = layers.requirement_graph(
-            {staging.distributions([path])[0].name: content for path, content in metadata.items()},
+            {units.distributions([path])[0].name: content for path, content in metadata.items()},
             environment,
             requirements,
         )

@@ -13,7 +13,7 @@ from typing import Any, Mapping, Sequence
 
 from lambda_rules.errors import LambdaRulesError
 from lambda_rules.facts import DIRECT_UPLOAD_LIMIT_BYTES, UNZIPPED_LIMIT_BYTES, Kind
-from lambda_rules.staging import Distribution
+from lambda_rules.units import Distribution
 
 MANIFEST_VERSION = 1
 

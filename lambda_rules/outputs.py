@@ -14,7 +14,7 @@ from typing import Sequence
 from lambda_rules import layers, manifest, sbom_identity
 from lambda_rules.facts import Kind
 from lambda_rules.platforms import LambdaPlatform
-from lambda_rules.staging import Distribution
+from lambda_rules.units import Distribution
 from lambda_rules.zipper.summary import ZipSummary
 
 

@@ -29,6 +29,7 @@ from lambda_rules import (
     parts_cache,
     resolve,
     sandbox_files,
+    units,
 )
 from lambda_rules.errors import LambdaRulesError
 from lambda_rules.facts import Kind
@@ -130,7 +131,7 @@ def derive(request: PackageRequest, work: Path, *, transitive: bool = True) -> D
         what=what,
         platform=platform,
         sources={path: file_sha256(source)[0] for path, source in sources.items()},
-        distributions=contents.split_distributions(sorted(resolved.files), resolved.records),
+        distributions=units.split_distributions(sorted(resolved.files), resolved.records),
         metadata=resolved.metadata,
         requirements=request.requirements,
         exclude=request.exclude,

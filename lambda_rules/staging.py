@@ -10,56 +10,14 @@ import ast
 import posixpath
 import re
 from collections import defaultdict
-from dataclasses import dataclass
 from typing import Iterable
-
-from packaging.utils import canonicalize_name
 
 from lambda_rules.errors import LambdaRulesError
 from lambda_rules.platforms import LambdaPlatform
 
-# Build and install tooling that a deployed function never imports: pip, setuptools (with its
-# pkg_resources and distutils shim) and wheel, plus console scripts and bytecode caches.
-_UNWANTED_TOP_LEVEL = re.compile(
-    r"^(pip|setuptools|pkg_resources|_distutils_hack|wheel|bin)(/|$)"
-    r"|^(pip|setuptools|wheel)-[^/]+\.dist-info(/|$)"
-    r"|^distutils-precedence\.pth$"
-)
-_DIST_INFO_DIR = re.compile(r"^(?P<name>[^/]+)-(?P<version>[^/-]+)\.dist-info/")
-
 
 class StagingError(LambdaRulesError):
     """The staged tree cannot make a working deployment package."""
-
-
-@dataclass(frozen=True)
-class Distribution:
-    """An installed distribution; `name` is canonical (PEP 503), as PyPI and pip spell it."""
-
-    name: str
-    version: str
-
-
-def is_bundled_distribution_path(path: str) -> bool:
-    """Whether a path of the flat site-packages belongs in the deployment package."""
-    if _UNWANTED_TOP_LEVEL.search(path):
-        return False
-    parts = path.split("/")
-    return "__pycache__" not in parts and not path.endswith((".pyc", ".pyo"))
-
-
-def distributions(paths: Iterable[str]) -> tuple[Distribution, ...]:
-    """The distributions installed in a flat site-packages, from their `.dist-info` directories.
-
-    Directory names escape `-` as `_` (`python_dateutil-2.9.0.dist-info`), so the name is
-    canonicalized back to what a requirement or PyPI shows (`python-dateutil`).
-    """
-    found = set()
-    for path in paths:
-        match = _DIST_INFO_DIR.match(path)
-        if match:
-            found.add(Distribution(canonicalize_name(match["name"]), match["version"]))
-    return tuple(sorted(found, key=lambda d: (d.name, d.version)))
 
 
 def path_collisions(source_paths: Iterable[str], distribution_paths: Iterable[str]) -> list[str]:

@@ -1,9 +1,12 @@
 """Splitting resolved third-party code into distribution units.
 
-A unit is one distribution's files (as its `*.dist-info/RECORD` lists them, minus what staging
-drops). Each unit is compressed on its own, in a process whose only inputs are that unit's files,
-so every function, layer and CI machine that resolves the same wheel for the same platform shares
+A unit is one distribution's files (as its `*.dist-info/RECORD` lists them, minus what a package
+never holds). Each unit is compressed on its own, in a process whose only input is that unit, so
+every function, layer and CI machine that resolves the same wheel for the same platform shares
 one cached part instead of compressing the wheel again.
+
+Standard library only: the Pants rules split a resolve inside the process that lays it out (see
+`scripts/pack_units.py`), on the interpreter pex runs on, where nothing else is installed.
 """
 
 from __future__ import annotations
@@ -11,10 +14,57 @@ from __future__ import annotations
 import csv
 import io
 import posixpath
+import re
 from dataclasses import dataclass
 from typing import Iterable, Mapping
 
-from lambda_rules.staging import Distribution, distributions
+# Build and install tooling that a deployed function never imports: pip, setuptools (with its
+# pkg_resources and distutils shim) and wheel, plus console scripts and bytecode caches.
+_UNWANTED_TOP_LEVEL = re.compile(
+    r"^(pip|setuptools|pkg_resources|_distutils_hack|wheel|bin)(/|$)"
+    r"|^(pip|setuptools|wheel)-[^/]+\.dist-info(/|$)"
+    r"|^distutils-precedence\.pth$"
+)
+_DIST_INFO_DIR = re.compile(r"^(?P<name>[^/]+)-(?P<version>[^/-]+)\.dist-info/")
+# PEP 503's normalization, as `packaging.utils.canonicalize_name` applies it; written out here
+# because this module runs where `packaging` is not installed (tests/test_units.py compares the
+# two).
+_NAME_SEPARATORS = re.compile(r"[-_.]+")
+
+
+def canonical_name(name: str) -> str:
+    """A distribution name as PyPI and pip spell it (PEP 503)."""
+    return _NAME_SEPARATORS.sub("-", name).lower()
+
+
+@dataclass(frozen=True)
+class Distribution:
+    """An installed distribution; `name` is canonical (PEP 503), as PyPI and pip spell it."""
+
+    name: str
+    version: str
+
+
+def is_bundled_distribution_path(path: str) -> bool:
+    """Whether a path of the flat site-packages belongs in the deployment package."""
+    if _UNWANTED_TOP_LEVEL.search(path):
+        return False
+    parts = path.split("/")
+    return "__pycache__" not in parts and not path.endswith((".pyc", ".pyo"))
+
+
+def distributions(paths: Iterable[str]) -> tuple[Distribution, ...]:
+    """The distributions installed in a flat site-packages, from their `.dist-info` directories.
+
+    Directory names escape `-` as `_` (`python_dateutil-2.9.0.dist-info`), so the name is
+    canonicalized back to what a requirement or PyPI shows (`python-dateutil`).
+    """
+    found = set()
+    for path in paths:
+        match = _DIST_INFO_DIR.match(path)
+        if match:
+            found.add(Distribution(canonical_name(match["name"]), match["version"]))
+    return tuple(sorted(found, key=lambda d: (d.name, d.version)))
 
 
 @dataclass(frozen=True)
@@ -64,3 +114,21 @@ def split_into_units(paths: Iterable[str], records: Mapping[str, bytes]) -> tupl
     if remaining:
         units.append(UnitPlan(None, tuple(sorted(remaining))))
     return tuple(units)
+
+
+@dataclass(frozen=True)
+class SplitDistributions:
+    """A resolve's files that go into packages, and its distributions split into units."""
+
+    bundled: tuple[str, ...]
+    units: tuple[UnitPlan, ...]
+
+
+def split_distributions(
+    distribution_files: Iterable[str], records: Mapping[str, bytes]
+) -> SplitDistributions:
+    """Leave out pip, setuptools, console scripts and `__pycache__`, and split the rest into one
+    unit per distribution by their RECORDs (`records`: each `*.dist-info/RECORD` path of the
+    resolve -> its content)."""
+    bundled = sorted(p for p in distribution_files if is_bundled_distribution_path(p))
+    return SplitDistributions(tuple(bundled), split_into_units(bundled, records))

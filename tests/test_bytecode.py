@@ -392,3 +392,22 @@ def test_workers_import_the_compiler_the_parent_was_loaded_from(pythons, tmp_pat
     expected = write_tree(tmp_path / "expected", TREE)
     assert compile_tree(pythons[9], expected, "/var/task").returncode == 0
     assert compiled(root) == compiled(expected)
+
+
+def test_a_packed_unit_is_unpacked_with_its_exec_bits_then_compiled(pythons, tmp_path):
+    """The rules hand a distribution to the compiler as the stored archive the resolve packed:
+    the tree it compiles is the unit's files, with their exec bits, wherever the entry names
+    point (zipfile keeps them inside the directory)."""
+    from lambda_rules.zipper.cli import main as zipper
+
+    tree = write_tree(tmp_path / "unit", {**TREE, "bin/run.sh": "#!/bin/sh\n"})
+    os.chmod(tree / "bin/run.sh", 0o755)
+    archive = tmp_path / "unit.zip"
+    assert zipper(["build", str(tree), "-o", str(archive), "--store"]) == 0
+    root = tmp_path / "staged"
+    result = compile_tree(pythons[12], root, "/var/task", "--unpack", str(archive), str(root))
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["compiled"] == len(TREE)
+    assert stat.S_IMODE(os.lstat(root / "bin/run.sh").st_mode) == 0o755
+    assert stat.S_IMODE(os.lstat(root / "pkg/__init__.py").st_mode) == 0o644
+    assert (root / "pkg/__pycache__/__init__.cpython-312.pyc").is_file()

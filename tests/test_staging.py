@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from lambda_rules import manifest, staging
+from lambda_rules import manifest, staging, units
 
 
 @pytest.mark.parametrize(
@@ -22,14 +22,14 @@ from lambda_rules import manifest, staging
     ],
 )
 def test_build_tooling_scripts_and_bytecode_are_left_out(path):
-    assert not staging.is_bundled_distribution_path(path)
+    assert not units.is_bundled_distribution_path(path)
 
 
 @pytest.mark.parametrize(
     "path", ["pydantic/main.py", "pipx_helper/x.py", "wheelie/a.py", "orjson/orjson.abi3.so"]
 )
 def test_ordinary_distribution_files_are_kept(path):
-    assert staging.is_bundled_distribution_path(path)
+    assert units.is_bundled_distribution_path(path)
 
 
 def test_distributions_come_from_dist_info_directories():
@@ -39,9 +39,9 @@ def test_distributions_come_from_dist_info_directories():
         "orjson-3.11.5.dist-info/METADATA",
         "orjson/__init__.py",
     ]
-    assert staging.distributions(paths) == (
-        staging.Distribution("orjson", "3.11.5"),
-        staging.Distribution("pydantic", "2.12.5"),
+    assert units.distributions(paths) == (
+        units.Distribution("orjson", "3.11.5"),
+        units.Distribution("pydantic", "2.12.5"),
     )
 
 
@@ -99,7 +99,7 @@ def test_content_addressed_name_and_manifest():
         runtime="python3.12",
         architecture="arm64",
         handler="app.handler",
-        distributions=[staging.Distribution("orjson", "3.11.5")],
+        distributions=[units.Distribution("orjson", "3.11.5")],
         sbom="lambda.cdx.json",
         sbom_sha256="cd" * 32,
     ).to_json()
@@ -122,7 +122,7 @@ def test_distribution_names_are_canonical():
         "zope.interface-7.0.dist-info/METADATA",
         "typing_extensions-4.12.2.dist-info/RECORD",
     ]
-    assert [d.name for d in staging.distributions(paths)] == [
+    assert [d.name for d in units.distributions(paths)] == [
         "python-dateutil",
         "pyyaml",
         "typing-extensions",

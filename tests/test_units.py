@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
-from lambda_rules.staging import Distribution
-from lambda_rules.units import record_paths, split_into_units
+import subprocess
+import sys
+
+import pytest
+from packaging.utils import canonicalize_name
+
+from lambda_rules.units import Distribution, canonical_name, record_paths, split_into_units
+from tests.conftest import REPO_ROOT
 
 NUMPY_RECORD = b"""numpy/__init__.py,sha256=abc,10
 numpy/core/_multiarray.so,sha256=def,20
@@ -87,3 +93,17 @@ def test_a_path_two_records_claim_goes_to_the_first_distribution_and_unclaimed_f
     assert units[2].paths == ("stray.pth",)
     every_path = [p for u in units for p in u.paths]
     assert sorted(every_path) == sorted(bundled)
+
+
+@pytest.mark.parametrize(
+    "name", ["python_dateutil", "Flask", "zope.interface", "ruamel.yaml.clib", "A__b--C..d"]
+)
+def test_canonical_name_is_packagings(name):
+    """`units` runs where `packaging` is not installed, so it writes PEP 503 out: the same."""
+    assert canonical_name(name) == canonicalize_name(name)
+
+
+def test_units_imports_the_standard_library_only():
+    """The resolve's process splits with it, on an interpreter that has nothing else."""
+    program = f"import sys; sys.path[:0] = [{str(REPO_ROOT)!r}]; import lambda_rules.units"
+    subprocess.run([sys.executable, "-I", "-S", "-c", program], check=True)

@@ -12,7 +12,7 @@ contents under a directory SCRIPTS, and run
 
     python3.X -I -B -c "<entry_program(BYTECODE_COMPILER_MODULE, (SCRIPTS,))>" compile \
         --root DIR --prefix /var/task [--workers N] [--on-invalid fail|skip] \
-        [--third-party REL]... [--third-party-list FILE]
+        [--third-party REL]... [--third-party-list FILE] [--unpack ARCHIVE DIR]...
 
 (`python3.X -m lambda_rules.scripts.bytecode compile ...` from a checkout), then read its JSON
 report from standard output; its workers import this module again from the same directory.
@@ -279,6 +279,18 @@ def compile_in_place(
     }
 
 
+def unpack(archive: str, directory: str) -> None:
+    """Extract `archive` into `directory` with each file's exec bit (0755, else 0644); zipfile
+    keeps every entry inside `directory`."""
+    import zipfile
+
+    with zipfile.ZipFile(archive) as source:
+        for info in source.infolist():
+            path = source.extract(info, directory)
+            if not info.is_dir():
+                os.chmod(path, 0o755 if info.external_attr >> 16 & 0o111 else 0o644)
+
+
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
@@ -298,6 +310,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     c.add_argument(
         "--prefix", required=True, help="where Lambda loads it from: /var/task, /opt/python"
+    )
+    c.add_argument(
+        "--unpack",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("ARCHIVE", "DIR"),
+        help="first extract ARCHIVE (a unit the rules packed) into DIR, exec bits kept "
+        "(repeatable)",
     )
     c.add_argument(
         "--workers", type=int, default=1, help="worker processes (the bytes do not depend on it)"
@@ -322,6 +343,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.workers < 1:
         parser.error("--workers must be at least 1")
+    for archive, directory in args.unpack:
+        unpack(archive, directory)
     for root in args.root:
         if not os.path.isdir(root):
             parser.error(f"--root {root} is not a directory")

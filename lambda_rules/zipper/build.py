@@ -10,6 +10,7 @@ from lambda_rules.zipper.archive import PlannedEntry, write_archive
 from lambda_rules.zipper.compress import DEFAULT_LEVEL, effective_level
 from lambda_rules.zipper.errors import ZipError
 from lambda_rules.zipper.filters import PathFilter
+from lambda_rules.zipper.names import entry_prefix
 from lambda_rules.zipper.pipeline import resolve_workers
 from lambda_rules.zipper.summary import ZipSummary
 from lambda_rules.zipper.tree import collect_files
@@ -26,9 +27,10 @@ def build_zip(
     timestamp: int | None = None,
     workers: int | None = None,
     max_workers: int | None = None,
+    prefix: str = "",
 ) -> ZipSummary:
-    """Zip every file under `root` into `out`; the bytes depend only on names, contents and exec
-    bits.
+    """Zip every file under `root` into `out` (under `prefix`, if given); the bytes depend only
+    on names, contents and exec bits.
 
     `__pycache__`, `*.pyc` and `*.pyo` are left out unless re-admitted by
     `includes` (see filters.py). `timestamp` is a Unix epoch for every entry
@@ -37,11 +39,12 @@ def build_zip(
     root, out = Path(root), Path(out)
     compress_level = effective_level(level, store)
     path_filter = PathFilter(excludes, includes)
+    under = entry_prefix(prefix)
     _refuse_output_inside(root, out)
     files = collect_files(root, path_filter)
     return write_archive(
         out,
-        [PlannedEntry(f.name, f.executable, f) for f in files],
+        [PlannedEntry(under + f.name, f.executable, f) for f in files],
         level=compress_level,
         timestamp=timestamp,
         workers=resolve_workers(workers, sum(f.size for f in files), max_workers),

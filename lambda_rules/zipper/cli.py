@@ -98,11 +98,15 @@ def add_zipper_commands(commands: argparse._SubParsersAction) -> None:
         "build-parts",
         help="zip several directories, each into its own archive, in one process",
         description="For each --part DIR OUT.zip, write OUT.zip exactly as `build DIR -o OUT.zip` "
-        "would, with the same options for all. One process instead of one per directory: a "
-        "build tool with many small directories (distributions) saves a start each.",
+        "would, and for each --repack IN.zip OUT.zip as `repack IN.zip -o OUT.zip` would, with "
+        "the same options for all. One process instead of one per input: a build tool with many "
+        "small distributions saves a start each.",
     )
     build_parts.add_argument(
-        "--part", nargs=2, action="append", required=True, metavar=("DIR", "OUT.zip"), type=Path
+        "--part", nargs=2, action="append", default=[], metavar=("DIR", "OUT.zip"), type=Path
+    )
+    build_parts.add_argument(
+        "--repack", nargs=2, action="append", default=[], metavar=("IN.zip", "OUT.zip"), type=Path
     )
     _add_write_options(build_parts, one_output=False)
     build_parts.set_defaults(run=_run_build_parts)
@@ -151,7 +155,7 @@ def add_zipper_commands(commands: argparse._SubParsersAction) -> None:
     merge.add_argument(
         "--tree", metavar="DIR", type=Path, help="also zip DIR's files and merge them in"
     )
-    _add_write_options(merge)
+    _add_write_options(merge, with_prefix=False)
     merge.set_defaults(run=_run_merge)
 
     diff = commands.add_parser(
@@ -175,7 +179,9 @@ def add_zipper_commands(commands: argparse._SubParsersAction) -> None:
     hash_.set_defaults(run=_run_hash)
 
 
-def _add_write_options(parser: argparse.ArgumentParser, *, one_output: bool = True) -> None:
+def _add_write_options(
+    parser: argparse.ArgumentParser, *, one_output: bool = True, with_prefix: bool = True
+) -> None:
     if one_output:
         parser.add_argument("-o", "--output", metavar="OUT.zip", type=Path, required=True)
     compression = parser.add_mutually_exclusive_group()
@@ -206,6 +212,13 @@ def _add_write_options(parser: argparse.ArgumentParser, *, one_output: bool = Tr
         metavar="EPOCH",
         help="Unix time for every entry, in UTC (default: $SOURCE_DATE_EPOCH, else 1980-01-01)",
     )
+    if with_prefix:
+        parser.add_argument(
+            "--prefix",
+            default="",
+            metavar="DIR/",
+            help="put every entry under DIR/ (a Lambda layer's python/)",
+        )
     workers = parser.add_mutually_exclusive_group()
     workers.add_argument(
         "--workers", type=int, metavar="N", help="compression processes (default: all CPUs)"
@@ -240,6 +253,7 @@ def _write_options(args: argparse.Namespace) -> dict:
         timestamp=timestamp,
         workers=args.workers,
         max_workers=args.max_workers,
+        **({"prefix": args.prefix} if "prefix" in args else {}),
     )
 
 
@@ -256,10 +270,15 @@ def _run_build(args: argparse.Namespace) -> int:
 
 
 def _run_build_parts(args: argparse.Namespace) -> int:
+    if not args.part and not args.repack:
+        raise ZipError(
+            "build-parts: give at least one --part DIR OUT.zip or --repack IN.zip OUT.zip"
+        )
     options = _write_options(args)
-    for directory, output in args.part:
+    jobs = [(build_zip, d, o) for d, o in args.part] + [(repack_zip, a, o) for a, o in args.repack]
+    for write, source, output in jobs:
         output.parent.mkdir(parents=True, exist_ok=True)
-        summary = build_zip(directory, output, **options)
+        summary = write(source, output, **options)
         print(f"{output}  {summary.zipped_size} bytes  sha256:{summary.sha256_hex}")
     return 0
 

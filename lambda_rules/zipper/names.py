@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from lambda_rules.zipper.errors import InputTreeError, UnsafeArchiveError
+from lambda_rules.zipper.errors import InputTreeError, UnsafeArchiveError, ZipError
 
 # C0 controls, DEL and C1 controls (Unicode category Cc). Legal in Linux file names, but a
 # newline splits every line-based listing, an escape sequence rewrites the terminal showing it,
@@ -73,3 +73,21 @@ def normalize_archive_name(name: str, archive: str) -> str:
     if name.endswith("/") and normalized:
         normalized += "/"
     return normalized
+
+
+def entry_prefix(prefix: str) -> str:
+    """A directory every entry goes under (a layer's `python/`), checked as a name would be;
+    the empty prefix puts entries at the root."""
+    if not prefix:
+        return ""
+    directory = prefix[:-1] if prefix.endswith("/") else prefix
+    segments = directory.split("/")
+    plain = all(s not in ("", ".", "..") for s in segments) and not _CONTROL_CHARACTER.search(
+        prefix
+    )
+    if not plain or "\\" in prefix or ":" in segments[0]:
+        raise ZipError(
+            f"--prefix {prefix!r}: give a relative directory without '.', '..' or empty "
+            "segments, such as 'python/'"
+        )
+    return directory + "/"

@@ -31,7 +31,7 @@ from lambda_rules.zipper.entry_data import read_entry_data
 from lambda_rules.zipper.errors import UnsafeArchiveError
 from lambda_rules.zipper.filters import PathFilter
 from lambda_rules.zipper.format import METHOD_DEFLATED, METHOD_STORED
-from lambda_rules.zipper.names import normalize_archive_name
+from lambda_rules.zipper.names import entry_prefix, normalize_archive_name
 from lambda_rules.zipper.pipeline import resolve_workers
 from lambda_rules.zipper.reader import ArchiveEntry, read_archive
 from lambda_rules.zipper.summary import ZipSummary
@@ -80,13 +80,19 @@ def repack_zip(
     workers: int | None = None,
     max_workers: int | None = None,
     limits: RepackLimits = RepackLimits(),
+    prefix: str = "",
 ) -> ZipSummary:
-    """Rewrite `archive` into canonical form at `out` (which may be the same path)."""
+    """Rewrite `archive` into canonical form at `out` (which may be the same path), every entry
+    under `prefix` if given."""
     compress_level = effective_level(level, store)
     path_filter = PathFilter(excludes, includes, default_excludes=())
+    under = entry_prefix(prefix)
     shown = os.fspath(archive)
     parsed = read_archive(archive)
-    planned = _plan_entries(shown, parsed.entries, path_filter, limits)
+    planned = [
+        PlannedEntry(under + p.name, p.executable, p.content)
+        for p in _plan_entries(shown, parsed.entries, path_filter, limits)
+    ]
     return write_archive(
         Path(out),
         planned,

@@ -5,7 +5,9 @@ Staging runs the real pex (the PEX that ./pants bootstraps) against the real loc
 
 from __future__ import annotations
 
+import io
 import subprocess
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -20,14 +22,19 @@ from pants.backend.python.util_rules.faas import (
 )
 from pants.core.target_types import ResourcesGeneratorTarget
 from pants.engine.addresses import Address
-from pants.engine.fs import Digest, DigestEntries
+from pants.engine.fs import Digest, DigestContents, DigestEntries
 from pants.engine.internals.scheduler import ExecutionError
 from pants.engine.target import InferredDependencies, InvalidFieldException
 from pants.testutil.rule_runner import QueryRule, RuleRunner
 
 from lambda_rules.plugin import package
 from lambda_rules.plugin.field_sets import LambdaFunctionFieldSet
-from lambda_rules.plugin.steps.stage import StagedLambda, StageLambdaRequest
+from lambda_rules.plugin.steps.stage import (
+    UNIT_ARCHIVE,
+    DistributionUnit,
+    StagedLambda,
+    StageLambdaRequest,
+)
 from lambda_rules.plugin.target_types import (
     LambdaFunctionDependencies,
     LambdaFunctionTarget,
@@ -74,6 +81,7 @@ def rule_runner(pex_cli_options) -> RuleRunner:
             QueryRule(StagedLambda, [StageLambdaRequest]),
             QueryRule(InferredDependencies, [InferPythonFaaSHandlerDependency]),
             QueryRule(DigestEntries, [Digest]),
+            QueryRule(DigestContents, [Digest]),
         ],
         target_types=[
             LambdaFunctionTarget,
@@ -101,17 +109,29 @@ def field_set(runner: RuleRunner, address: Address) -> LambdaFunctionFieldSet:
     return LambdaFunctionFieldSet.create(runner.get_target(address))
 
 
+def unit_paths(runner: RuleRunner, unit: DistributionUnit) -> set[str]:
+    """First-party code's files, or the names in a distribution's stored archive (whose
+    metadata files are some of them)."""
+    if unit.first_party:
+        return {entry.path for entry in runner.request(DigestEntries, [unit.digest])}
+    (archive,) = runner.request(DigestContents, [unit.digest])
+    assert archive.path == UNIT_ARCHIVE
+    with zipfile.ZipFile(io.BytesIO(archive.content)) as opened:
+        names = {info.filename for info in opened.infolist()}
+        assert {info.compress_type for info in opened.infolist()} == {zipfile.ZIP_STORED}
+    metadata = {entry.path for entry in runner.request(DigestEntries, [unit.metadata])}
+    assert metadata and metadata <= names
+    return names
+
+
 def stage(runner: RuleRunner, address: Address) -> tuple[StagedLambda, set[str]]:
     fs = field_set(runner, address)
     request = StageLambdaRequest(fs.address, fs.platform, (), handler=fs.handler)
     staged = runner.request(StagedLambda, [request])
-    unit_paths = [
-        {entry.path for entry in runner.request(DigestEntries, [unit.digest])}
-        for unit in staged.all_units
-    ]
+    paths = [unit_paths(runner, unit) for unit in staged.all_units]
     # Units never overlap: merging their parts must never meet a path twice.
-    assert sum(map(len, unit_paths)) == len(set().union(*unit_paths))
-    return staged, set().union(*unit_paths)
+    assert sum(map(len, paths)) == len(set().union(*paths))
+    return staged, set().union(*paths)
 
 
 HANDLER = "import orjson\n\ndef handler(event, context):\n    return orjson.dumps(event)\n"
@@ -183,7 +203,7 @@ def test_staging_holds_sources_resources_and_flat_wheels_only(rule_runner):
     assert staged.handler == "app.handler"
     assert [(d.name, d.version) for d in staged.distributions] == [("orjson", "3.11.5")]
     (orjson,) = staged.units
-    orjson_paths = {e.path for e in rule_runner.request(DigestEntries, [orjson.digest])}
+    orjson_paths = unit_paths(rule_runner, orjson)
     assert orjson_paths and all(p.startswith("orjson") for p in orjson_paths)
     assert {"app.py", "data/config.json", "orjson/__init__.py"} <= paths
     assert any(p.startswith("orjson/orjson.cpython-311-x86_64-linux-gnu") for p in paths)

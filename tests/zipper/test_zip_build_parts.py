@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import zipfile
+
+import pytest
+
 from lambda_rules.zipper.cli import main
-from tests.conftest import file_sha256_hex, write_tree
+from tests.conftest import file_sha256_hex, write_tree, zipper_refuses
 
 
 def test_each_part_is_what_build_writes(tmp_path, capsys):
@@ -27,3 +32,63 @@ def test_a_bad_part_is_refused_like_build(tmp_path, capsys):
     assert code == 2
     err = capsys.readouterr().err
     assert err.startswith("lambda-zip: error: ") and "missing" in err
+
+
+def _unit_tree(tmp_path):
+    tree = write_tree(
+        tmp_path / "unit",
+        {"six.py": "X = 1\n" * 400, "six-1.0.dist-info/RECORD": "six.py,,\n", "bin/tool": "#!\n"},
+    )
+    os.chmod(tree / "bin/tool", 0o755)
+    return tree
+
+
+def test_a_stored_archive_repacks_to_what_build_writes_of_its_tree(tmp_path):
+    """The rules pack each unit stored where pex lays it out, and compress by repacking it: the
+    part must be byte-identical to a build of the unit's files, exec bits included."""
+    tree = _unit_tree(tmp_path)
+    stored, built, repacked = (tmp_path / n for n in ("stored.zip", "built.zip", "repacked.zip"))
+    assert main(["build", str(tree), "-o", str(stored), "--store"]) == 0
+    assert main(["build", str(tree), "-o", str(built), "--level", "9"]) == 0
+    assert main(["repack", str(stored), "-o", str(repacked), "--level", "9"]) == 0
+    assert file_sha256_hex(repacked) == file_sha256_hex(built)
+    with zipfile.ZipFile(repacked) as archive:
+        assert archive.getinfo("bin/tool").external_attr >> 16 & 0o111
+
+
+def test_repack_parts_and_prefix_are_what_repack_and_build_write(tmp_path):
+    tree = _unit_tree(tmp_path)
+    stored = tmp_path / "stored.zip"
+    assert main(["build", str(tree), "-o", str(stored), "--store"]) == 0
+    parts = tmp_path / "parts"
+    argv = ["build-parts", "--repack", str(stored), str(parts / "0.zip"), "--prefix", "python/"]
+    assert main([*argv, "--part", str(tree), str(parts / "1.zip"), "--level", "6"]) == 0
+    alone = [tmp_path / "repacked.zip", tmp_path / "built.zip"]
+    assert (
+        main(["repack", str(stored), "-o", str(alone[0]), "--prefix", "python", "--level", "6"])
+        == 0
+    )
+    assert (
+        main(["build", str(tree), "-o", str(alone[1]), "--prefix", "python/", "--level", "6"]) == 0
+    )
+    assert file_sha256_hex(parts / "0.zip") == file_sha256_hex(alone[0])
+    assert file_sha256_hex(parts / "1.zip") == file_sha256_hex(alone[1])
+    assert file_sha256_hex(alone[0]) == file_sha256_hex(alone[1])
+    with zipfile.ZipFile(alone[0]) as archive:
+        assert archive.namelist() == [
+            "python/bin/tool",
+            "python/six-1.0.dist-info/RECORD",
+            "python/six.py",
+        ]
+
+
+@pytest.mark.parametrize("prefix", ["/abs/", "../up/", "a/../b/", "./", "a//b/"])
+def test_a_prefix_that_is_not_a_plain_relative_directory_is_refused(tmp_path, capsys, prefix):
+    tree = _unit_tree(tmp_path)
+    err = zipper_refuses(tmp_path, capsys, "build", tree, "--prefix", prefix)
+    assert "--prefix" in err and "python/" in err
+
+
+def test_build_parts_without_inputs_is_refused(tmp_path, capsys):
+    assert main(["build-parts"]) == 2
+    assert "--part" in capsys.readouterr().err

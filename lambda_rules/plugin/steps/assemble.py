@@ -70,7 +70,6 @@ _PARTS_DIR_PREFIX = "__lambda_part_"
 _LAYERS_DIR_PREFIX = "__lambda_layer_"
 # Where the SBOM template's sandbox holds the units' metadata, and which files of theirs it reads.
 _DISTRIBUTIONS_DIR = "distributions"
-_DIST_INFO_GLOBS = PathGlobs(["**/*.dist-info/METADATA", "**/*.dist-info/WHEEL"])
 
 
 @dataclass(frozen=True)
@@ -256,12 +255,8 @@ async def write_sbom_template(request: SbomTemplateRequest, tool: LambdaZipTool)
     output = "sbom-template.cdx.json"
     platform = request.platform
     # Every unit's `*.dist-info/METADATA` and `WHEEL`, in one tree laid out as the archive.
-    metadata = await MultiGet(
-        Get(Digest, DigestSubset(unit.digest, _DIST_INFO_GLOBS)) for unit in request.units
-    )
-    distributions = await Get(
-        Digest, AddPrefix(await Get(Digest, MergeDigests(metadata)), _DISTRIBUTIONS_DIR)
-    )
+    metadata = await Get(Digest, MergeDigests(unit.metadata for unit in request.units))
+    distributions = await Get(Digest, AddPrefix(metadata, _DISTRIBUTIONS_DIR))
     layer_digests = linked_directories(
         _LAYERS_DIR_PREFIX, [layer.digest for layer in request.layers]
     )

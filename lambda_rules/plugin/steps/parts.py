@@ -1,7 +1,10 @@
 """Parts: each distribution unit -> [its `.pyc`, by the runtime's CPython] -> a compressed part.
 
-A unit's processes see only that unit's files (and the tool), so every function, layer and
-machine that resolves the same wheel for the same platform shares its cached part. A process costs
+A unit's processes see only that unit (and the tool), so every function, layer and machine that
+resolves the same wheel for the same platform shares its cached part. A distribution arrives as
+the stored archive its resolve packed: without bytecode, `repack` compresses it (byte-identical to
+a `build` of its files, as `lambda-zip package` makes the part); with bytecode, the compiler
+unpacks it first. A process costs
 about 0.1 s to start whatever it does, more than compressing a small distribution takes, so units
 below `SMALL_UNIT_BYTES` are compiled and compressed together, one process for all of a
 function's small units, each still into a part of its own: the merged archive does not change,
@@ -35,7 +38,7 @@ from lambda_rules import facts, sandbox_files
 from lambda_rules.errors import LambdaRulesError
 from lambda_rules.platforms import LambdaPlatform
 from lambda_rules.plugin.steps.cache import REMOTE_CACHE_SPECULATION_DELAY_MILLIS
-from lambda_rules.plugin.steps.stage import DistributionUnit
+from lambda_rules.plugin.steps.stage import UNIT_ARCHIVE, DistributionUnit
 from lambda_rules.plugin.steps.tool import ZipperTool
 from lambda_rules.plugin.subsystems.lambda_zip import LambdaZipSubsystem
 from lambda_rules.scripts.interpreters import InterpreterNotFoundError
@@ -49,6 +52,9 @@ _PARALLEL_UNIT_BYTES = 8 << 20
 # 106-135 ms per "Compress" process of a unit under 1 MB, 189 ms for pydantic-core's 4 MB).
 SMALL_UNIT_BYTES = 2 << 20
 _GROUP_PARTS_DIR = "parts"
+# Where a group's processes hold its units' archives: outside `STAGED_DIR`, which a compile
+# process outputs.
+_GROUP_ARCHIVES_DIR = "units"
 # Where a compile process's sandbox holds the compiler's files (`sandbox_files.BYTECODE_COMPILER`).
 _BYTECODE_COMPILER_DIR = "__lambda_scripts"
 
@@ -74,7 +80,8 @@ class BytecodeCompiler:
 
 @dataclass(frozen=True)
 class CompileBytecodeRequest:
-    """Compile each of `roots` (directories of `staged`) as a tree of its own."""
+    """Compile each of `roots` (directories of `staged`) as a tree of its own, after unpacking
+    each (archive, directory) of `unpack`."""
 
     staged: Digest
     roots: tuple[str, ...]
@@ -82,6 +89,7 @@ class CompileBytecodeRequest:
     first_party: bool
     compiler: BytecodeCompiler
     cores: int
+    unpack: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -187,6 +195,7 @@ async def compile_bytecode(request: CompileBytecodeRequest) -> CompiledBytecode:
                     "--workers",
                     "{pants_concurrency}",
                     *invalid,
+                    *(arg for pair in request.unpack for arg in ("--unpack", *pair)),
                 ),
                 input_digest=await Get(Digest, MergeDigests([request.staged, script])),
                 output_directories=(STAGED_DIR,),
@@ -210,11 +219,24 @@ def _cores_for(unit: DistributionUnit) -> int:
     return 1 if unit.size < _PARALLEL_UNIT_BYTES else 8
 
 
+def _staged_path(unit: DistributionUnit, root: str) -> str:
+    """Where a distribution's files go when unpacked below `root`, as the package holds them."""
+    return f"{root}/{unit.path_prefix}".rstrip("/")
+
+
 @rule(desc="Prepare a unit for zipping", level=LogLevel.DEBUG)
 async def prepare_unit(request: PrepareUnitRequest) -> PreparedUnit:
+    """A unit's files under `staged/`, compiled if asked: first-party code, or a distribution
+    with bytecode (a distribution without is repacked from its archive, `zip_part`)."""
     unit = request.unit
-    staged = await Get(Digest, AddPrefix(unit.digest, STAGED_DIR))
+    if unit.first_party:
+        staged = await Get(Digest, AddPrefix(unit.digest, STAGED_DIR))
+        unpack: tuple[tuple[str, str], ...] = ()
+    else:
+        staged = unit.digest
+        unpack = ((UNIT_ARCHIVE, _staged_path(unit, STAGED_DIR)),)
     if not request.bytecode:
+        assert unit.first_party, "a distribution without bytecode is repacked, not staged"
         return PreparedUnit(staged)
     compiled = await Get(
         CompiledBytecode,
@@ -225,6 +247,7 @@ async def prepare_unit(request: PrepareUnitRequest) -> PreparedUnit:
             unit.first_party,
             request.bytecode,
             _cores_for(unit),
+            unpack,
         ),
     )
     return PreparedUnit(
@@ -241,20 +264,24 @@ async def zip_part(
     """Compress one unit. The inputs are only the unit's files and the tool, so the result is
     shared by every function, layer and machine that resolves the same distribution."""
     unit = request.unit
-    prepared = await Get(PreparedUnit, PrepareUnitRequest, request)
+    if unit.first_party or request.bytecode:
+        prepared = await Get(PreparedUnit, PrepareUnitRequest, request)
+        source: tuple[str, ...] = ("build", STAGED_DIR, *prepared.build_args)
+    else:
+        prepared = PreparedUnit(unit.digest)
+        prefix = ("--prefix", unit.path_prefix) if unit.path_prefix else ()
+        source = ("repack", UNIT_ARCHIVE, *prefix)
     result = await Get(
         ProcessResult,
         Process,
         tool.process(
             argv=(
-                "build",
-                STAGED_DIR,
+                *source,
                 "-o",
                 PART_FILE,
                 "--max-workers",
                 # Filled in by Pants with the cores it grants; not part of the cache key.
                 "{pants_concurrency}",
-                *prepared.build_args,
                 *subsystem.level_args(),
             ),
             input_digest=prepared.digest,
@@ -284,37 +311,47 @@ async def zip_part_group(
         return ZipParts(
             (await Get(ZipPart, PrepareUnitRequest(request.units[0], request.bytecode)),)
         )
-    roots = tuple(f"{STAGED_DIR}/{index}" for index in range(len(request.units)))
     described = f"{len(request.units)} small distributions: " + ", ".join(
         unit.description for unit in request.units
     )
-    prefixed = await MultiGet(
-        Get(Digest, AddPrefix(unit.digest, root)) for unit, root in zip(request.units, roots)
+    outputs = [f"{_GROUP_PARTS_DIR}/{index}/{PART_FILE}" for index in range(len(request.units))]
+    renamed = await MultiGet(
+        Get(Digest, AddPrefix(unit.digest, f"{_GROUP_ARCHIVES_DIR}/{index}"))
+        for index, unit in enumerate(request.units)
     )
-    staged = await Get(Digest, MergeDigests(prefixed))
-    build_args: tuple[str, ...] = ()
-    compiled_by = None
+    inputs = await Get(Digest, MergeDigests(renamed))
     if request.bytecode:
+        roots = tuple(f"{STAGED_DIR}/{index}" for index in range(len(request.units)))
         compiled = await Get(
             CompiledBytecode,
-            CompileBytecodeRequest(staged, roots, described, False, request.bytecode, 1),
+            CompileBytecodeRequest(
+                inputs,
+                roots,
+                described,
+                False,
+                request.bytecode,
+                1,
+                tuple(
+                    (f"{_GROUP_ARCHIVES_DIR}/{index}/{UNIT_ARCHIVE}", _staged_path(unit, root))
+                    for index, (unit, root) in enumerate(zip(request.units, roots))
+                ),
+            ),
         )
-        staged, compiled_by = compiled.digest, compiled.python_version
-        build_args = ("--include", f"*.{request.bytecode.cache_tag}.pyc")
-    outputs = [f"{_GROUP_PARTS_DIR}/{index}/{PART_FILE}" for index in range(len(roots))]
+        inputs, compiled_by = compiled.digest, compiled.python_version
+        jobs = [arg for job in zip(roots, outputs) for arg in ("--part", *job)]
+        jobs += ["--include", f"*.{request.bytecode.cache_tag}.pyc"]
+    else:
+        compiled_by = None
+        sources = [f"{_GROUP_ARCHIVES_DIR}/{i}/{UNIT_ARCHIVE}" for i in range(len(request.units))]
+        jobs = [arg for job in zip(sources, outputs) for arg in ("--repack", *job)]
+        (prefix,) = {unit.path_prefix for unit in request.units}  # one package's units
+        jobs += ("--prefix", prefix) if prefix else ()
     result = await Get(
         ProcessResult,
         Process,
         tool.process(
-            argv=(
-                "build-parts",
-                *(arg for root, out in zip(roots, outputs) for arg in ("--part", root, out)),
-                "--workers",
-                "1",
-                *build_args,
-                *subsystem.level_args(),
-            ),
-            input_digest=staged,
+            argv=("build-parts", *jobs, "--workers", "1", *subsystem.level_args()),
+            input_digest=inputs,
             output_directories=(_GROUP_PARTS_DIR,),
             description=f"Compress {described}",
             level=LogLevel.DEBUG,

@@ -1,4 +1,5 @@
-"""Resolve: a target's requirements -> its distributions for one Lambda platform, laid out flat."""
+"""Resolve: a target's requirements -> its distributions for one Lambda platform, one stored
+archive per distribution unit (`scripts/pack_units.py`)."""
 
 from __future__ import annotations
 
@@ -29,11 +30,14 @@ from pants.engine.process import Process, ProcessExecutionFailure, ProcessResult
 from pants.engine.rules import Get, collect_rules, rule
 from pants.util.logging import LogLevel
 
-from lambda_rules import staging
+from lambda_rules import sandbox_files, staging
 from lambda_rules.platforms import LambdaPlatform
 from lambda_rules.plugin.steps.cache import REMOTE_CACHE_SPECULATION_DELAY_MILLIS
 
 _SITE_PACKAGES_DIR = "site-packages"
+_UNITS_DIR = "units"
+# Where the resolve's sandbox holds the packer's files (`sandbox_files.UNIT_PACKER`).
+_PACKER_DIR = "__lambda_packer"
 # Wheels only: building an sdist would run arbitrary code on this machine and could give a wheel
 # for the host instead of for Lambda.
 _WHEELS_ONLY = ("--no-build",)
@@ -47,7 +51,8 @@ class ResolveLambdaDistributionsRequest:
 
 @dataclass(frozen=True)
 class LambdaDistributions:
-    """Third-party distributions for one Lambda platform, laid out flat at the digest root."""
+    """Third-party distributions for one Lambda platform, split into units and packed, as
+    `scripts/pack_units.py` lays them out at the digest root (empty without requirements)."""
 
     digest: Digest
 
@@ -115,25 +120,48 @@ async def resolve_lambda_distributions(
                 *setup.argv,
             ),
             additional_input_digest=input_digest,
-            output_directories=(_SITE_PACKAGES_DIR,),
             concurrency_available=setup.concurrency_available,
             description=f"Resolve requirements of {request.address} for {platform.description}",
         ),
     )
-    delayed = dataclasses.replace(
-        process, remote_cache_speculation_delay_millis=REMOTE_CACHE_SPECULATION_DELAY_MILLIS
+    # pex runs inside the packer's process, so Pants captures a few archives instead of every
+    # file pex lays out (`PexEnvironment.create_argv` puts the interpreter pex runs on first).
+    packer = await Get(
+        Digest,
+        CreateDigest(
+            FileContent(f"{_PACKER_DIR}/{path}", content)
+            for path, content in sandbox_files.UNIT_PACKER.read().items()
+        ),
+    )
+    packing = dataclasses.replace(
+        process,
+        argv=(
+            process.argv[0],
+            "-I",
+            "-S",
+            "-B",
+            "-c",
+            sandbox_files.entry_program(sandbox_files.UNIT_PACKER_MODULE, (_PACKER_DIR,)),
+            "--site-packages",
+            _SITE_PACKAGES_DIR,
+            "--out",
+            _UNITS_DIR,
+            "--",
+            *process.argv,
+        ),
+        input_digest=await Get(Digest, MergeDigests([process.input_digest, packer])),
+        output_directories=(_UNITS_DIR,),
+        remote_cache_speculation_delay_millis=REMOTE_CACHE_SPECULATION_DELAY_MILLIS,
     )
     try:
-        result = await Get(ProcessResult, Process, delayed)
+        result = await Get(ProcessResult, Process, packing)
     except ProcessExecutionFailure as e:
         raise staging.ResolveError(
             staging.explain_resolve_failure(
                 str(request.address), platform, e.stderr.decode(errors="replace")
             )
         ) from e
-    return LambdaDistributions(
-        await Get(Digest, RemovePrefix(result.output_digest, _SITE_PACKAGES_DIR))
-    )
+    return LambdaDistributions(await Get(Digest, RemovePrefix(result.output_digest, _UNITS_DIR)))
 
 
 def rules():

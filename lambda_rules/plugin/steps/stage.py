@@ -1,15 +1,16 @@
 """Stage: a target's sources and distributions -> first-party code and distribution units.
 
 Only what the target depends on goes in (source roots stripped). What the package holds is decided
-as for `lambda-zip package`: `contents.split_distributions` leaves out pip, setuptools, console
-scripts and `__pycache__` and splits the rest into one unit each by their RECORD (once per resolve,
-for every target on it), and `contents.plan_contents` leaves out what `exclude_distributions` and
-the function's layers hold. The handler is checked statically here, against everything the
-function sees.
+as for `lambda-zip package`: `units.split_distributions` leaves out pip, setuptools, console
+scripts and `__pycache__` and splits the rest into one unit each by their RECORD (in the resolve's
+process, once for every target on it), and `contents.plan_contents` leaves out what
+`exclude_distributions` and the function's layers hold. The handler is checked statically here,
+against everything the function sees.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 
@@ -24,6 +25,7 @@ from pants.backend.python.util_rules.python_sources import (
 )
 from pants.engine.addresses import Address
 from pants.engine.fs import (
+    EMPTY_DIGEST,
     AddPrefix,
     CreateDigest,
     Digest,
@@ -37,26 +39,38 @@ from pants.engine.rules import Get, MultiGet, collect_rules, rule
 from pants.engine.target import TransitiveTargets, TransitiveTargetsRequest
 from pants.util.logging import LogLevel
 
-from lambda_rules import contents, layers, staging
+from lambda_rules import contents, layers, units
 from lambda_rules.platforms import LambdaPlatform
 from lambda_rules.plugin.steps.resolve import (
     LambdaDistributions,
     ResolveLambdaDistributionsRequest,
 )
 from lambda_rules.plugin.target_types import LambdaFunctionHandlerField
+from lambda_rules.scripts.pack_units import METADATA_DIR, UNITS_JSON
+from lambda_rules.units import Distribution
 
 logger = logging.getLogger(__name__)
 
 
+# The name a distribution unit's archive has in every process that reads it: its digest alone
+# decides their cache keys.
+UNIT_ARCHIVE = "unit.zip"
+_METADATA_FILES = ("METADATA", "WHEEL")
+
+
 @dataclass(frozen=True)
 class DistributionUnit:
-    """One distribution's bundled files at their package paths: the unit of caching."""
+    """The unit of caching. First-party code: its files at their package paths. A distribution:
+    `UNIT_ARCHIVE`, its files stored at their paths below `path_prefix` (a layer's `python/`),
+    and `metadata`, its `*.dist-info/METADATA` and `WHEEL` at their package paths."""
 
-    distribution: staging.Distribution | None
+    distribution: units.Distribution | None
     digest: Digest
     size: int
     description: str
     first_party: bool = False
+    path_prefix: str = ""
+    metadata: Digest = EMPTY_DIGEST
 
 
 @dataclass(frozen=True)
@@ -86,7 +100,7 @@ class StagedLambda:
     sources: Digest
 
     @property
-    def distributions(self) -> tuple[staging.Distribution, ...]:
+    def distributions(self) -> tuple[Distribution, ...]:
         return tuple(unit.distribution for unit in self.units if unit.distribution is not None)
 
     @property
@@ -96,42 +110,67 @@ class StagedLambda:
 
 @dataclass(frozen=True)
 class SplitLambdaDistributions:
-    """A resolve's distributions split into units, with each unit's digest and size: the same for
-    every function and layer on that resolve, so computed once for all of them."""
+    """A resolve's units, as its process packed them: the same for every function and layer on
+    that resolve, so read once for all of them."""
 
-    split: contents.SplitDistributions
-    digests: tuple[Digest, ...]
+    split: units.SplitDistributions
+    # Per unit: its archive as `UNIT_ARCHIVE`, its size unpacked, its dist-info metadata.
+    archives: tuple[Digest, ...]
     sizes: tuple[int, ...]
+    metadata: tuple[Digest, ...]
     # Each `*.dist-info/METADATA` path -> its content.
-    metadata: tuple[tuple[str, bytes], ...]
+    metadata_contents: tuple[tuple[str, bytes], ...]
 
 
-@rule(desc="Split Lambda distributions into units", level=LogLevel.DEBUG)
+@rule(desc="Read Lambda distribution units", level=LogLevel.DEBUG)
 async def split_lambda_distributions(
     distributions: LambdaDistributions,
 ) -> SplitLambdaDistributions:
-    entries, records, metadata = await MultiGet(
+    if distributions.digest == EMPTY_DIGEST:
+        return SplitLambdaDistributions(units.SplitDistributions((), ()), (), (), (), ())
+    entries, listing, metadata = await MultiGet(
         Get(DigestEntries, Digest, distributions.digest),
+        Get(DigestContents, DigestSubset(distributions.digest, PathGlobs([UNITS_JSON]))),
         Get(
             DigestContents,
-            DigestSubset(distributions.digest, PathGlobs(["*.dist-info/RECORD"])),
-        ),
-        Get(
-            DigestContents,
-            DigestSubset(distributions.digest, PathGlobs(["*.dist-info/METADATA"])),
+            DigestSubset(distributions.digest, PathGlobs([f"{METADATA_DIR}/*/METADATA"])),
         ),
     )
     files = {e.path: e for e in entries if isinstance(e, FileEntry)}
-    split = contents.split_distributions(files, {c.path: c.content for c in records})
-    digests = await MultiGet(
-        Get(Digest, CreateDigest([files[path] for path in plan.paths])) for plan in split.units
+    listed = json.loads(listing[0].content)["units"]
+    plans = tuple(
+        units.UnitPlan(
+            units.Distribution(*unit["distribution"]) if unit["distribution"] else None,
+            tuple(unit["paths"]),
+        )
+        for unit in listed
     )
-    sizes = tuple(
-        sum(files[path].file_digest.serialized_bytes_length for path in plan.paths)
-        for plan in split.units
+    bundled = tuple(sorted(path for plan in plans for path in plan.paths))
+
+    def dist_info(plan: units.UnitPlan) -> list[FileEntry]:
+        return [
+            FileEntry(path, files[f"{METADATA_DIR}/{path}"].file_digest)
+            for path in plan.paths
+            if path.count("/") == 1
+            and path.split("/")[0].endswith(".dist-info")
+            and path.split("/")[1] in _METADATA_FILES
+        ]
+
+    digests = await MultiGet(
+        [
+            *(
+                Get(Digest, CreateDigest([FileEntry(UNIT_ARCHIVE, files[f"{i}.zip"].file_digest)]))
+                for i in range(len(plans))
+            ),
+            *(Get(Digest, CreateDigest(dist_info(plan))) for plan in plans),
+        ]
     )
     return SplitLambdaDistributions(
-        split, tuple(digests), sizes, tuple((c.path, c.content) for c in metadata)
+        units.SplitDistributions(bundled, plans),
+        tuple(digests[: len(plans)]),
+        tuple(unit["size"] for unit in listed),
+        tuple(digests[len(plans) :]),
+        tuple((c.path[len(METADATA_DIR) + 1 :], c.content) for c in metadata),
     )
 
 
@@ -160,7 +199,7 @@ async def stage_lambda(request: StageLambdaRequest) -> StagedLambda:
         platform=platform,
         sources={path: e.file_digest.fingerprint for path, e in source_files.items()},
         distributions=split.split,
-        metadata=dict(split.metadata),
+        metadata=dict(split.metadata_contents),
         requirements=[
             str(requirement)
             for target in transitive_targets.closure
@@ -200,11 +239,11 @@ async def stage_lambda(request: StageLambdaRequest) -> StagedLambda:
     index = {plan: i for i, plan in enumerate(split.split.units)}
     kept = [index[plan] for plan in planned.units]
     first_party_digest = await Get(Digest, CreateDigest(first_party_files))
-    unit_digests = [split.digests[i] for i in kept]
+    unit_metadata = [split.metadata[i] for i in kept]
     if request.path_prefix:
-        first_party_digest, *unit_digests = await MultiGet(
+        first_party_digest, *unit_metadata = await MultiGet(
             Get(Digest, AddPrefix(d, request.path_prefix))
-            for d in (first_party_digest, *unit_digests)
+            for d in (first_party_digest, *unit_metadata)
         )
     return StagedLambda(
         # A layer of requirements only, or a function whose layers hold all its code: no part.
@@ -220,12 +259,14 @@ async def stage_lambda(request: StageLambdaRequest) -> StagedLambda:
         units=tuple(
             DistributionUnit(
                 plan.distribution,
-                digest,
+                split.archives[i],
                 split.sizes[i],
                 f"{plan.label} for {platform.runtime.name} on {platform.architecture}"
                 + (" in a layer" if request.path_prefix else ""),
+                path_prefix=request.path_prefix,
+                metadata=metadata,
             )
-            for plan, digest, i in zip(planned.units, unit_digests, kept)
+            for plan, metadata, i in zip(planned.units, unit_metadata, kept)
         ),
         handler=f"{handler.module}.{handler.func}" if handler is not None else None,
         first_party_fingerprints=planned.first_party_fingerprints,

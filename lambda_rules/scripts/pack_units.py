@@ -1,0 +1,95 @@
+"""The resolve's process, after pex: the flat site-packages -> one stored archive per unit.
+
+Pants hashes and stores every file a process writes and writes every input file into each
+sandbox, about 0.4 ms a file on 2 cores: botocore's 2,055 files cost more to hand from the
+resolve to its compress process than compressing them does. So the Pants rules run pex from here
+(`-- PEX_ARGV...`, its exit status and output passed on), split what it laid out into units
+(`units.split_distributions`, as `lambda-zip package` does) and hand each unit on as one file:
+
+    OUT/units.json        {"units": [{"distribution": [name, version] or null,
+                          "paths": [path, ...], "size": bytes}, ...]}: every bundled path is in
+                          exactly one unit
+    OUT/<i>.zip           unit i's files, stored: what `lambda-zip build --store` writes of them,
+                          so `lambda-zip repack` of it is byte-identical to a build of the files
+    OUT/dist-info/<path>  every top-level `*.dist-info/METADATA` and `WHEEL`, for the plan and
+                          the SBOM
+
+A unit's archive is a function of its files alone, so a compress process keyed by it is shared by
+every resolve that holds the same distribution. Runs on the interpreter pex runs on, isolated,
+with the standard library and the files of ours `sandbox_files.UNIT_PACKER` lists.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from lambda_rules import units
+from lambda_rules.zipper.archive import PlannedEntry, write_archive
+from lambda_rules.zipper.errors import ZipError
+from lambda_rules.zipper.filters import PathFilter
+from lambda_rules.zipper.tree import collect_files
+
+UNITS_JSON = "units.json"
+METADATA_DIR = "dist-info"
+_RECORD = re.compile(r"[^/]+\.dist-info/RECORD")
+_METADATA = re.compile(r"[^/]+\.dist-info/(METADATA|WHEEL)")
+
+
+def pack(site_packages: Path, out: Path) -> None:
+    # Every file, named as `lambda-zip build` names it (links inside the tree followed).
+    files = {f.name: f for f in collect_files(site_packages, PathFilter(default_excludes=()))}
+    records = {name: file.read() for name, file in files.items() if _RECORD.fullmatch(name)}
+    split = units.split_distributions(files, records)
+    out.mkdir(parents=True)
+    listed = []
+    for index, plan in enumerate(split.units):
+        entries = [PlannedEntry(name, files[name].executable, files[name]) for name in plan.paths]
+        entries.sort(key=lambda entry: entry.name.encode("utf-8"))
+        write_archive(out / f"{index}.zip", entries, level=None, timestamp=None, workers=1)
+        distribution = plan.distribution
+        listed.append(
+            {
+                "distribution": [distribution.name, distribution.version] if distribution else None,
+                "paths": list(plan.paths),
+                "size": sum(files[name].size for name in plan.paths),
+            }
+        )
+    for name, file in files.items():
+        if _METADATA.fullmatch(name):
+            target = out / METADATA_DIR / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(file.read())
+    (out / UNITS_JSON).write_text(json.dumps({"units": listed}, sort_keys=True), encoding="utf-8")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="pack_units.py",
+        description="Run a pex command that lays distributions out flat, then pack each unit.",
+    )
+    parser.add_argument("--site-packages", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("command", nargs=argparse.REMAINDER, help="-- then pex's argv")
+    args = parser.parse_args(argv)
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if not command:
+        parser.error("give pex's command line after --")
+    status = subprocess.call(command, env=os.environ)
+    if status != 0:
+        return status
+    try:
+        pack(args.site_packages, args.out)
+    except ZipError as error:
+        sys.stderr.write(f"lambda_rules: cannot pack the resolved distributions: {error}\n")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

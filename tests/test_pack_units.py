@@ -1,0 +1,106 @@
+"""The resolve's packer, run as the rules run it: from its shipped files alone, isolated, after a
+command that lays out a flat site-packages (pex in the rules, a copy here)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from lambda_rules import sandbox_files, units
+from lambda_rules.zipper.cli import main as zipper
+from tests.conftest import file_sha256_hex, write_tree
+
+SITE_PACKAGES = {
+    "six.py": "X = 1\n",
+    "six-1.16.0.dist-info/METADATA": "Name: six\nVersion: 1.16.0\n",
+    "six-1.16.0.dist-info/WHEEL": "Wheel-Version: 1.0\n",
+    "six-1.16.0.dist-info/RECORD": "six.py,,\nsix-1.16.0.dist-info/METADATA,,\n"
+    "six-1.16.0.dist-info/WHEEL,,\nsix-1.16.0.dist-info/RECORD,,\n",
+    "tool/__init__.py": "",
+    "tool/run.sh": "#!/bin/sh\n",
+    "tool/__pycache__/__init__.cpython-312.pyc": b"\x00",
+    "Tool_Kit-2.0.dist-info/METADATA": "Name: Tool_Kit\nVersion: 2.0\n",
+    "Tool_Kit-2.0.dist-info/RECORD": "tool/__init__.py,,\ntool/run.sh,,\n"
+    "Tool_Kit-2.0.dist-info/METADATA,,\nTool_Kit-2.0.dist-info/RECORD,,\n",
+    "pip/__init__.py": "",
+    "pip-24.0.dist-info/RECORD": "pip/__init__.py,,\n",
+    "stray.pth": "import os\n",
+}
+
+
+def _run_packer(tmp_path: Path, command: list[str]) -> subprocess.CompletedProcess:
+    write_tree(tmp_path / "packer", sandbox_files.UNIT_PACKER.read())
+    program = sandbox_files.entry_program(
+        sandbox_files.UNIT_PACKER_MODULE, (str(tmp_path / "packer"),)
+    )
+    argv = [sys.executable, "-I", "-S", "-B", "-c", program]
+    argv += ["--site-packages", "site-packages", "--out", "units", "--", *command]
+    return subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True)
+
+
+def test_each_unit_is_packed_stored_and_repacks_to_a_build_of_its_files(tmp_path):
+    source = write_tree(tmp_path / "source", SITE_PACKAGES)
+    os.chmod(source / "tool/run.sh", 0o755)
+    copy = f"import shutil; shutil.copytree({str(source)!r}, 'site-packages', symlinks=True)"
+    result = _run_packer(tmp_path, [sys.executable, "-c", copy])
+    assert result.returncode == 0, result.stderr
+
+    listed = json.loads((tmp_path / "units/units.json").read_text())["units"]
+    assert [u["distribution"] for u in listed] == [["six", "1.16.0"], ["tool-kit", "2.0"], None]
+    records = {
+        p: (source / p).read_bytes() for p in SITE_PACKAGES if p.endswith(".dist-info/RECORD")
+    }
+    split = units.split_distributions(SITE_PACKAGES, records)
+    assert [u["paths"] for u in listed] == [list(plan.paths) for plan in split.units]
+    assert listed[2]["paths"] == ["stray.pth"] and listed[2]["size"] == len("import os\n")
+    for index, plan in enumerate(split.units):
+        tree = write_tree(tmp_path / f"unit-{index}", {p: SITE_PACKAGES[p] for p in plan.paths})
+        if "tool/run.sh" in plan.paths:
+            os.chmod(tree / "tool/run.sh", 0o755)
+        built, repacked = tmp_path / f"built-{index}.zip", tmp_path / f"repacked-{index}.zip"
+        assert zipper(["build", str(tree), "-o", str(built)]) == 0
+        stored = tmp_path / f"units/{index}.zip"
+        assert zipper(["repack", str(stored), "-o", str(repacked)]) == 0
+        assert file_sha256_hex(repacked) == file_sha256_hex(built)
+    metadata = sorted(
+        p.relative_to(tmp_path / "units/dist-info").as_posix()
+        for p in (tmp_path / "units/dist-info").rglob("*")
+        if p.is_file()
+    )
+    assert metadata == [
+        "Tool_Kit-2.0.dist-info/METADATA",
+        "six-1.16.0.dist-info/METADATA",
+        "six-1.16.0.dist-info/WHEEL",
+    ]
+
+
+def test_the_same_files_pack_to_the_same_bytes_whatever_the_umask_and_mtimes(tmp_path):
+    digests = []
+    for run, umask in enumerate((0o022, 0o077)):
+        source = write_tree(tmp_path / f"source-{run}", SITE_PACKAGES)
+        os.chmod(source / "tool/run.sh", 0o755)
+        for path in source.rglob("*"):
+            os.utime(path, (run * 1e9, run * 1e9), follow_symlinks=False)
+        copy = (
+            f"import os, shutil; os.umask({umask}); "
+            f"shutil.copytree({str(source)!r}, 'site-packages')"
+        )
+        workdir = tmp_path / f"run-{run}"
+        workdir.mkdir()
+        assert _run_packer(workdir, [sys.executable, "-c", copy]).returncode == 0
+        digests.append(
+            [file_sha256_hex(workdir / f"units/{i}.zip") for i in range(3)]
+            + [file_sha256_hex(workdir / "units/units.json")]
+        )
+    assert digests[0] == digests[1]
+
+
+def test_a_failing_command_fails_the_packer_with_its_output_and_packs_nothing(tmp_path):
+    fail = "import sys; sys.stderr.write('no wheel for numpy\\n'); sys.exit(3)"
+    result = _run_packer(tmp_path, [sys.executable, "-c", fail])
+    assert result.returncode == 3
+    assert "no wheel for numpy" in result.stderr
+    assert not (tmp_path / "units").exists()
