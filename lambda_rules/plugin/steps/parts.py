@@ -261,8 +261,9 @@ async def prepare_unit(request: PrepareUnitRequest) -> PreparedUnit:
 async def zip_part(
     request: PrepareUnitRequest, tool: ZipperTool, subsystem: LambdaZipSubsystem
 ) -> ZipPart:
-    """Compress one unit. The inputs are only the unit's files and the tool, so the result is
-    shared by every function, layer and machine that resolves the same distribution."""
+    """Compress one unit. The inputs are only the unit (a distribution's archive, or files) and
+    the tool, so the result is shared by every function, layer and machine that resolves the
+    same distribution."""
     unit = request.unit
     if unit.first_party or request.bytecode:
         prepared = await Get(PreparedUnit, PrepareUnitRequest, request)
