@@ -55,7 +55,6 @@ logger = logging.getLogger(__name__)
 # The name a distribution unit's archive has in every process that reads it: its digest alone
 # decides their cache keys.
 UNIT_ARCHIVE = "unit.zip"
-_METADATA_FILES = ("METADATA", "WHEEL")
 
 
 @dataclass(frozen=True)
@@ -64,7 +63,7 @@ class DistributionUnit:
     `UNIT_ARCHIVE`, its files stored at their paths below `path_prefix` (a layer's `python/`),
     and `metadata`, its `*.dist-info/METADATA` and `WHEEL` at their package paths."""
 
-    distribution: units.Distribution | None
+    distribution: Distribution | None
     digest: Digest
     size: int
     description: str
@@ -140,7 +139,7 @@ async def split_lambda_distributions(
     listed = json.loads(listing[0].content)["units"]
     plans = tuple(
         units.UnitPlan(
-            units.Distribution(*unit["distribution"]) if unit["distribution"] else None,
+            Distribution(*unit["distribution"]) if unit["distribution"] else None,
             tuple(unit["paths"]),
         )
         for unit in listed
@@ -148,13 +147,9 @@ async def split_lambda_distributions(
     bundled = tuple(sorted(path for plan in plans for path in plan.paths))
 
     def dist_info(plan: units.UnitPlan) -> list[FileEntry]:
-        return [
-            FileEntry(path, files[f"{METADATA_DIR}/{path}"].file_digest)
-            for path in plan.paths
-            if path.count("/") == 1
-            and path.split("/")[0].endswith(".dist-info")
-            and path.split("/")[1] in _METADATA_FILES
-        ]
+        """The unit's files the packer also wrote under `METADATA_DIR`, at their own paths."""
+        copies = ((path, f"{METADATA_DIR}/{path}") for path in plan.paths)
+        return [FileEntry(path, files[copy].file_digest) for path, copy in copies if copy in files]
 
     digests = await MultiGet(
         [
