@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Iterable
+from typing import Collection, Iterable
 
 from lambda_rules.zipper.archive import PlannedEntry, write_archive
 from lambda_rules.zipper.compress import DEFAULT_LEVEL, effective_level
@@ -28,6 +28,7 @@ def build_zip(
     workers: int | None = None,
     max_workers: int | None = None,
     prefix: str = "",
+    executables: Collection[str] | None = None,
 ) -> ZipSummary:
     """Zip every file under `root` into `out` (under `prefix`, if given); the bytes depend only
     on names, contents and exec bits.
@@ -35,6 +36,10 @@ def build_zip(
     `__pycache__`, `*.pyc` and `*.pyo` are left out unless re-admitted by
     `includes` (see filters.py). `timestamp` is a Unix epoch for every entry
     (None: 1980-01-01); this function never reads SOURCE_DATE_EPOCH itself.
+
+    `executables`, when given, names the files that get an exec bit (`ROOT/name`, with `root`
+    spelled as given) instead of each file's own mode: a build tool's sandbox may not keep modes
+    (Pants links a file of 512 KB or more from its store, where it is 0555, into the sandbox).
     """
     root, out = Path(root), Path(out)
     compress_level = effective_level(level, store)
@@ -42,9 +47,17 @@ def build_zip(
     under = entry_prefix(prefix)
     _refuse_output_inside(root, out)
     files = collect_files(root, path_filter)
+    shown = os.fspath(root).rstrip("/")
     return write_archive(
         out,
-        [PlannedEntry(under + f.name, f.executable, f) for f in files],
+        [
+            PlannedEntry(
+                under + f.name,
+                f.executable if executables is None else f"{shown}/{f.name}" in executables,
+                f,
+            )
+            for f in files
+        ],
         level=compress_level,
         timestamp=timestamp,
         workers=resolve_workers(workers, sum(f.size for f in files), max_workers),

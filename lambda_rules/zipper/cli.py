@@ -14,7 +14,7 @@ import os
 import sys
 import tempfile
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 from lambda_rules.zipper.build import build_zip
 from lambda_rules.zipper.compress import DEFAULT_LEVEL, MAX_LEVEL, MIN_LEVEL
@@ -92,6 +92,7 @@ def add_zipper_commands(commands: argparse._SubParsersAction) -> None:
     )
     build.add_argument("directory", metavar="DIR", type=Path)
     _add_write_options(build)
+    _add_executables_option(build)
     build.set_defaults(run=_run_build)
 
     build_parts = commands.add_parser(
@@ -109,6 +110,7 @@ def add_zipper_commands(commands: argparse._SubParsersAction) -> None:
         "--repack", nargs=2, action="append", default=[], metavar=("IN.zip", "OUT.zip"), type=Path
     )
     _add_write_options(build_parts, one_output=False)
+    _add_executables_option(build_parts)
     build_parts.set_defaults(run=_run_build_parts)
 
     repack = commands.add_parser(
@@ -156,6 +158,7 @@ def add_zipper_commands(commands: argparse._SubParsersAction) -> None:
         "--tree", metavar="DIR", type=Path, help="also zip DIR's files and merge them in"
     )
     _add_write_options(merge, with_prefix=False)
+    _add_executables_option(merge)
     merge.set_defaults(run=_run_merge)
 
     diff = commands.add_parser(
@@ -239,6 +242,23 @@ def _add_write_options(
         )
 
 
+def _add_executables_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--executables",
+        type=Path,
+        metavar="FILE",
+        help="give an exec bit to exactly the files FILE lists (DIR/name, one a line), whatever "
+        "their modes: for a build tool whose sandboxes do not keep modes",
+    )
+
+
+def _executables(args: argparse.Namespace) -> dict:
+    if getattr(args, "executables", None) is None:
+        return {}
+    lines = args.executables.read_text(encoding="utf-8").splitlines()
+    return {"executables": frozenset(line for line in lines if line)}
+
+
 def _write_options(args: argparse.Namespace) -> dict:
     timestamp = (
         parse_epoch(args.timestamp, "--timestamp")
@@ -266,7 +286,8 @@ def _report(args: argparse.Namespace, summary: ZipSummary) -> int:
 
 
 def _run_build(args: argparse.Namespace) -> int:
-    return _report(args, build_zip(args.directory, args.output, **_write_options(args)))
+    options = {**_write_options(args), **_executables(args)}
+    return _report(args, build_zip(args.directory, args.output, **options))
 
 
 def _run_build_parts(args: argparse.Namespace) -> int:
@@ -275,10 +296,14 @@ def _run_build_parts(args: argparse.Namespace) -> int:
             "build-parts: give at least one --part DIR OUT.zip or --repack IN.zip OUT.zip"
         )
     options = _write_options(args)
-    jobs = [(build_zip, d, o) for d, o in args.part] + [(repack_zip, a, o) for a, o in args.repack]
-    for write, source, output in jobs:
+    built = {**options, **_executables(args)}
+    jobs: list[tuple[Callable[..., ZipSummary], Path, Path, dict]] = [
+        (build_zip, d, o, built) for d, o in args.part
+    ]
+    jobs += [(repack_zip, a, o, options) for a, o in args.repack]
+    for write, source, output, job_options in jobs:
         output.parent.mkdir(parents=True, exist_ok=True)
-        summary = write(source, output, **options)
+        summary = write(source, output, **job_options)
         print(f"{output}  {summary.zipped_size} bytes  sha256:{summary.sha256_hex}")
     return 0
 
@@ -300,7 +325,7 @@ def _run_merge(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix=".lambda-zip-tree-", dir=output_directory) as scratch:
         tree_part = Path(scratch) / "tree.zip"
         try:
-            build_zip(args.tree, tree_part, **_write_options(args))
+            build_zip(args.tree, tree_part, **_write_options(args), **_executables(args))
             return _report(args, merge_zips([*args.parts, tree_part], args.output))
         except ZipError as error:  # name the tree, not the scratch file made from it
             raise type(error)(str(error).replace(str(tree_part), f"--tree {args.tree}")) from None

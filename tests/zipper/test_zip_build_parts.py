@@ -92,3 +92,27 @@ def test_a_prefix_that_is_not_a_plain_relative_directory_is_refused(tmp_path, ca
 def test_build_parts_without_inputs_is_refused(tmp_path, capsys):
     assert main(["build-parts"]) == 2
     assert "--part" in capsys.readouterr().err
+
+
+def test_executables_decide_exec_bits_whatever_the_modes(tmp_path):
+    """Pants links a file of 512 KB or more from its store (mode 0555) into a sandbox: the rules
+    pass the exec bits their digests hold, for build, build-parts and merge's --tree alike."""
+    tree = write_tree(tmp_path / "t", {"big.json": "{}\n", "bin/tool": "#!/bin/sh\n"})
+    os.chmod(tree / "big.json", 0o555)
+    os.chmod(tree / "bin/tool", 0o644)
+    listed = tmp_path / "executables.txt"
+    listed.write_text(f"{tree}/bin/tool\n")
+    outs = [tmp_path / n for n in ("built.zip", "parts/0.zip", "merged.zip")]
+    assert main(["build", str(tree), "-o", str(outs[0]), "--executables", str(listed)]) == 0
+    argv = ["build-parts", "--part", str(tree), str(outs[1]), "--executables", str(listed)]
+    assert main(argv) == 0
+    argv = ["merge", "--tree", str(tree), "-o", str(outs[2]), "--executables", str(listed)]
+    assert main(argv) == 0
+    for out in outs:
+        with zipfile.ZipFile(out) as archive:
+            modes = {i.filename: i.external_attr >> 16 & 0o777 for i in archive.infolist()}
+        assert modes == {"big.json": 0o644, "bin/tool": 0o755}, out
+    # Without the list, the file's own mode decides, as before.
+    assert main(["build", str(tree), "-o", str(tmp_path / "own.zip")]) == 0
+    with zipfile.ZipFile(tmp_path / "own.zip") as archive:
+        assert archive.getinfo("big.json").external_attr >> 16 & 0o111

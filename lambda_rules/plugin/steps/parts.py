@@ -23,8 +23,10 @@ from pants.engine.fs import (
     AddPrefix,
     CreateDigest,
     Digest,
+    DigestEntries,
     DigestSubset,
     FileContent,
+    FileEntry,
     MergeDigests,
     PathGlobs,
     RemovePrefix,
@@ -55,6 +57,8 @@ _GROUP_PARTS_DIR = "parts"
 # Where a group's processes hold its units' archives: outside `STAGED_DIR`, which a compile
 # process outputs.
 _GROUP_ARCHIVES_DIR = "units"
+# The list of executable files handed to the zipper's `--executables`.
+_EXECUTABLES_FILE = "__lambda_executables.txt"
 # Where a compile process's sandbox holds the compiler's files (`sandbox_files.BYTECODE_COMPILER`).
 _BYTECODE_COMPILER_DIR = "__lambda_scripts"
 
@@ -114,6 +118,23 @@ class PreparedUnit:
     digest: Digest
     build_args: tuple[str, ...] = ()
     compiled_by: str | None = None
+
+
+@dataclass(frozen=True)
+class ExecutableBitsRequest:
+    """The files of `digest` (at their sandbox paths) that are executable."""
+
+    digest: Digest
+
+
+@dataclass(frozen=True)
+class ExecutableBits:
+    """Their list, and the zipper's arguments that read it. A tree's modes in a sandbox are not
+    its digest's: Pants links a file of 512 KB or more from its store, where it is 0555, so the
+    zipper takes exec bits from the digest instead."""
+
+    digest: Digest
+    args: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -219,6 +240,18 @@ def _cores_for(unit: DistributionUnit) -> int:
     return 1 if unit.size < _PARALLEL_UNIT_BYTES else 8
 
 
+@rule(desc="List executable files", level=LogLevel.DEBUG)
+async def executable_bits(request: ExecutableBitsRequest) -> ExecutableBits:
+    entries = await Get(DigestEntries, Digest, request.digest)
+    listed = "".join(
+        f"{entry.path}\n"
+        for entry in entries
+        if isinstance(entry, FileEntry) and entry.is_executable
+    )
+    digest = await Get(Digest, CreateDigest([FileContent(_EXECUTABLES_FILE, listed.encode())]))
+    return ExecutableBits(digest, ("--executables", _EXECUTABLES_FILE))
+
+
 def _staged_path(unit: DistributionUnit, root: str) -> str:
     """Where a distribution's files go when unpacked below `root`, as the package holds them."""
     return f"{root}/{unit.path_prefix}".rstrip("/")
@@ -237,7 +270,8 @@ async def prepare_unit(request: PrepareUnitRequest) -> PreparedUnit:
         unpack = ((UNIT_ARCHIVE, _staged_path(unit, STAGED_DIR)),)
     if not request.bytecode:
         assert unit.first_party, "a distribution without bytecode is repacked, not staged"
-        return PreparedUnit(staged)
+        bits = await Get(ExecutableBits, ExecutableBitsRequest(staged))
+        return PreparedUnit(await Get(Digest, MergeDigests([staged, bits.digest])), bits.args)
     compiled = await Get(
         CompiledBytecode,
         CompileBytecodeRequest(
@@ -250,9 +284,14 @@ async def prepare_unit(request: PrepareUnitRequest) -> PreparedUnit:
             unpack,
         ),
     )
+    # First-party sources reach the compiler's sandbox as links too, so their exec bits come from
+    # the unit; a distribution's, from the files its archive unpacked to (`.pyc` never have one).
+    bits = await Get(
+        ExecutableBits, ExecutableBitsRequest(staged if unit.first_party else compiled.digest)
+    )
     return PreparedUnit(
-        compiled.digest,
-        ("--include", f"*.{request.bytecode.cache_tag}.pyc"),
+        await Get(Digest, MergeDigests([compiled.digest, bits.digest])),
+        ("--include", f"*.{request.bytecode.cache_tag}.pyc", *bits.args),
         compiled.python_version,
     )
 
@@ -338,9 +377,11 @@ async def zip_part_group(
                 ),
             ),
         )
-        inputs, compiled_by = compiled.digest, compiled.python_version
+        bits = await Get(ExecutableBits, ExecutableBitsRequest(compiled.digest))
+        inputs = await Get(Digest, MergeDigests([compiled.digest, bits.digest]))
+        compiled_by = compiled.python_version
         jobs = [arg for job in zip(roots, outputs) for arg in ("--part", *job)]
-        jobs += ["--include", f"*.{request.bytecode.cache_tag}.pyc"]
+        jobs += ["--include", f"*.{request.bytecode.cache_tag}.pyc", *bits.args]
     else:
         compiled_by = None
         sources = [f"{_GROUP_ARCHIVES_DIR}/{i}/{UNIT_ARCHIVE}" for i in range(len(request.units))]
