@@ -15,7 +15,7 @@ from lambda_rules import layers, manifest, sbom_identity
 from lambda_rules.facts import Kind
 from lambda_rules.platforms import LambdaPlatform
 from lambda_rules.units import Distribution
-from lambda_rules.zipper.summary import ZipSummary
+from lambda_rules.zipper.summary import ZipTotals
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,7 @@ def package_outputs(
     kind: Kind,
     platform: LambdaPlatform,
     output_path: str,
-    summary: ZipSummary,
+    summary: ZipTotals,
     handler: str | None,
     distributions: Sequence[Distribution],
     sbom_template: str,

@@ -20,7 +20,7 @@ from lambda_rules.zipper.errors import (
 from lambda_rules.zipper.filters import DEFAULT_EXCLUDES
 from lambda_rules.zipper.merge import MergeConflictError, NonCanonicalPartError, merge_zips
 from lambda_rules.zipper.repack import RepackLimits, repack_zip
-from lambda_rules.zipper.summary import EntrySummary, ZipSummary, file_sha256
+from lambda_rules.zipper.summary import EntrySummary, ZipSummary, ZipTotals, file_sha256
 from lambda_rules.zipper.timestamps import timestamp_from_environment
 
 __all__ = [
@@ -36,6 +36,7 @@ __all__ = [
     "UnsafeArchiveError",
     "ZipError",
     "ZipSummary",
+    "ZipTotals",
     "build_zip",
     "diff_archives",
     "file_sha256",

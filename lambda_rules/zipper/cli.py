@@ -240,6 +240,13 @@ def _add_write_options(
             metavar="PATH",
             help="also write hashes, sizes and entries as JSON",
         )
+        parser.add_argument(
+            "--totals-json",
+            type=Path,
+            metavar="PATH",
+            help="also write the hashes and sizes alone as JSON (--summary-json without its "
+            "entries: what a build tool writing many manifests reads)",
+        )
 
 
 def _add_executables_option(parser: argparse.ArgumentParser) -> None:
@@ -281,6 +288,9 @@ def _report(args: argparse.Namespace, summary: ZipSummary) -> int:
     if args.summary_json is not None:
         with replaced_atomically(args.summary_json) as f:
             f.write(summary.to_json().encode("utf-8"))
+    if args.totals_json is not None:
+        with replaced_atomically(args.totals_json) as f:
+            f.write(summary.totals_json().encode("utf-8"))
     print(f"{args.output}  {summary.zipped_size} bytes  sha256:{summary.sha256_hex}")
     return 0
 

@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -18,14 +19,38 @@ class EntrySummary:
     crc32: int
 
 
+_TOTALS_KEYS = ("sha256_hex", "sha256_base64", "zipped_size", "unzipped_size", "entry_count")
+
+
+def _totals(document: dict[str, Any]) -> dict[str, Any]:
+    return {key: document[key] for key in _TOTALS_KEYS}
+
+
 @dataclass(frozen=True)
-class ZipSummary:
+class ZipTotals:
+    """An archive's digests and sizes, without its entry list: all a manifest states of it."""
+
     sha256_hex: str
     sha256_base64: str
     """base64 of the raw digest, as Terraform's filebase64sha256 and Lambda's CodeSha256 show it."""
     zipped_size: int
     unzipped_size: int
     entry_count: int
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> ZipTotals:
+        """The totals of a `--totals-json` or a `--summary-json` document."""
+        return cls(**_totals(json.loads(text)))
+
+    def totals_json(self) -> str:
+        """Stable JSON (sorted keys, fixed indentation, trailing newline) for --totals-json: a
+        build tool packaging many archives reads this, not thousands of entries per archive."""
+        document = {key: getattr(self, key) for key in _TOTALS_KEYS}
+        return json.dumps(document, sort_keys=True, indent=2, ensure_ascii=False) + "\n"
+
+
+@dataclass(frozen=True)
+class ZipSummary(ZipTotals):
     entries: tuple[EntrySummary, ...]
 
     @classmethod
@@ -33,11 +58,7 @@ class ZipSummary:
         """The summary `to_json` wrote (what `--summary-json` hands to a build tool)."""
         document = json.loads(text)
         return cls(
-            sha256_hex=document["sha256_hex"],
-            sha256_base64=document["sha256_base64"],
-            zipped_size=document["zipped_size"],
-            unzipped_size=document["unzipped_size"],
-            entry_count=document["entry_count"],
+            **_totals(document),
             entries=tuple(
                 EntrySummary(
                     name=entry["name"],
@@ -57,18 +78,7 @@ class ZipSummary:
         which took 40 ms of every numpy + pandas merge (3,661 entries). test_zip_format checks
         that both texts are equal.
         """
-        scalars = json.dumps(
-            {
-                "sha256_hex": self.sha256_hex,
-                "sha256_base64": self.sha256_base64,
-                "zipped_size": self.zipped_size,
-                "unzipped_size": self.unzipped_size,
-                "entry_count": self.entry_count,
-            },
-            sort_keys=True,
-            indent=2,
-            ensure_ascii=False,
-        )
+        scalars = self.totals_json()
         encode = json.JSONEncoder(ensure_ascii=False).encode
         entries = ",\n".join(
             '    {\n      "crc32": "%08x",\n      "mode": "%04o",\n      "name": %s,\n'
@@ -77,7 +87,7 @@ class ZipSummary:
         )
         listed = f"[\n{entries}\n  ]" if entries else "[]"
         # "entries" sorts first; `scalars` starts with "{\n" and holds the other keys.
-        return '{\n  "entries": ' + listed + ",\n" + scalars[2:] + "\n"
+        return '{\n  "entries": ' + listed + ",\n" + scalars[2:]
 
 
 def sha256_forms(digest: bytes) -> tuple[str, str]:

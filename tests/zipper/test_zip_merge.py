@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import importlib.metadata
+import json
 import os
 import random
 import shutil
@@ -20,6 +22,7 @@ from lambda_rules.zipper.cli import main
 from lambda_rules.zipper.errors import ZipError
 from lambda_rules.zipper.merge import merge_zips
 from lambda_rules.zipper.reader import read_archive
+from lambda_rules.zipper.summary import ZipTotals
 from tests.conftest import write_tree, zipper_refuses
 from tests.zipper.test_zip_golden import GOLDEN_SHA256
 
@@ -118,6 +121,25 @@ def test_cli_merge_reports_like_build(zipper, golden_copy, tmp_path):
     assert (tmp_path / "m.json").read_bytes() == (tmp_path / "b.json").read_bytes()
     help_text = " ".join(zipper.run("merge", "--help").stdout.split())
     assert "canonical form are refused, not repacked" in help_text
+
+
+def test_totals_json_is_the_summary_without_its_entries(zipper, golden_copy, tmp_path):
+    """What the Pants rules read of every merge: the figures a manifest states, and no entry."""
+    parts = _build_parts(golden_copy, _by_top_level(_files(golden_copy)), tmp_path)
+    out, totals = tmp_path / "m.zip", tmp_path / "totals.json"
+    zipper.run(
+        "merge", *parts, "-o", out, "--summary-json", tmp_path / "s.json", "--totals-json", totals
+    )
+    summary = json.loads((tmp_path / "s.json").read_text(encoding="utf-8"))
+    document = json.loads(totals.read_text(encoding="utf-8"))
+    assert "entries" not in document
+    assert document == {key: value for key, value in summary.items() if key != "entries"}
+    assert document["sha256_hex"] == GOLDEN_SHA256 == hashlib.sha256(out.read_bytes()).hexdigest()
+    assert document["zipped_size"] == out.stat().st_size
+    assert document["entry_count"] == len(summary["entries"]) == len(read_archive(out).entries)
+    assert ZipTotals.from_json(totals.read_bytes()) == ZipTotals.from_json(
+        (tmp_path / "s.json").read_bytes()
+    )
 
 
 @pytest.mark.parametrize("tree_split", ["handler-only", "top-level"])
