@@ -2,7 +2,10 @@
 
 The merge copies the parts' compressed entries without recompressing and zips the first-party
 code in the same process. The SBOM template depends on the distribution units' metadata alone, so
-it is written while they compress, and an edit of first-party code runs one process, that merge.
+an edit of first-party code runs one process, that merge. It is written beside the merge, not
+while the units compress: Pants hands out process slots first come, first served, and the template
+asked first, holding back the compression of a large unit that every merge waits for (ten numpy +
+pandas functions on 2 cores: parts done 1.06-1.28 s after the resolve, against 1.23-1.44 s).
 """
 
 from __future__ import annotations
@@ -118,25 +121,6 @@ class MergeZipPartsRequest:
 
 
 @dataclass(frozen=True)
-class ZipUnitsRequest:
-    """Compress the units, prepare the first-party tree, and merge them into `output_filename`."""
-
-    units: tuple[DistributionUnit, ...]
-    first_party: DistributionUnit | None
-    bytecode: BytecodeCompiler | None
-    output_filename: str
-    description: str
-
-
-@dataclass(frozen=True)
-class ZippedUnits:
-    """The archive, and the exact version of the CPython that compiled its bytecode, if any."""
-
-    zip: DeterministicZip
-    compiled_by: str | None
-
-
-@dataclass(frozen=True)
 class DeterministicZip:
     digest: Digest
     summary: ZipTotals
@@ -227,27 +211,6 @@ async def merge_zip_parts(
         Get(Digest, DigestSubset(result.output_digest, PathGlobs([request.output_filename]))),
     )
     return DeterministicZip(archive, ZipTotals.from_json(summary_contents[0].content))
-
-
-@rule(desc="Zip distribution units", level=LogLevel.DEBUG)
-async def zip_units(request: ZipUnitsRequest) -> ZippedUnits:
-    units = ZipPartsRequest(request.units, request.bytecode)
-    tree = None
-    if request.first_party is None:
-        zip_parts = await Get(ZipParts, ZipPartsRequest, units)
-    else:
-        zip_parts, tree = await MultiGet(
-            Get(ZipParts, ZipPartsRequest, units),
-            Get(PreparedUnit, PrepareUnitRequest(request.first_party, request.bytecode)),
-        )
-    zipped = await Get(
-        DeterministicZip,
-        MergeZipPartsRequest(zip_parts.parts, tree, request.output_filename, request.description),
-    )
-    compiled_by = next(
-        (p.compiled_by for p in (*zip_parts.parts, tree) if p is not None and p.compiled_by), None
-    )
-    return ZippedUnits(zipped, compiled_by)
 
 
 @rule(desc="Write SBOM template", level=LogLevel.DEBUG)
@@ -346,14 +309,20 @@ async def assemble_lambda(
         if request.kind is Kind.LAYER:
             # Layer paths start with python/, and Lambda unzips the layer in /opt.
             bytecode = dataclasses.replace(bytecode, prefix=LAYER_ROOT)
-    # The SBOM template needs only the units' metadata: it is written while they compress.
+    parts_request = ZipPartsRequest(staged.units, bytecode)
+    if staged.first_party is None:
+        parts, tree = await Get(ZipParts, ZipPartsRequest, parts_request), None
+    else:
+        parts, tree = await MultiGet(
+            Get(ZipParts, ZipPartsRequest, parts_request),
+            Get(PreparedUnit, PrepareUnitRequest(staged.first_party, bytecode)),
+        )
     zipped, sbom_template = await MultiGet(
         Get(
-            ZippedUnits,
-            ZipUnitsRequest(
-                staged.units,
-                staged.first_party,
-                bytecode,
+            DeterministicZip,
+            MergeZipPartsRequest(
+                parts.parts,
+                tree,
                 request.output_path,
                 description=f"Zip {address} ({platform.description})",
             ),
@@ -369,7 +338,10 @@ async def assemble_lambda(
             ),
         ),
     )
-    summary = zipped.zip.summary
+    compiled_by = next(
+        (p.compiled_by for p in (*parts.parts, tree) if p is not None and p.compiled_by), None
+    )
+    summary = zipped.summary
     written = outputs.package_outputs(
         what=str(address),
         kind=request.kind,
@@ -380,12 +352,12 @@ async def assemble_lambda(
         distributions=staged.distributions,
         sbom_template=sbom_template.content,
         layer_contents=[layer.contents for layer in request.layers],
-        bytecode_compiled_by=zipped.compiled_by,
+        bytecode_compiled_by=compiled_by,
     )
     for warning in written.warnings:
         logger.warning(warning)
     paths = written.paths
-    (archive_entry,) = await Get(DigestEntries, Digest, zipped.zip.digest)
+    (archive_entry,) = await Get(DigestEntries, Digest, zipped.digest)
     assert isinstance(archive_entry, FileEntry)
     dist_files = await Get(
         Digest,
@@ -429,7 +401,7 @@ async def assemble_lambda(
         )
     return AssembledLambda(
         package,
-        zipped.zip.digest,
+        zipped.digest,
         summary.sha256_hex,
         summary.sha256_base64,
         summary.unzipped_size,
