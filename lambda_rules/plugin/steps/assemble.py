@@ -123,7 +123,7 @@ class MergeZipPartsRequest:
 @dataclass(frozen=True)
 class DeterministicZip:
     digest: Digest
-    summary: ZipTotals
+    totals: ZipTotals
 
 
 @dataclass(frozen=True)
@@ -178,7 +178,7 @@ async def merge_zip_parts(
     except the first-party tree, which is zipped here rather than in a process of its own."""
     # The totals alone: every merge's entry list, parsed in Pants' own process, took 20 ms of it
     # (and its garbage collector's time) per function of an API fleet.
-    summary_file = "zip-totals.json"
+    totals_file = "zip-totals.json"
     part_digests, part_paths = _part_inputs(request.parts)
     tree_digest = EMPTY_DIGEST
     tree_args: tuple[str, ...] = ()
@@ -197,20 +197,20 @@ async def merge_zip_parts(
                 "-o",
                 request.output_filename,
                 "--totals-json",
-                summary_file,
+                totals_file,
             ),
             input_digest=tree_digest,
             immutable_input_digests=part_digests,
-            output_files=(request.output_filename, summary_file),
+            output_files=(request.output_filename, totals_file),
             description=request.description,
             level=LogLevel.DEBUG,
         ),
     )
-    summary_contents, archive = await MultiGet(
-        Get(DigestContents, DigestSubset(result.output_digest, PathGlobs([summary_file]))),
+    totals, archive = await MultiGet(
+        Get(DigestContents, DigestSubset(result.output_digest, PathGlobs([totals_file]))),
         Get(Digest, DigestSubset(result.output_digest, PathGlobs([request.output_filename]))),
     )
-    return DeterministicZip(archive, ZipTotals.from_json(summary_contents[0].content))
+    return DeterministicZip(archive, ZipTotals.from_json(totals[0].content))
 
 
 @rule(desc="Write SBOM template", level=LogLevel.DEBUG)
@@ -341,7 +341,7 @@ async def assemble_lambda(
     compiled_by = next(
         (p.compiled_by for p in (*parts.parts, tree) if p is not None and p.compiled_by), None
     )
-    summary = zipped.summary
+    summary = zipped.totals
     written = outputs.package_outputs(
         what=str(address),
         kind=request.kind,
