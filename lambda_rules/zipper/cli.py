@@ -260,7 +260,7 @@ def _add_executables_option(parser: argparse.ArgumentParser) -> None:
 
 
 def _executables(args: argparse.Namespace) -> dict:
-    if getattr(args, "executables", None) is None:
+    if args.executables is None:
         return {}
     lines = args.executables.read_text(encoding="utf-8").splitlines()
     return {"executables": frozenset(line for line in lines if line)}
