@@ -31,14 +31,16 @@ SITE_PACKAGES = {
 }
 
 
-def _run_packer(tmp_path: Path, command: list[str]) -> subprocess.CompletedProcess:
+def _run_packer(
+    tmp_path: Path, command: list[str], env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
     write_tree(tmp_path / "packer", sandbox_files.UNIT_PACKER.read())
     program = sandbox_files.entry_program(
         sandbox_files.UNIT_PACKER_MODULE, (str(tmp_path / "packer"),)
     )
     argv = [sys.executable, "-I", "-S", "-B", "-c", program]
     argv += ["--site-packages", "site-packages", "--out", "units", "--", *command]
-    return subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True)
+    return subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, env=env)
 
 
 def test_each_unit_is_packed_stored_and_repacks_to_a_build_of_its_files(tmp_path):
@@ -104,3 +106,33 @@ def test_a_failing_command_fails_the_packer_with_its_output_and_packs_nothing(tm
     assert result.returncode == 3
     assert "no wheel for numpy" in result.stderr
     assert not (tmp_path / "units").exists()
+
+
+# Lays out one module and reports the interpreter it ran on, and the PEX_PYTHON it was given.
+_REPORT_INTERPRETER = (
+    "import json, os, pathlib, sys; pathlib.Path('site-packages').mkdir(); "
+    "pathlib.Path('site-packages/m.py').write_text(''); "
+    "print(json.dumps([sys.executable, os.environ.get('PEX_PYTHON')]))"
+)
+
+
+def test_pex_starts_on_the_base_interpreter_of_the_virtualenv_it_was_to_start_on(tmp_path):
+    """pex would leave the virtualenv and start again on its base interpreter (the tests run in
+    one, as ./pants runs Pants): the packer starts it there directly."""
+    assert (Path(sys.executable).parent.parent / "pyvenv.cfg").is_file(), "tests run in a venv"
+    base = Path(sys.base_prefix, "bin", f"python{sys.version_info[0]}.{sys.version_info[1]}")
+    env = {**os.environ, "PEX_PYTHON": sys.executable}
+    result = _run_packer(tmp_path, [sys.executable, "-c", _REPORT_INTERPRETER], env)
+    assert result.returncode == 0, result.stderr
+    ran_on, pex_python = json.loads(result.stdout)
+    assert ran_on == str(base) != sys.executable
+    assert pex_python == str(base)
+    assert json.loads((tmp_path / "units/units.json").read_text())["units"][0]["paths"] == ["m.py"]
+
+
+def test_a_command_on_another_interpreter_is_run_as_given(tmp_path):
+    other = Path(sys.base_prefix, "bin", f"python{sys.version_info[0]}.{sys.version_info[1]}")
+    env = {**os.environ, "PEX_PYTHON": "/elsewhere/python"}
+    result = _run_packer(tmp_path, [str(other), "-c", _REPORT_INTERPRETER], env)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == [str(other), "/elsewhere/python"]
