@@ -52,7 +52,9 @@ def entry_program(module: str, sys_path: tuple[str, ...]) -> str:
 # The zipper alone (build, build-parts, merge): what every compress and merge process runs. Its
 # processes' cache keys are these files and `ZIPPER_REQUIREMENTS`, so neither an edit of the SBOM
 # writer nor an upgrade of cyclonedx-python-lib recompresses any part.
-ZIPPER = FileSet(patterns=("lambda_rules/__init__.py", "lambda_rules/zipper/*.py"))
+ZIPPER = FileSet(
+    patterns=("lambda_rules/__init__.py", "lambda_rules/pieces.py", "lambda_rules/zipper/*.py")
+)
 ZIPPER_MODULE = "lambda_rules.zipper.cli"
 # The projects the zipper imports beyond the standard library (tests/test_sandbox_files.py).
 ZIPPER_REQUIREMENTS = ("deflate",)
@@ -64,6 +66,7 @@ TOOL = FileSet(
         "lambda_rules/tool.py",
         "lambda_rules/facts.py",
         "lambda_rules/lockfile.py",
+        "lambda_rules/pieces.py",
         "lambda_rules/platforms.py",
         "lambda_rules/sbom.py",
         "lambda_rules/sbom_identity.py",
@@ -91,6 +94,7 @@ INVOKER_MODULE = "lambda_rules.scripts.invoke"
 BYTECODE_COMPILER = FileSet(
     patterns=(
         "lambda_rules/__init__.py",
+        "lambda_rules/pieces.py",
         "lambda_rules/scripts/__init__.py",
         "lambda_rules/scripts/bytecode.py",
         "lambda_rules/scripts/canonical_marshal.py",
@@ -102,6 +106,7 @@ BYTECODE_COMPILER_MODULE = "lambda_rules.scripts.bytecode"
 UNIT_PACKER = FileSet(
     patterns=(
         "lambda_rules/__init__.py",
+        "lambda_rules/pieces.py",
         "lambda_rules/units.py",
         "lambda_rules/scripts/__init__.py",
         "lambda_rules/scripts/pack_units.py",

@@ -395,18 +395,25 @@ def test_workers_import_the_compiler_the_parent_was_loaded_from(pythons, tmp_pat
 
 
 def test_a_packed_unit_is_unpacked_with_its_exec_bits_then_compiled(pythons, tmp_path):
-    """The rules hand a distribution to the compiler as the stored archive the resolve packed:
-    the tree it compiles is the unit's files, with their exec bits, wherever the entry names
-    point (zipfile keeps them inside the directory)."""
+    """The rules hand a distribution to the compiler as the stored archive the resolve packed, in
+    pieces: the tree it compiles is the unit's files, with their exec bits, wherever the entry
+    names point (zipfile keeps them inside the directory)."""
+    from lambda_rules import pieces
     from lambda_rules.zipper.cli import main as zipper
 
-    tree = write_tree(tmp_path / "unit", {**TREE, "bin/run.sh": "#!/bin/sh\n"})
+    blob = bytes(range(256)) * 3000  # 768,000 bytes: the archive takes two pieces
+    tree = write_tree(tmp_path / "unit", {**TREE, "bin/run.sh": "#!/bin/sh\n", "blob": blob})
     os.chmod(tree / "bin/run.sh", 0o755)
     archive = tmp_path / "unit.zip"
     assert zipper(["build", str(tree), "-o", str(archive), "--store"]) == 0
+    packed = tmp_path / f"unit.zip{pieces.SUFFIX}"
+    with pieces.create(packed) as written:
+        written.write(archive.read_bytes())
+    assert len(list(packed.iterdir())) == 2
     root = tmp_path / "staged"
-    result = compile_tree(pythons[12], root, "/var/task", "--unpack", str(archive), str(root))
+    result = compile_tree(pythons[12], root, "/var/task", "--unpack", str(packed), str(root))
     assert result.returncode == 0, result.stderr
+    assert (root / "blob").read_bytes() == blob
     assert json.loads(result.stdout)["compiled"] == len(TREE)
     assert stat.S_IMODE(os.lstat(root / "bin/run.sh").st_mode) == 0o755
     assert stat.S_IMODE(os.lstat(root / "pkg/__init__.py").st_mode) == 0o644

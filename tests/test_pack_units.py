@@ -3,13 +3,14 @@ command that lays out a flat site-packages (pex in the rules, a copy here)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
-from lambda_rules import sandbox_files, units
+from lambda_rules import pieces, sandbox_files, units
 from lambda_rules.zipper.cli import main as zipper
 from tests.conftest import file_sha256_hex, write_tree
 
@@ -43,6 +44,11 @@ def _run_packer(
     return subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True, env=env)
 
 
+def _archive_sha256(packed: Path) -> str:
+    with pieces.open_input(packed) as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
 def test_each_unit_is_packed_stored_and_repacks_to_a_build_of_its_files(tmp_path):
     source = write_tree(tmp_path / "source", SITE_PACKAGES)
     os.chmod(source / "tool/run.sh", 0o755)
@@ -64,7 +70,7 @@ def test_each_unit_is_packed_stored_and_repacks_to_a_build_of_its_files(tmp_path
             os.chmod(tree / "tool/run.sh", 0o755)
         built, repacked = tmp_path / f"built-{index}.zip", tmp_path / f"repacked-{index}.zip"
         assert zipper(["build", str(tree), "-o", str(built)]) == 0
-        stored = tmp_path / f"units/{index}.zip"
+        stored = tmp_path / f"units/{index}.zip{pieces.SUFFIX}"
         assert zipper(["repack", str(stored), "-o", str(repacked)]) == 0
         assert file_sha256_hex(repacked) == file_sha256_hex(built)
     metadata = sorted(
@@ -94,10 +100,31 @@ def test_the_same_files_pack_to_the_same_bytes_whatever_the_umask_and_mtimes(tmp
         workdir.mkdir()
         assert _run_packer(workdir, [sys.executable, "-c", copy]).returncode == 0
         digests.append(
-            [file_sha256_hex(workdir / f"units/{i}.zip") for i in range(3)]
+            [_archive_sha256(workdir / f"units/{i}.zip{pieces.SUFFIX}") for i in range(3)]
             + [file_sha256_hex(workdir / "units/units.json")]
         )
     assert digests[0] == digests[1]
+
+
+def test_a_unit_larger_than_a_piece_is_packed_in_pieces_pants_stores_apart(tmp_path):
+    """Each piece is below Pants' large-file size, and together they are the stored archive."""
+    blob = bytes(range(256)) * 5000  # 1,280,000 bytes
+    files = {"big/__init__.py": "", "big/blob.bin": blob, "big-1.0.dist-info/METADATA": ""}
+    files["big-1.0.dist-info/RECORD"] = "".join(f"{path},,\n" for path in files)
+    source = write_tree(tmp_path / "source", files)
+    copy = f"import shutil; shutil.copytree({str(source)!r}, 'site-packages')"
+    assert _run_packer(tmp_path, [sys.executable, "-c", copy]).returncode == 0
+
+    packed = tmp_path / f"units/0.zip{pieces.SUFFIX}"
+    sizes = [piece.stat().st_size for piece in sorted(packed.iterdir())]
+    assert len(sizes) == 3 and max(sizes) < 512 * 1024
+    built, repacked = tmp_path / "built.zip", tmp_path / "repacked.zip"
+    tree = write_tree(tmp_path / "tree", files)
+    assert zipper(["build", str(tree), "-o", str(built), "--store"]) == 0
+    assert _archive_sha256(packed) == file_sha256_hex(built)
+    assert zipper(["repack", str(packed), "-o", str(repacked)]) == 0
+    assert zipper(["build", str(tree), "-o", str(built)]) == 0
+    assert file_sha256_hex(repacked) == file_sha256_hex(built)
 
 
 def test_a_failing_command_fails_the_packer_with_its_output_and_packs_nothing(tmp_path):

@@ -6,9 +6,9 @@ This module writes, next to every `X.py` of a tree, `__pycache__/X.cpython-3XY.p
 the runtime uses it and the bytes are the same wherever and however they are built.
 
 It is a program run BY the CPython of the runtime's exact minor version (3.9 to 3.14), Pants-free
-and stdlib-only; of ours it imports only `canonical_marshal`. The Pants rules ship exactly those
-files (`lambda_rules.sandbox_files.BYTECODE_COMPILER`) into the sandbox of the process, as file
-contents under a directory SCRIPTS, and run
+and stdlib-only; of ours it imports only `canonical_marshal` and `pieces`. The Pants rules ship
+exactly those files (`lambda_rules.sandbox_files.BYTECODE_COMPILER`) into the sandbox of the
+process, as file contents under a directory SCRIPTS, and run
 
     python3.X -I -B -c "<entry_program(BYTECODE_COMPILER_MODULE, (SCRIPTS,))>" compile \
         --root DIR --prefix /var/task [--workers N] [--on-invalid fail|skip] \
@@ -78,6 +78,7 @@ import subprocess
 import sys
 import warnings
 
+from lambda_rules import pieces
 from lambda_rules.scripts.canonical_marshal import canonical_marshal
 
 _PREPARED = False
@@ -280,11 +281,11 @@ def compile_in_place(
 
 
 def unpack(archive: str, directory: str) -> None:
-    """Extract `archive` into `directory` with each file's exec bit (0755, else 0644); zipfile
-    keeps every entry inside `directory`."""
+    """Extract `archive` (a file, or a directory of its pieces) into `directory` with each file's
+    exec bit (0755, else 0644); zipfile keeps every entry inside `directory`."""
     import zipfile
 
-    with zipfile.ZipFile(archive) as source:
+    with pieces.open_input(archive) as packed, zipfile.ZipFile(packed) as source:
         for info in source.infolist():
             path = source.extract(info, directory)
             if not info.is_dir():

@@ -149,11 +149,26 @@ def write_archive(
         raise ZipError(
             f"{out}: nothing to zip (no files left after filtering); Lambda rejects empty archives"
         )
-    epoch = DOS_EPOCH if timestamp is None else timestamp
     with replaced_atomically(out) as out_file:
-        writer = ArchiveWriter(out_file, *dos_date_time(epoch))
-        compressed = compress_all([e.content for e in entries], level, workers)
-        with contextlib.closing(compressed):
-            for planned, entry in zip(entries, compressed):
-                writer.add(planned.name, planned.executable, entry)
-        return writer.finish()
+        return write_archive_to(
+            out_file, entries, level=level, timestamp=timestamp, workers=workers
+        )
+
+
+def write_archive_to(
+    out_file: BinaryIO,
+    entries: Sequence[PlannedEntry],
+    *,
+    level: int | None,
+    timestamp: int | None,
+    workers: int,
+) -> ZipSummary:
+    """`write_archive` into an open file (or pieces): the caller makes it appear whole, and
+    gives at least one entry."""
+    epoch = DOS_EPOCH if timestamp is None else timestamp
+    writer = ArchiveWriter(out_file, *dos_date_time(epoch))
+    compressed = compress_all([e.content for e in entries], level, workers)
+    with contextlib.closing(compressed):
+        for planned, entry in zip(entries, compressed):
+            writer.add(planned.name, planned.executable, entry)
+    return writer.finish()

@@ -118,7 +118,8 @@ def add_zipper_commands(commands: argparse._SubParsersAction) -> None:
         help="rewrite an existing archive in canonical form",
         description="Rewrite IN.zip in the same canonical form as build. Every file is kept "
         "unless --exclude drops it; directory entries are dropped. Unsafe or corrupt archives "
-        "are refused and no output is written.",
+        "are refused and no output is written. IN.zip may also be given as IN.zip.pieces/, the "
+        "pieces the Pants rules hand it between processes in.",
     )
     repack.add_argument("archive", metavar="IN.zip", type=Path)
     _add_write_options(repack)

@@ -15,6 +15,7 @@ import struct
 from dataclasses import dataclass
 from typing import Any, BinaryIO, Callable
 
+from lambda_rules import pieces
 from lambda_rules.zipper import format as zf
 from lambda_rules.zipper.errors import CorruptArchiveError, UnsafeArchiveError
 
@@ -109,11 +110,11 @@ class Archive:
 
 
 def read_archive(path: str | os.PathLike[str]) -> Archive:
-    """Parse and cross-check every record of the archive at `path` (data is not inflated)."""
+    """Parse and cross-check every record of the archive at `path`, a file or a directory of its
+    pieces (data is not inflated)."""
     shown = os.fspath(path)
-    with open(path, "rb") as f:
-        size = os.fstat(f.fileno()).st_size
-        return _ArchiveParser(f, shown, size).parse()
+    with pieces.open_input(path) as f:
+        return _ArchiveParser(f, shown, pieces.input_size(f)).parse()
 
 
 class _ArchiveParser:

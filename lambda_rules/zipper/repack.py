@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
+from lambda_rules import pieces
 from lambda_rules.zipper.archive import PlannedEntry, write_archive
 from lambda_rules.zipper.compress import DEFAULT_LEVEL, effective_level
 from lambda_rules.zipper.entry_data import read_entry_data
@@ -64,7 +65,7 @@ class ArchiveMember:
         return self.entry.uncompressed_size
 
     def read(self) -> bytes:
-        with open(self.archive, "rb") as f:
+        with pieces.open_input(self.archive) as f:
             return read_entry_data(f, self.archive, self.entry)
 
 

@@ -110,13 +110,14 @@ def field_set(runner: RuleRunner, address: Address) -> LambdaFunctionFieldSet:
 
 
 def unit_paths(runner: RuleRunner, unit: DistributionUnit) -> set[str]:
-    """First-party code's files, or the names in a distribution's stored archive (whose
-    metadata files are some of them)."""
+    """First-party code's files, or the names in a distribution's stored archive, handed on in
+    pieces (whose metadata files are some of them)."""
     if unit.first_party:
         return {entry.path for entry in runner.request(DigestEntries, [unit.digest])}
-    (archive,) = runner.request(DigestContents, [unit.digest])
-    assert archive.path == UNIT_ARCHIVE
-    with zipfile.ZipFile(io.BytesIO(archive.content)) as opened:
+    contents = runner.request(DigestContents, [unit.digest])
+    assert [piece.path.rpartition("/")[0] for piece in contents] == [UNIT_ARCHIVE] * len(contents)
+    archive = b"".join(piece.content for piece in sorted(contents, key=lambda piece: piece.path))
+    with zipfile.ZipFile(io.BytesIO(archive)) as opened:
         names = {info.filename for info in opened.infolist()}
         assert {info.compress_type for info in opened.infolist()} == {zipfile.ZIP_STORED}
     metadata = {entry.path for entry in runner.request(DigestEntries, [unit.metadata])}

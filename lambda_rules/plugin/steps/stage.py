@@ -39,7 +39,7 @@ from pants.engine.rules import Get, MultiGet, collect_rules, rule
 from pants.engine.target import TransitiveTargets, TransitiveTargetsRequest
 from pants.util.logging import LogLevel
 
-from lambda_rules import contents, layers, units
+from lambda_rules import contents, layers, pieces, units
 from lambda_rules.platforms import LambdaPlatform
 from lambda_rules.plugin.steps.resolve import (
     LambdaDistributions,
@@ -52,9 +52,9 @@ from lambda_rules.units import Distribution
 logger = logging.getLogger(__name__)
 
 
-# The name a distribution unit's archive has in every process that reads it: its digest alone
-# decides their cache keys.
-UNIT_ARCHIVE = "unit.zip"
+# The name a distribution unit's archive, as the pieces the resolve wrote it in, has in every
+# process that reads it: its digest alone decides their cache keys.
+UNIT_ARCHIVE = f"unit.zip{pieces.SUFFIX}"
 
 
 @dataclass(frozen=True)
@@ -151,10 +151,18 @@ async def split_lambda_distributions(
         copies = ((path, f"{METADATA_DIR}/{path}") for path in plan.paths)
         return [FileEntry(path, files[copy].file_digest) for path, copy in copies if copy in files]
 
+    # Unit i's archive is `<i>.zip.pieces/*` at the root.
+    archives: dict[str, list[FileEntry]] = {}
+    for path, entry in files.items():
+        directory, _, piece = path.partition("/")
+        if directory.endswith(pieces.SUFFIX):
+            archives.setdefault(directory, []).append(
+                FileEntry(f"{UNIT_ARCHIVE}/{piece}", entry.file_digest)
+            )
     digests = await MultiGet(
         [
             *(
-                Get(Digest, CreateDigest([FileEntry(UNIT_ARCHIVE, files[f"{i}.zip"].file_digest)]))
+                Get(Digest, CreateDigest(archives[f"{i}.zip{pieces.SUFFIX}"]))
                 for i in range(len(plans))
             ),
             *(Get(Digest, CreateDigest(dist_info(plan))) for plan in plans),
