@@ -37,18 +37,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 _PACKAGE_DESCRIPTION = """\
 Package a Python AWS Lambda function (or a layer) without Pants: the same steps and the same bytes
 as `pants package` on a `lambda_function` with the same settings. Requirements are resolved from a
-lockfile with pex for the Lambda platform (wheels only, no Docker); each distribution is
-compressed once into a part kept in --cache-dir and reused by every later run that resolves the
-same wheel; the parts are merged without recompressing. Writes OUT.zip, a content-addressed copy
+lock for the Lambda platform (wheels only, no Docker); each locked wheel is fetched once into
+--cache-dir (checked against the lock's sha256), laid out and compressed once into a part kept
+there and reused by every later run that pins the same wheel; the parts are merged without
+recompressing. Writes OUT.zip, a content-addressed copy
 in OUT.cas/, the manifest OUT.json (sha256, Terraform's filebase64sha256, sizes, distributions)
 and a CycloneDX SBOM OUT.cdx.json, all or nothing. Entry times are 1980-01-01 whatever
 SOURCE_DATE_EPOCH says, as under Pants.
 
-Requirements need a lockfile (a pex lock, or the lockfile `pants generate-lockfiles` writes):
-without one the result would be only as reproducible as the versions that resolve today, so
-lambda-zip refuses. Create one with
-  pex3 lock create --style universal --pip-version latest \\
-    --interpreter-constraint "CPython==3.12.*" -r requirements.txt -o lock.json
+Requirements need a lock: without one the result would be only as reproducible as the versions
+that resolve today, so lambda-zip refuses. Any of these, told apart by content:
+  uv lock                                  (uv.lock, in a uv project)
+  uv export --format pylock.toml -o pylock.toml      (PEP 751; also `pip lock`)
+  pants generate-lockfiles                 (or `pex3 lock create --style universal ...`)
 """
 
 
@@ -98,7 +99,21 @@ def _add_package_command(commands: argparse._SubParsersAction) -> None:
         metavar="REQ",
         help="a requirement, e.g. pydantic==2.12.5 (repeatable)",
     )
-    add("--lockfile", type=Path, metavar="LOCK", help="the lockfile requirements resolve from")
+    add(
+        "--lockfile",
+        type=Path,
+        metavar="LOCK",
+        help="the lock requirements resolve from: a pex/Pants lock, pylock.toml or uv.lock",
+    )
+    add(
+        "--find-links",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="a folder that may hold locked wheels (checked like a download; repeatable; "
+        "$PIP_FIND_LINKS too)",
+    )
     add(
         "--compile-bytecode",
         action="store_true",
@@ -130,7 +145,8 @@ def _add_package_command(commands: argparse._SubParsersAction) -> None:
         "--cache-dir",
         type=Path,
         default=None,
-        help=f"where parts are kept (default {default_cache_dir()}; $LAMBDA_ZIP_CACHE_DIR)",
+        help=f"where wheels and parts are kept (default {default_cache_dir()}; "
+        "$LAMBDA_ZIP_CACHE_DIR)",
     )
     add(
         "--level",
@@ -165,6 +181,7 @@ def _run_package(args: argparse.Namespace) -> int:
         exclude=tuple(args.exclude_distribution),
         layers=tuple((name, Path(path)) for name, path in tool.pairs(args.layer, "--layer")),
         cache_dir=args.cache_dir or default_cache_dir(),
+        find_links=tuple(args.find_links),
         level=args.level,
     )
     result = package(request)
@@ -187,8 +204,8 @@ def _run_package(args: argparse.Namespace) -> int:
 
 _VERIFY_DESCRIPTION = """\
 Prove that every entry of ARCHIVE comes from where its manifest says: each distribution's files
-byte-identical to the wheel the lockfile pins (fetched, or taken from pex's cache, and checked
-against the lock's sha256), RECORD and INSTALLER as the installer derives them, each .pyc as the
+byte-identical to the wheel the lockfile pins (fetched, or taken from the wheel cache, and checked
+against the lock's sha256), each .pyc as the
 runtime's CPython compiles it from those sources, first-party files equal to SOURCE, and nothing
 else. It packages the archive again from those inputs alone (no cache of parts is trusted) and
 compares every byte, and the manifest and SBOM beside it too. Nothing in the archive is executed;
@@ -220,6 +237,12 @@ def _add_verify_command(commands: argparse._SubParsersAction) -> None:
         help="a layer the function is deployed with; it is verified too (repeatable)",
     )
     add("--name", help="the package's name in its SBOM (default: the SBOM's own)")
+    add(
+        "--cache-dir",
+        type=Path,
+        default=None,
+        help="where wheels are kept (parts are never reused here); as for package",
+    )
     verify_parser.set_defaults(run=_run_verify)
 
 
@@ -236,6 +259,7 @@ def _run_verify(args: argparse.Namespace) -> int:
             sbom=args.sbom,
             layers=tuple((name, Path(path)) for name, path in tool.pairs(args.layer, "--layer")),
             name=args.name,
+            wheel_cache=(args.cache_dir or default_cache_dir()) / "wheels",
         )
     )
     lines, problems = verify.describe(reports)

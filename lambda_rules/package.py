@@ -10,7 +10,6 @@ bytes for the same inputs as `pants package`. No Pants imports.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import os
 import shutil
 import signal
@@ -21,13 +20,14 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 from lambda_rules import (
+    pieces,
     contents,
     facts,
+    fetch,
     layer_archive,
-    lockfile,
+    locks,
     outputs,
     parts_cache,
-    resolve,
     sandbox_files,
     units,
 )
@@ -38,6 +38,7 @@ from lambda_rules.scripts import interpreters
 from lambda_rules.zipper.build import build_zip
 from lambda_rules.zipper.compress import DEFAULT_LEVEL
 from lambda_rules.zipper.merge import merge_zips
+from lambda_rules.zipper.repack import repack_zip
 from lambda_rules.zipper.summary import file_sha256
 
 
@@ -60,6 +61,10 @@ class PackageRequest:
     exclude: tuple[str, ...] = ()
     layers: tuple[tuple[str, Path], ...] = ()
     cache_dir: Path = field(default_factory=parts_cache.default_cache_dir)
+    # Folders that may already hold locked wheels (checked against the lock like a download).
+    find_links: tuple[Path, ...] = ()
+    # Where fetched wheels are kept; by default `cache_dir`'s `wheels/`.
+    wheel_cache: Path | None = None
     level: int = DEFAULT_LEVEL
 
 
@@ -95,9 +100,9 @@ def package(request: PackageRequest) -> Derivation:
         raise PackageError(f"{request.name}: a function needs --handler (module.function)")
     if request.requirements and request.lockfile is None:
         raise PackageError(
-            f"{request.name}: requirements need --lockfile; create one with `pex3 lock create "
-            "--style universal --pip-version latest -o lock.json REQUIREMENT...` (or use the "
-            "lockfile `pants generate-lockfiles` writes)"
+            f"{request.name}: requirements need --lockfile: a uv.lock (`uv lock`), a pylock.toml "
+            "(`uv export --format pylock.toml`, `pip lock`) or the lock `pants generate-lockfiles` "
+            "writes"
         )
     output_dir, created = _output_directory(request.output)
     try:
@@ -120,18 +125,18 @@ def derive(request: PackageRequest, work: Path, *, transitive: bool = True) -> D
     wheels, the sources and the parts in `request.cache_dir`. `transitive` False installs exactly
     the pinned distributions of `request.requirements` (what `verify` checks against)."""
     platform, what = request.platform, request.name
-    site_packages = work / "site-packages"
-    site_packages.mkdir(parents=True)
     lock = request.lockfile or _empty_lock(work)
     cache = parts_cache.PartsCache(request.cache_dir)
-    resolved = _resolution(request, lock, site_packages, cache, transitive=transitive)
+    wheels = _locked_wheels(request, lock, transitive=transitive)
+    resolved = _resolution(request, wheels, work, cache)
+    listed = units.read_listing(resolved.listing)
     sources = _collect_sources(what, request.sources, request.source_root)
     layer_contents = [layer_archive.layer_contents(name, path) for name, path in request.layers]
     planned = contents.plan_contents(
         what=what,
         platform=platform,
         sources={path: file_sha256(source)[0] for path, source in sources.items()},
-        distributions=units.split_distributions(sorted(resolved.files), resolved.records),
+        distributions=units.split_of(listed),
         metadata=resolved.metadata,
         requirements=request.requirements,
         exclude=request.exclude,
@@ -144,43 +149,12 @@ def derive(request: PackageRequest, work: Path, *, transitive: bool = True) -> D
 
     prefix = f"{facts.LAYER_PYTHON_DIR}/" if request.kind is Kind.LAYER else ""
     compiler = _compiler(what, request) if request.compile_bytecode else None
-    tool = parts_cache.tool_fingerprint()
-    settings: dict[str, object] = {"level": request.level}
-    if compiler is not None:
-        settings.update(python=compiler.version, prefix=compiler.prefix, tag=compiler.cache_tag)
-    keys = [
-        parts_cache.PartKey.of(
-            [(prefix + path, *resolved.files[path]) for path in unit.paths],
-            tool=tool,
-            settings=settings,
-        )
-        for unit in planned.units
-    ]
-    found = [cache.get(key) for key in keys]
-    missing = [index for index, cached in enumerate(found) if cached is None]
-    if missing and not any(site_packages.iterdir()):
-        # The parts were wanted from a cached resolve, and some are gone: the files are needed.
-        _resolve(request, lock, site_packages, transitive=transitive)
-    # What is missing is staged, compiled in one process (a process start per distribution
-    # would cost more than many compile) and zipped here.
-    staged = {index: work / "units" / str(index) for index in missing}
-    for index in missing:
-        files = {path: site_packages / path for path in planned.units[index].paths}
-        _stage(staged[index], prefix, files)
-    if compiler is not None and missing:
-        _compile(list(staged.values()), compiler, skip_invalid=True)
-    parts = []
-    for index, cached in enumerate(found):
-        if cached is None:
-            built = staged[index].with_suffix(".zip")
-            _zip_part(staged[index], built, request.level, compiler)
-            cached = cache.put(keys[index], built, compiler.version if compiler else None)
-        parts.append(cached)
-    compressed = len(missing)
+    parts = _parts(request, wheels, _listed(listed, planned), work, cache, prefix, compiler)
+    compressed = sum(1 for part in parts if part.built)
 
     merged = work / "merged.zip"
     tree_compiled_by = None
-    members = [part.path for part in parts]
+    members = [part.cached.path for part in parts]
     if planned.first_party:
         tree = work / "tree"
         _stage(tree, prefix, {path: sources[path] for path in planned.first_party})
@@ -194,7 +168,7 @@ def derive(request: PackageRequest, work: Path, *, transitive: bool = True) -> D
     from lambda_rules import sbom  # needs cyclonedx-python-lib, a dependency of `package` only
 
     template = sbom.generate_sbom_template(
-        [part.path for part in parts],
+        members[: len(parts)],
         lock,
         platform=platform,
         kind=request.kind,
@@ -212,7 +186,7 @@ def derive(request: PackageRequest, work: Path, *, transitive: bool = True) -> D
         sbom_template=template,
         layer_contents=layer_contents,
         bytecode_compiled_by=next(
-            (c for c in (*(p.compiled_by for p in parts), tree_compiled_by) if c), None
+            (c for c in (*(p.cached.compiled_by for p in parts), tree_compiled_by) if c), None
         ),
     )
     origins: dict[str, str | None] = {prefix + path: None for path in planned.first_party}
@@ -230,54 +204,118 @@ def derive(request: PackageRequest, work: Path, *, transitive: bool = True) -> D
     )
 
 
-def _resolve(request: PackageRequest, lock: Path, site_packages: Path, *, transitive: bool) -> None:
-    resolve.resolve_distributions(
+def _listed(
+    listed: Sequence[units.ListedUnit], planned: contents.PackageContents
+) -> list[units.ListedUnit]:
+    """The listed units the plan keeps, in the plan's order."""
+    by_plan = {unit.plan: unit for unit in listed}
+    return [by_plan[plan] for plan in planned.units]
+
+
+def _locked_wheels(
+    request: PackageRequest, lock: Path, *, transitive: bool
+) -> tuple[locks.LockedWheel, ...]:
+    if not request.requirements:
+        return ()
+    return locks.select_wheels(
+        locks.read_lock(lock),
+        request.requirements,
+        request.platform,
         what=request.name,
-        platform=request.platform,
-        requirements=request.requirements,
-        lock=lock,
-        dest=site_packages,
         transitive=transitive,
     )
 
 
 def _resolution(
     request: PackageRequest,
-    lock: Path,
-    site_packages: Path,
+    wheels: Sequence[locks.LockedWheel],
+    work: Path,
     cache: parts_cache.PartsCache,
-    *,
-    transitive: bool,
 ) -> parts_cache.Resolution:
-    """What the requirements resolve to: from the cache when this lockfile, these requirements
-    and this platform were resolved before (no pex run, no files), else from pex."""
-    if not request.requirements:
-        return parts_cache.Resolution({}, {}, {})
-    key = parts_cache.resolution_key(
-        pex=resolve.PEX_REQUIREMENT,
-        lock=hashlib.sha256(lockfile.lock_json(lock).encode()).hexdigest(),
-        requirements=list(request.requirements),
-        platform=request.platform.complete_platform_json(),
-        transitive=transitive,
-    )
+    """The units of the locked wheels: from the cache when these wheels were laid out before (no
+    wheel read, no network), else written from the wheels into `work`."""
+    if not wheels:
+        return parts_cache.Resolution(b'{"units": []}', {})
+    key = parts_cache.resolution_key(wheels=[w.sha256 for w in wheels])
     cached = cache.get_resolution(key)
     if cached is not None:
         return cached
-    _resolve(request, lock, site_packages, transitive=transitive)
-    paths = _files_under(site_packages)
+    out = _write_units(request, wheels, work)
+    metadata_dir = out / units.METADATA_DIR
     resolved = parts_cache.Resolution(
-        files={
-            path: (
-                file_sha256(site_packages / path)[0],
-                bool(os.stat(site_packages / path).st_mode & 0o111),
-            )
-            for path in paths
+        listing=(out / units.UNITS_JSON).read_bytes(),
+        metadata={
+            path.relative_to(metadata_dir).as_posix(): path.read_bytes()
+            for path in sorted(metadata_dir.glob("*/METADATA"))
         },
-        records=_read_matching(site_packages, paths, ".dist-info/RECORD"),
-        metadata=_read_matching(site_packages, paths, ".dist-info/METADATA"),
     )
     cache.put_resolution(key, resolved)
     return resolved
+
+
+def _write_units(
+    request: PackageRequest, wheels: Sequence[locks.LockedWheel], work: Path
+) -> Path:
+    """The wheels fetched (into the cache's wheel folder) and laid out as units under `work`,
+    once per run."""
+    out = work / "units"
+    if not out.exists():
+        from lambda_rules import wheel_units  # needs `installer`, a dependency of `package` only
+
+        root = request.wheel_cache or request.cache_dir / "wheels"
+        wheel_cache = fetch.WheelCache(root, request.find_links)
+        paths = wheel_cache.fetch_all(fetch.Wanted(w.url, w.sha256) for w in wheels)
+        wheel_units.write_units([(paths[w.sha256], w.url) for w in wheels], out)
+    return out
+
+
+@dataclass(frozen=True)
+class _Part:
+    cached: parts_cache.CachedPart
+    built: bool
+
+
+def _parts(
+    request: PackageRequest,
+    wheels: Sequence[locks.LockedWheel],
+    wanted: Sequence[units.ListedUnit],
+    work: Path,
+    cache: parts_cache.PartsCache,
+    prefix: str,
+    compiler: _Compiler | None,
+) -> list[_Part]:
+    """Each wanted unit's part, from the cache or built as the Pants rules build it: repacked
+    from its stored archive, or with bytecode unpacked, compiled and zipped (the units missing
+    are compiled in one process: a process start per distribution would cost more)."""
+    settings: dict[str, object] = {"level": request.level, "prefix": prefix}
+    if compiler is not None:
+        settings.update(python=compiler.version, load=compiler.prefix, tag=compiler.cache_tag)
+    tool = parts_cache.tool_fingerprint()
+    keys = [parts_cache.PartKey.of(unit.sha256, tool=tool, settings=settings) for unit in wanted]
+    found = [cache.get(key) for key in keys]
+    missing = [index for index, cached in enumerate(found) if cached is None]
+    if not missing:
+        return [_Part(cached, False) for cached in found if cached is not None]
+    out = _write_units(request, wheels, work)
+    written = units.read_listing((out / units.UNITS_JSON).read_bytes())
+    index_of = {unit.sha256: index for index, unit in enumerate(written)}
+    archives = {i: out / f"{index_of[wanted[i].sha256]}.zip{pieces.SUFFIX}" for i in missing}
+    staged = {i: work / "staged" / str(i) for i in missing}
+    if compiler is not None:
+        unpack = [(archives[i], staged[i] / prefix) for i in missing]
+        _compile(list(staged.values()), compiler, skip_invalid=True, unpack=unpack)
+    parts = []
+    for index, cached in enumerate(found):
+        if cached is None:
+            built = work / "parts" / f"{index}.zip"
+            built.parent.mkdir(parents=True, exist_ok=True)
+            if compiler is None:
+                repack_zip(archives[index], built, level=request.level, prefix=prefix)
+            else:
+                _zip_part(staged[index], built, request.level, compiler)
+            cached = cache.put(keys[index], built, compiler.version if compiler else None)
+        parts.append(_Part(cached, index in missing))
+    return parts
 
 
 def _output_directory(output: Path) -> tuple[Path, list[Path]]:
@@ -340,23 +378,6 @@ def _walk(source: Path) -> Iterator[Path]:
                 yield Path(directory, name)
 
 
-def _files_under(root: Path) -> list[str]:
-    return sorted(
-        Path(directory, name).relative_to(root).as_posix()
-        for directory, _, filenames in os.walk(root)
-        for name in filenames
-    )
-
-
-def _read_matching(root: Path, paths: Sequence[str], suffix: str) -> dict[str, bytes]:
-    """The `*.dist-info/RECORD` (or METADATA) files at the top of the flat layout."""
-    return {
-        path: (root / path).read_bytes()
-        for path in paths
-        if path.endswith(suffix) and path.count("/") == 1
-    }
-
-
 def _check_handler(
     what: str, handler: str, planned: contents.PackageContents, sources: dict[str, Path]
 ) -> None:
@@ -410,9 +431,16 @@ def _zip_part(staged: Path, out: Path, level: int, compiler: _Compiler | None) -
     build_zip(staged, out, level=level, includes=includes, max_workers=os.cpu_count())
 
 
-def _compile(trees: Sequence[Path], compiler: _Compiler, *, skip_invalid: bool) -> None:
+def _compile(
+    trees: Sequence[Path],
+    compiler: _Compiler,
+    *,
+    skip_invalid: bool,
+    unpack: Sequence[tuple[Path, Path]] = (),
+) -> None:
     """Compile each tree as a root of its own in one run of the bytecode compiler, from its
-    shipped files, as the Pants rule runs it. A third-party source that does not compile is
+    shipped files, as the Pants rule runs it, after unpacking each (archive, directory) of
+    `unpack`. A third-party source that does not compile is
     skipped (`skip_invalid`), as pip does; a first-party one is an error."""
     with tempfile.TemporaryDirectory(prefix="lambda-zip-compiler-") as scripts:
         for path, content in sandbox_files.BYTECODE_COMPILER.read().items():
@@ -433,6 +461,7 @@ def _compile(trees: Sequence[Path], compiler: _Compiler, *, skip_invalid: bool) 
                 "--workers",
                 str(os.cpu_count() or 1),
                 *(("--on-invalid", "skip") if skip_invalid else ()),
+                *(str(arg) for pair in unpack for arg in ("--unpack", *pair)),
             ],
             capture_output=True,
             text=True,

@@ -2,15 +2,14 @@
 imports).
 
 A part is one distribution unit compressed (and compiled) by the zipper; its bytes depend only on
-what `PartKey` hashes: the unit's files (paths, contents, exec bits), the zipper's and the bytecode
-compiler's own sources, the pinned compressor, the level, and for bytecode the exact CPython, the
-load prefix and what happens to a source that does not compile. So a second function on the same
-requirements, or a CI runner that keeps the folder, compresses nothing again.
+what `PartKey` hashes: the unit's stored archive (its sha256 covers every path, content and exec
+bit), the zipper's and the bytecode compiler's own sources, the pinned compressor, the level, the
+package prefix, and for bytecode the exact CPython and the load prefix. So a second function on
+the same requirements, or a CI runner that keeps the folder, compresses nothing again.
 
-Beside the parts it keeps what each resolve gave (file paths, their sha256s and exec bits,
-RECORDs and METADATA), keyed by the lockfile's content, the requirements, the platform and the
-pex version: a second function on the same requirements then needs neither pex nor its files,
-only the parts.
+Beside the parts it keeps how each set of locked wheels was laid out into units (`units.json`
+and the METADATA files), keyed by the wheels' sha256s and the layout's own sources: a second
+function on the same wheels then reads no wheel, only the parts.
 
 Entries are written atomically (a temporary file renamed into place), so concurrent runs sharing
 the folder see a whole entry or none; both write the same bytes. Each entry records its own
@@ -25,14 +24,14 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Mapping
+from typing import Mapping
 
 from lambda_rules import sandbox_files
 from lambda_rules.zipper.output import replaced_atomically
 from lambda_rules.zipper.summary import file_sha256
 
 # Bump when the meaning of a key changes.
-_FORMAT = 1
+_FORMAT = 2
 
 
 def default_cache_dir() -> Path:
@@ -62,20 +61,14 @@ class PartKey:
     digest: str
 
     @classmethod
-    def of(
-        cls,
-        files: Iterable[tuple[str, str, bool]],
-        *,
-        tool: str,
-        settings: Mapping[str, object],
-    ) -> PartKey:
-        """`files`: (path in the package, content sha256, executable); `settings`: the zipper's
-        and compiler's options (level, compiler version, prefix, ...)."""
+    def of(cls, unit: str, *, tool: str, settings: Mapping[str, object]) -> PartKey:
+        """`unit`: the sha256 of the unit's stored archive; `settings`: the zipper's and
+        compiler's options (level, prefix, compiler version, ...)."""
         document = {
             "format": _FORMAT,
             "tool": tool,
             "settings": dict(sorted(settings.items())),
-            "files": sorted(files),
+            "unit": unit,
         }
         text = json.dumps(document, sort_keys=True, separators=(",", ":"))
         return cls(hashlib.sha256(text.encode()).hexdigest())
@@ -150,17 +143,15 @@ class PartsCache:
 
 @dataclass(frozen=True)
 class Resolution:
-    """What a resolve installed, as the rest of `package` needs it without the files."""
+    """How a set of locked wheels was laid out, as the rest of `package` needs it without the
+    wheels: the units' listing (`units.UNITS_JSON`) and each `*.dist-info/METADATA`."""
 
-    # Path -> (content sha256, executable), for every file of the flat layout.
-    files: dict[str, tuple[str, bool]]
-    records: dict[str, bytes]
+    listing: bytes
     metadata: dict[str, bytes]
 
     def to_json(self) -> bytes:
         document = {
-            "files": {path: [sha, executable] for path, (sha, executable) in self.files.items()},
-            "records": {p: base64.b64encode(c).decode() for p, c in self.records.items()},
+            "listing": self.listing.decode("utf-8"),
             "metadata": {p: base64.b64encode(c).decode() for p, c in self.metadata.items()},
         }
         return json.dumps(document, sort_keys=True).encode()
@@ -169,19 +160,27 @@ class Resolution:
     def from_json(cls, data: bytes) -> Resolution:
         document = json.loads(data)
         return cls(
-            files={
-                path: (sha, bool(executable))
-                for path, (sha, executable) in document["files"].items()
-            },
-            records={p: base64.b64decode(c) for p, c in document["records"].items()},
+            listing=document["listing"].encode("utf-8"),
             metadata={p: base64.b64decode(c) for p, c in document["metadata"].items()},
         )
 
 
 def resolution_key(**inputs: object) -> str:
-    """The key of a resolve: everything that decides what it installs."""
-    text = json.dumps({"format": _FORMAT, **inputs}, sort_keys=True, separators=(",", ":"))
+    """The key of a layout: the wheels, and the sources and `installer` version that lay them
+    out."""
+    layout = hashlib.sha256()
+    for path, content in sandbox_files.WHEEL_UNPACKER.read().items():
+        layout.update(f"{path} {hashlib.sha256(content).hexdigest()}\n".encode())
+    document = {"format": _FORMAT, "layout": layout.hexdigest(), **inputs}
+    document["installer"] = _installer_version()
+    text = json.dumps(document, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _installer_version() -> str:
+    from importlib.metadata import version
+
+    return version("installer")
 
 
 def _replace_atomically(destination: Path, data: bytes) -> None:

@@ -4,7 +4,7 @@ The Pants rules ship these files, as contents, into the sandboxes of their proce
 compresses and merges; `TOOL` is the `lambda-zip` command (the zipper and the SBOM writer) that
 writes SBOMs; `INVOKER` is the stdlib-only local invoker `pants run` runs with Pants' interpreter;
 `BYTECODE_COMPILER` is the stdlib-only `.pyc` compiler run by the runtime's CPython;
-`UNIT_PACKER` splits and packs a resolve inside its process, on pex's interpreter. Each set is
+`WHEEL_UNPACKER` fetches locked wheels and writes one unit per wheel. Each set is
 exactly what its program needs, because the files are inputs of its processes' cache keys: editing
 the invoker must not rerun every bytecode compile, nor the other way round. A module of ours that
 one of them imports but that is not listed here would fail only inside a sandbox, so
@@ -102,18 +102,22 @@ BYTECODE_COMPILER = FileSet(
 )
 BYTECODE_COMPILER_MODULE = "lambda_rules.scripts.bytecode"
 
-# Run in the resolve's process after pex: splits the resolve into units and packs each, stored.
-UNIT_PACKER = FileSet(
+# Fetches a target's locked wheels and writes one unit per wheel, run by the tool's interpreter
+# (it needs `installer`, one of the tool's requirements).
+WHEEL_UNPACKER = FileSet(
     patterns=(
         "lambda_rules/__init__.py",
+        "lambda_rules/errors.py",
+        "lambda_rules/fetch.py",
         "lambda_rules/pieces.py",
         "lambda_rules/units.py",
+        "lambda_rules/wheel_units.py",
         "lambda_rules/scripts/__init__.py",
-        "lambda_rules/scripts/pack_units.py",
+        "lambda_rules/scripts/unpack_wheels.py",
         "lambda_rules/zipper/*.py",
     )
 )
-UNIT_PACKER_MODULE = "lambda_rules.scripts.pack_units"
+WHEEL_UNPACKER_MODULE = "lambda_rules.scripts.unpack_wheels"
 
 # `lambda-zip verify` run by the Pants rules: the whole Pants-free core (it packages again).
 VERIFIER = FileSet(

@@ -1,22 +1,27 @@
-"""Splitting resolved third-party code into distribution units.
+"""Distribution units: what a package holds of third-party code, one unit per locked wheel.
 
-A unit is one distribution's files (as its `*.dist-info/RECORD` lists them, minus what a package
-never holds). Each unit is compressed on its own, in a process whose only input is that unit, so
-every function, layer and CI machine that resolves the same wheel for the same platform shares
-one cached part instead of compressing the wheel again.
+A unit is one wheel's files as the package holds them (`wheel_units.lay_out`, minus what a
+package never holds). Each unit is compressed on its own, in a process whose only input is that
+unit, so every function, layer and CI machine that pins the same wheel shares one cached part
+instead of compressing the wheel again.
 
-Standard library only: the Pants rules split a resolve inside the process that lays it out (see
-`scripts/pack_units.py`), on the interpreter pex runs on, where nothing else is installed.
+Standard library only: the wheel step runs it in a sandbox, and the Pants rules import it.
 """
 
 from __future__ import annotations
 
-import csv
-import io
-import posixpath
+import json
 import re
 from dataclasses import dataclass
-from typing import Iterable, Mapping
+from typing import Iterable
+
+# How a resolve hands its units on (`wheel_units.write_units`): `units.json` lists each unit
+# ({"distribution": [name, version], "paths": [...], "size": bytes, "sha256": of its stored
+# archive}); unit i's files are the
+# stored archive `<i>.zip` as pieces (`pieces.py`); every `*.dist-info/METADATA` and `WHEEL` is
+# also under `dist-info/`, for the plan and the SBOM.
+UNITS_JSON = "units.json"
+METADATA_DIR = "dist-info"
 
 # Build and install tooling that a deployed function never imports: pip, setuptools (with its
 # pkg_resources and distutils shim) and wheel, plus console scripts and bytecode caches.
@@ -69,51 +74,24 @@ def distributions(paths: Iterable[str]) -> tuple[Distribution, ...]:
 
 @dataclass(frozen=True)
 class UnitPlan:
-    """The package paths of one unit; `distribution` is None for files no RECORD claims."""
+    """The package paths of one unit: one distribution's files."""
 
-    distribution: Distribution | None
+    distribution: Distribution
     paths: tuple[str, ...]
 
     @property
     def label(self) -> str:
-        if self.distribution is None:
-            return "files of no distribution"
         return f"{self.distribution.name} {self.distribution.version}"
 
 
-def record_paths(record_path: str, record: bytes) -> list[str]:
-    """The files a RECORD lists, relative to the site-packages root it sits in."""
-    site_packages_root = posixpath.dirname(posixpath.dirname(record_path))
-    rows = csv.reader(io.StringIO(record.decode("utf-8")))
-    return [
-        posixpath.normpath(posixpath.join(site_packages_root, row[0]))
-        for row in rows
-        if row and row[0]
-    ]
+@dataclass(frozen=True)
+class ListedUnit:
+    """A unit as `UNITS_JSON` lists it: its plan, its unpacked size and the sha256 of its stored
+    archive (which decides the part's bytes, with the prefix and the compressor)."""
 
-
-def split_into_units(paths: Iterable[str], records: Mapping[str, bytes]) -> tuple[UnitPlan, ...]:
-    """One unit per distribution, by RECORD, over the bundled `paths` only.
-
-    A path two RECORDs claim (a namespace `__init__.py` both ship) goes to the first distribution
-    in name order, so the split is deterministic; a path no RECORD claims goes to a last unit.
-    """
-    remaining = set(paths)
-    units = []
-    by_distribution = sorted(
-        ((distributions([record_path])[0], record_path) for record_path in records),
-        key=lambda pair: (pair[0].name, pair[0].version),
-    )
-    for distribution, record_path in by_distribution:
-        claimed = remaining.intersection(
-            [record_path, *record_paths(record_path, records[record_path])]
-        )
-        remaining -= claimed
-        if claimed:
-            units.append(UnitPlan(distribution, tuple(sorted(claimed))))
-    if remaining:
-        units.append(UnitPlan(None, tuple(sorted(remaining))))
-    return tuple(units)
+    plan: UnitPlan
+    size: int
+    sha256: str
 
 
 @dataclass(frozen=True)
@@ -124,11 +102,18 @@ class SplitDistributions:
     units: tuple[UnitPlan, ...]
 
 
-def split_distributions(
-    distribution_files: Iterable[str], records: Mapping[str, bytes]
-) -> SplitDistributions:
-    """Leave out pip, setuptools, console scripts and `__pycache__`, and split the rest into one
-    unit per distribution by their RECORDs (`records`: each `*.dist-info/RECORD` path of the
-    resolve -> its content)."""
-    bundled = sorted(p for p in distribution_files if is_bundled_distribution_path(p))
-    return SplitDistributions(tuple(bundled), split_into_units(bundled, records))
+def read_listing(listing: bytes) -> tuple[ListedUnit, ...]:
+    """The units of a `UNITS_JSON` document, in its order (unit i's archive is `<i>.zip`)."""
+    return tuple(
+        ListedUnit(
+            UnitPlan(Distribution(*unit["distribution"]), tuple(unit["paths"])),
+            unit["size"],
+            unit["sha256"],
+        )
+        for unit in json.loads(listing)["units"]
+    )
+
+
+def split_of(listed: Iterable[ListedUnit]) -> SplitDistributions:
+    plans = tuple(unit.plan for unit in listed)
+    return SplitDistributions(tuple(sorted(p for plan in plans for p in plan.paths)), plans)

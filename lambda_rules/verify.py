@@ -4,10 +4,10 @@ sources, so that a poisoned cache or an archive altered after packaging cannot r
 The archive is read with exactly the checks `repack` makes (a hostile archive is refused the same
 way) and nothing in it is executed. Its manifest says what it claims to be (runtime, architecture,
 handler, each distribution and version, bytecode, layers); `package.derive` then builds that
-package again from trusted inputs only: the locked wheels of exactly those versions, which pex
-fetches and checks against the lockfile's sha256s and installs (so RECORD and INSTALLER are
-derived, not read from the archive), the given sources, `.pyc` compiled by the runtime's CPython,
-and an empty cache of parts. Because packaging is reproducible, the two archives must be equal
+package again from trusted inputs only: the locked wheels of exactly those versions, fetched (or
+taken from the wheel cache) and checked against the lockfile's sha256s, laid out as `package`
+lays them out, the given sources, `.pyc` compiled by the runtime's CPython, and an empty cache of
+parts. Because packaging is reproducible, the two archives must be equal
 byte for byte; where they are not, every entry that is unexplained, altered or missing is named
 with its distribution. The manifest and the SBOM are compared the same way. No Pants imports.
 """
@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from lambda_rules import package
+from lambda_rules import package, parts_cache
 from lambda_rules.errors import LambdaRulesError
 from lambda_rules.facts import Kind
 from lambda_rules.platforms import lambda_platform
@@ -48,6 +48,8 @@ class VerifyRequest:
     sbom: Path | None = None
     layers: tuple[tuple[str, Path], ...] = ()
     name: str | None = None
+    # Wheels are content-addressed and checked against the lock, so their cache may be shared.
+    wheel_cache: Path = field(default_factory=lambda: parts_cache.default_cache_dir() / "wheels")
 
 
 @dataclass
@@ -108,6 +110,7 @@ def verify(request: VerifyRequest) -> VerifyReport:
                 layers=request.layers,
                 # A cache is not a root of trust: every part is made again here.
                 cache_dir=work / "parts",
+                wheel_cache=request.wheel_cache,
             ),
             work / "derive",
             transitive=False,
@@ -236,7 +239,13 @@ def verify_all(request: VerifyRequest) -> list[VerifyReport]:
     """The archive, then each of its layers (with the same lockfile, without sources)."""
     reports = [verify(request)]
     for _, layer in request.layers:
-        reports.append(verify(VerifyRequest(archive=layer, lockfile=request.lockfile)))
+        reports.append(
+            verify(
+                VerifyRequest(
+                    archive=layer, lockfile=request.lockfile, wheel_cache=request.wheel_cache
+                )
+            )
+        )
     return reports
 
 

@@ -65,7 +65,7 @@ def missing_files(file_set: FileSet) -> list[str]:
     return problems
 
 
-FILE_SETS = ["ZIPPER", "TOOL", "INVOKER", "BYTECODE_COMPILER", "UNIT_PACKER"]
+FILE_SETS = ["ZIPPER", "TOOL", "INVOKER", "BYTECODE_COMPILER", "WHEEL_UNPACKER"]
 
 
 @pytest.mark.parametrize("name", FILE_SETS)

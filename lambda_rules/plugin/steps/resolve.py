@@ -1,46 +1,62 @@
-"""Resolve: a target's requirements -> its distributions for one Lambda platform, one stored
-archive per distribution unit (`scripts/pack_units.py`)."""
+"""Resolve: a target's requirements -> the locked wheels they need on one Lambda platform
+(`locks.select_wheels`, in the rule) -> one stored archive per wheel's unit
+(`scripts/unpack_wheels.py`, one process that fetches into a named cache and writes the units).
+
+No pex on this path: the lock already names each wheel's URL and sha256, and a unit is a pure
+function of one wheel's bytes. `pants generate-lockfiles` (pex) still makes the locks.
+"""
 
 from __future__ import annotations
 
-import dataclasses
+import contextlib
+import json
+import os
+import warnings
 from dataclasses import dataclass
+from typing import Iterator
 
 from pants.backend.python.subsystems.setup import PythonSetup
 from pants.backend.python.util_rules.interpreter_constraints import InterpreterConstraints
-from pants.backend.python.util_rules.pex import (
-    CompletePlatforms,
-    PexRequest,
-    ReqStrings,
-    _setup_pex_requirements,
-)
-from pants.backend.python.util_rules.pex_cli import PexCliProcess
+from pants.backend.python.util_rules.pex import PexRequest, ReqStrings
 from pants.backend.python.util_rules.pex_from_targets import PexFromTargetsRequest
-from pants.backend.python.util_rules.pex_requirements import PexRequirements
+from pants.backend.python.util_rules.pex_requirements import (
+    LoadedLockfile,
+    LoadedLockfileRequest,
+    Lockfile,
+    PexRequirements,
+    Resolve,
+)
 from pants.engine.addresses import Address
+from pants.engine.env_vars import EnvironmentVars, EnvironmentVarsRequest
 from pants.engine.fs import (
     EMPTY_DIGEST,
     CreateDigest,
     Digest,
+    DigestContents,
     FileContent,
-    MergeDigests,
     RemovePrefix,
 )
 from pants.engine.process import Process, ProcessExecutionFailure, ProcessResult
 from pants.engine.rules import Get, collect_rules, rule
+from pants.option.global_options import GlobalOptions
+from pants.util.frozendict import FrozenDict
 from pants.util.logging import LogLevel
 
-from lambda_rules import sandbox_files, staging
+from lambda_rules import fetch, locks, sandbox_files, staging
 from lambda_rules.platforms import LambdaPlatform
-from lambda_rules.plugin.steps.cache import REMOTE_CACHE_SPECULATION_DELAY_MILLIS
+from lambda_rules.plugin.steps.tool import LambdaZipTool
 
-_SITE_PACKAGES_DIR = "site-packages"
 _UNITS_DIR = "units"
-# Where the resolve's sandbox holds the packer's files (`sandbox_files.UNIT_PACKER`).
-_PACKER_DIR = "__lambda_packer"
-# Wheels only: building an sdist would run arbitrary code on this machine and could give a wheel
-# for the host instead of for Lambda.
-_WHEELS_ONLY = ("--no-build",)
+_UNPACKER_DIR = "__lambda_unpacker"
+_WHEELS_JSON = "__lambda_wheels.json"
+# The named cache of fetched wheels (`fetch.WheelCache`): a run without the process cache, or
+# another repository on this machine, fetches a wheel it already has from there.
+WHEEL_CACHE_NAME = "lambda_rules_wheels"
+_WHEEL_CACHE_DIR = ".cache/lambda_rules_wheels"
+# What reaches the fetch from the environment: proxies and a netrc (a corporate network's
+# needs). Only variables that are set are passed, so most machines share cache keys.
+_NETWORK_VARIABLES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "NO_PROXY",
+                      "no_proxy", "NETRC")
 
 
 @dataclass(frozen=True)
@@ -51,10 +67,36 @@ class ResolveLambdaDistributionsRequest:
 
 @dataclass(frozen=True)
 class LambdaDistributions:
-    """Third-party distributions for one Lambda platform, split into units and packed, as
-    `scripts/pack_units.py` lays them out at the digest root (empty without requirements)."""
+    """Third-party distributions for one Lambda platform, one unit per wheel, as
+    `wheel_units.write_units` lays them out at the digest root (empty without requirements)."""
 
     digest: Digest
+
+
+@dataclass(frozen=True)
+class UnpackWheelsRequest:
+    wheels: tuple[locks.LockedWheel, ...]
+    address: str
+    platform: str
+
+
+@dataclass(frozen=True)
+class ParsedLockRequest:
+    digest: Digest
+    path: str
+
+
+@dataclass(frozen=True)
+class ParsedLock:
+    lock: locks.Lock
+
+
+@rule(desc="Read a lock", level=LogLevel.DEBUG)
+async def parse_lambda_lock(request: ParsedLockRequest) -> ParsedLock:
+    """Parsed once per lock and run, whatever number of targets select from it."""
+    contents = await Get(DigestContents, Digest, request.digest)
+    with _quiet_packaging():
+        return ParsedLock(locks.parse_lock(contents[0].content.decode("utf-8"), request.path))
 
 
 @rule(desc="Resolve Lambda distributions", level=LogLevel.DEBUG)
@@ -62,22 +104,7 @@ async def resolve_lambda_distributions(
     request: ResolveLambdaDistributionsRequest, python_setup: PythonSetup
 ) -> LambdaDistributions:
     platform = request.platform
-    platform_file = f"__lambda_platform_{platform.runtime.name}_{platform.architecture}.json"
-    platform_digest = await Get(
-        Digest,
-        CreateDigest([FileContent(platform_file, platform.complete_platform_json().encode())]),
-    )
-    complete_platforms = CompletePlatforms([platform_file], digest=platform_digest)
-    # The runtime decides the interpreter, not the repository's default constraints, so a lockfile
-    # made for this one Lambda version is usable. Pants 2.17 can only compare constraints within
-    # `[python].interpreter_versions_universe` (3.12 at most by default): beyond it, the target's
-    # own constraints apply, as before.
     major, minor = platform.runtime.python_version
-    runtime_constraints = (
-        InterpreterConstraints([platform.interpreter_constraint])
-        if f"{major}.{minor}" in python_setup.interpreter_versions_universe
-        else None
-    )
     pex_request = await Get(
         PexRequest,
         PexFromTargetsRequest(
@@ -85,83 +112,86 @@ async def resolve_lambda_distributions(
             output_filename="lambda_requirements.pex",
             internal_only=False,
             include_source_files=False,
-            complete_platforms=complete_platforms,
-            hardcoded_interpreter_constraints=runtime_constraints,
-            additional_args=_WHEELS_ONLY,
-            additional_lockfile_args=_WHEELS_ONLY,
+            # The runtime decides the interpreter, not the repository's default constraints.
+            hardcoded_interpreter_constraints=InterpreterConstraints(
+                [platform.interpreter_constraint]
+            )
+            if f"{major}.{minor}" in python_setup.interpreter_versions_universe
+            else None,
         ),
     )
     requirements = pex_request.requirements
-    if (
-        isinstance(requirements, PexRequirements)
-        and not (await Get(ReqStrings, PexRequirements, requirements)).req_strings
-    ):
+    if not isinstance(requirements, PexRequirements):
+        raise staging.ResolveError(f"{request.address}: its requirements come from no lock")
+    strings = (await Get(ReqStrings, PexRequirements, requirements)).req_strings
+    if not strings:
         return LambdaDistributions(EMPTY_DIGEST)
-    # One `pex3 venv create --layout flat` straight from the lockfile, as `pip install --target`
-    # would lay it out. Building a PEX first and laying that out (Pants' `PexVenvRequest`) gives
-    # the same files but zips every wheel only to unzip it again: two processes and about 4 s
-    # more for numpy + pandas. Pants 2.17 has no public rule that turns a `PexRequest`'s
-    # requirements into pex arguments, so this calls the helper its own `build_pex` uses
-    # (lockfile subsetting, its validation, indexes), pinned with Pants in pants.toml.
-    setup = await _setup_pex_requirements(pex_request, python_setup)
-    input_digest = await Get(
-        Digest,
-        MergeDigests([platform_digest, pex_request.additional_inputs, *setup.digests]),
+    if not isinstance(requirements.from_superset, Resolve):
+        raise staging.ResolveError(
+            f"{request.address}: Lambda packages install locked wheels only; enable "
+            "`[python].enable_resolves` and run `pants generate-lockfiles`"
+        )
+    lockfile = await Get(Lockfile, Resolve, requirements.from_superset)
+    loaded = await Get(LoadedLockfile, LoadedLockfileRequest(lockfile))
+    parsed = await Get(ParsedLock, ParsedLockRequest(loaded.lockfile_digest, lockfile.url))
+    with _quiet_packaging():
+        wheels = locks.select_wheels(parsed.lock, strings, platform, what=str(request.address))
+    return await Get(
+        LambdaDistributions,
+        UnpackWheelsRequest(wheels, str(request.address), platform.description),
     )
-    process = await Get(
-        Process,
-        PexCliProcess(
-            subcommand=("venv", "create"),
-            extra_args=(
-                f"--dest-dir={_SITE_PACKAGES_DIR}",
-                "--layout=flat",
-                *pex_request.additional_args,
-                *complete_platforms.generate_pex_arg_list(),
-                *setup.argv,
-            ),
-            additional_input_digest=input_digest,
-            concurrency_available=setup.concurrency_available,
-            description=f"Resolve requirements of {request.address} for {platform.description}",
-        ),
-    )
-    # pex runs inside the packer's process, so Pants captures a few archives instead of every
-    # file pex lays out (`PexEnvironment.create_argv` puts the interpreter pex runs on first).
-    packer = await Get(
+
+
+@rule(desc="Fetch and unpack locked wheels", level=LogLevel.DEBUG)
+async def unpack_wheels(
+    request: UnpackWheelsRequest, tool: LambdaZipTool, global_options: GlobalOptions
+) -> LambdaDistributions:
+    """One process for the wheels a target needs, keyed by their URLs and sha256s alone."""
+    listed = [{"url": w.url, "sha256": w.sha256} for w in request.wheels]
+    network = await Get(EnvironmentVars, EnvironmentVarsRequest(_NETWORK_VARIABLES))
+    env = {name: value for name, value in network.items() if value}
+    if global_options.ca_certs_path:
+        env[fetch.CA_BUNDLE_VARIABLES[0]] = os.path.abspath(global_options.ca_certs_path)
+    elif os.path.isfile(os.path.expanduser("~/.netrc")) and "NETRC" not in env:
+        env["NETRC"] = os.path.expanduser("~/.netrc")
+    inputs = await Get(
         Digest,
         CreateDigest(
-            FileContent(f"{_PACKER_DIR}/{path}", content)
-            for path, content in sandbox_files.UNIT_PACKER.read().items()
+            [
+                FileContent(_WHEELS_JSON, json.dumps(listed, sort_keys=True).encode()),
+                *(
+                    FileContent(f"{_UNPACKER_DIR}/{path}", content)
+                    for path, content in sandbox_files.WHEEL_UNPACKER.read().items()
+                ),
+            ]
         ),
     )
-    packing = dataclasses.replace(
-        process,
-        argv=(
-            process.argv[0],
-            "-I",
-            "-S",
-            "-B",
-            "-c",
-            sandbox_files.entry_program(sandbox_files.UNIT_PACKER_MODULE, (_PACKER_DIR,)),
-            "--site-packages",
-            _SITE_PACKAGES_DIR,
-            "--out",
-            _UNITS_DIR,
-            "--",
-            *process.argv,
-        ),
-        input_digest=await Get(Digest, MergeDigests([process.input_digest, packer])),
+    process = tool.process(
+        argv=("--wheels", _WHEELS_JSON, "--cache", _WHEEL_CACHE_DIR, "--out", _UNITS_DIR),
+        module=sandbox_files.WHEEL_UNPACKER_MODULE,
+        sources_first=(_UNPACKER_DIR,),
+        input_digest=inputs,
         output_directories=(_UNITS_DIR,),
-        remote_cache_speculation_delay_millis=REMOTE_CACHE_SPECULATION_DELAY_MILLIS,
+        append_only_caches=FrozenDict({WHEEL_CACHE_NAME: _WHEEL_CACHE_DIR}),
+        env=env,
+        description=f"Unpack {len(listed)} locked wheels of {request.address} for {request.platform}",
+        level=LogLevel.DEBUG,
     )
     try:
-        result = await Get(ProcessResult, Process, packing)
+        result = await Get(ProcessResult, Process, process)
     except ProcessExecutionFailure as e:
-        raise staging.ResolveError(
-            staging.explain_resolve_failure(
-                str(request.address), platform, e.stderr.decode(errors="replace")
-            )
-        ) from e
+        detail = e.stderr.decode(errors="replace").strip().rpartition("lambda_rules: ")[2]
+        raise staging.ResolveError(f"{request.address}: {detail}") from e
     return LambdaDistributions(await Get(Digest, RemovePrefix(result.output_digest, _UNITS_DIR)))
+
+
+@contextlib.contextmanager
+def _quiet_packaging() -> Iterator[None]:
+    """Pants 2.17's `packaging` (21.3) calls pyparsing names that pyparsing 3 deprecates; Pants
+    would log each such warning of ours."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        yield
 
 
 def rules():

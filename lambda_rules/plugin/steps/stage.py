@@ -10,7 +10,6 @@ against everything the function sees.
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 
@@ -46,7 +45,6 @@ from lambda_rules.plugin.steps.resolve import (
     ResolveLambdaDistributionsRequest,
 )
 from lambda_rules.plugin.target_types import LambdaFunctionHandlerField
-from lambda_rules.scripts.pack_units import METADATA_DIR, UNITS_JSON
 from lambda_rules.units import Distribution
 
 logger = logging.getLogger(__name__)
@@ -129,26 +127,19 @@ async def split_lambda_distributions(
         return SplitLambdaDistributions(units.SplitDistributions((), ()), (), (), (), ())
     entries, listing, metadata = await MultiGet(
         Get(DigestEntries, Digest, distributions.digest),
-        Get(DigestContents, DigestSubset(distributions.digest, PathGlobs([UNITS_JSON]))),
+        Get(DigestContents, DigestSubset(distributions.digest, PathGlobs([units.UNITS_JSON]))),
         Get(
             DigestContents,
-            DigestSubset(distributions.digest, PathGlobs([f"{METADATA_DIR}/*/METADATA"])),
+            DigestSubset(distributions.digest, PathGlobs([f"{units.METADATA_DIR}/*/METADATA"])),
         ),
     )
     files = {e.path: e for e in entries if isinstance(e, FileEntry)}
-    listed = json.loads(listing[0].content)["units"]
-    plans = tuple(
-        units.UnitPlan(
-            Distribution(*unit["distribution"]) if unit["distribution"] else None,
-            tuple(unit["paths"]),
-        )
-        for unit in listed
-    )
-    bundled = tuple(sorted(path for plan in plans for path in plan.paths))
+    listed = units.read_listing(listing[0].content)
+    plans = tuple(unit.plan for unit in listed)
 
     def dist_info(plan: units.UnitPlan) -> list[FileEntry]:
-        """The unit's files the packer also wrote under `METADATA_DIR`, at their own paths."""
-        copies = ((path, f"{METADATA_DIR}/{path}") for path in plan.paths)
+        """The unit's files the packer also wrote under `units.METADATA_DIR`, at their own paths."""
+        copies = ((path, f"{units.METADATA_DIR}/{path}") for path in plan.paths)
         return [FileEntry(path, files[copy].file_digest) for path, copy in copies if copy in files]
 
     # Unit i's archive is `<i>.zip.pieces/*` at the root.
@@ -169,11 +160,11 @@ async def split_lambda_distributions(
         ]
     )
     return SplitLambdaDistributions(
-        units.SplitDistributions(bundled, plans),
+        units.split_of(listed),
         tuple(digests[: len(plans)]),
-        tuple(unit["size"] for unit in listed),
+        tuple(unit.size for unit in listed),
         tuple(digests[len(plans) :]),
-        tuple((c.path[len(METADATA_DIR) + 1 :], c.content) for c in metadata),
+        tuple((c.path[len(units.METADATA_DIR) + 1 :], c.content) for c in metadata),
     )
 
 

@@ -1,0 +1,415 @@
+"""Locks in, locked wheels out: a pex/Pants lock, a PEP 751 `pylock.toml` or a `uv.lock`, read
+into one typed set of locked packages, and the wheels a set of requirements needs on one Lambda
+platform chosen from it (no Pants imports).
+
+Choosing is what an installer does with a lock, on the platform's own terms: the requirements'
+transitive closure, with markers and extras evaluated in the runtime's marker environment
+(`LambdaPlatform.marker_environment`), then, per distribution, the wheel whose tag ranks first
+in `LambdaPlatform.compatible_tags` (pip's and pex's order). Wheels only: an sdist would run its
+build here and could give a wheel for this machine instead of for Lambda.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+from urllib.parse import unquote, urlsplit
+
+from packaging.markers import InvalidMarker, Marker
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.version import Version
+from packaging.utils import (
+    InvalidWheelFilename,
+    NormalizedName,
+    canonicalize_name,
+    parse_wheel_filename,
+)
+
+from lambda_rules.errors import LambdaRulesError
+from lambda_rules.platforms import LambdaPlatform
+
+
+class LockError(LambdaRulesError):
+    """A lock that cannot be read, or that cannot satisfy the requirements on the platform."""
+
+
+@dataclass(frozen=True)
+class LockedWheel:
+    """One wheel a lock pins: where it is and what its bytes must hash to."""
+
+    name: NormalizedName
+    version: str
+    url: str
+    sha256: str
+
+    @property
+    def filename(self) -> str:
+        return posixpath.basename(unquote(urlsplit(self.url).path))
+
+
+@dataclass(frozen=True)
+class LockedDependency:
+    """An edge of the lock's graph: `name` (with `extras`), needed where `marker` holds; `version`
+    when the lock holds several versions of `name` (uv's forks)."""
+
+    name: NormalizedName
+    extras: frozenset[str] = frozenset()
+    marker: str | None = None
+    version: str | None = None
+
+
+@dataclass(frozen=True)
+class LockedPackage:
+    name: NormalizedName
+    version: str
+    wheels: tuple[LockedWheel, ...]
+    # None when the lock records no graph (pylock.toml may not): then the package's own
+    # `marker` decides, as PEP 751 installers do.
+    dependencies: tuple[LockedDependency, ...] | None
+    # Per extra, its additional dependencies (uv.lock's `optional-dependencies`).
+    extras: tuple[tuple[str, tuple[LockedDependency, ...]], ...]
+    marker: str | None = None
+    requires_python: str | None = None
+
+
+@dataclass(frozen=True)
+class Lock:
+    path: str
+    format: str
+    packages: tuple[LockedPackage, ...]
+
+    def named(self, name: str) -> list[LockedPackage]:
+        wanted = canonicalize_name(name)
+        return [p for p in self.packages if p.name == wanted]
+
+    def wheel_sha256s(self) -> dict[str, str]:
+        """Each locked wheel's file name -> its sha256 (what the SBOM states per distribution)."""
+        return {w.filename: w.sha256 for p in self.packages for w in p.wheels}
+
+
+def read_lock(path: str | Path) -> Lock:
+    """The lock at `path` (see `parse_lock`)."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise LockError(f"{path}: cannot read the lock ({error})") from None
+    return parse_lock(text, str(path))
+
+
+def parse_lock(text: str, path: str) -> Lock:
+    """A lock's `text`, its format told by its content: JSON is a pex/Pants lock (`//` header
+    lines dropped, as Pants drops them), TOML with `lock-version` a PEP 751 `pylock.toml`, TOML
+    with `[[package]]` a `uv.lock`; `path` names it in errors."""
+    body = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("//"))
+    if body.lstrip().startswith("{"):
+        return _read_pex_lock(str(path), body)
+    document = _parse_toml(str(path), text)
+    if "lock-version" in document:
+        return _read_pylock(str(path), document)
+    if "package" in document and "version" in document:
+        return _read_uv_lock(str(path), document)
+    raise LockError(
+        f"{path}: not a lock this tool reads: expected a pex/Pants lock (JSON with "
+        "`locked_resolves`), a PEP 751 pylock.toml (`lock-version`) or a uv.lock (`[[package]]`)"
+    )
+
+
+def _parse_toml(path: str, text: str) -> dict[str, Any]:
+    try:
+        import tomllib  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:  # Python < 3.11
+        import tomli as tomllib  # type: ignore[no-redef,import-not-found,unused-ignore]
+    try:
+        return dict(tomllib.loads(text))
+    except tomllib.TOMLDecodeError as error:
+        raise LockError(f"{path}: not a pex lock (JSON) nor valid TOML: {error}") from None
+
+
+class _Malformed(Exception):
+    """A key of the lock is missing or has the wrong type: `key` names it."""
+
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+
+def _get(mapping: Any, key: str, kind: type, where: str) -> Any:
+    value = mapping.get(key) if isinstance(mapping, dict) else None
+    if not isinstance(value, kind):
+        raise _Malformed(f"{where}.{key}")
+    return value
+
+
+def _malformed(path: str, fmt: str, error: Exception) -> LockError:
+    detail = f"key `{error.key}` is missing or of the wrong type" if isinstance(
+        error, _Malformed
+    ) else str(error)
+    return LockError(f"{path}: malformed {fmt}: {detail}")
+
+
+def _requirement(text: str) -> LockedDependency:
+    requirement = Requirement(text)
+    return LockedDependency(
+        canonicalize_name(requirement.name),
+        frozenset(requirement.extras),
+        str(requirement.marker) if requirement.marker else None,
+    )
+
+
+def _wheel(name: str, version: str, url: str, sha256: str) -> LockedWheel | None:
+    wheel = LockedWheel(canonicalize_name(name), version, url, sha256.lower())
+    try:
+        parse_wheel_filename(wheel.filename)
+    except InvalidWheelFilename:
+        return None
+    return wheel
+
+
+def _read_pex_lock(path: str, body: str) -> Lock:
+    fmt = "pex lock"
+    try:
+        document = json.loads(body)
+        packages = []
+        for r, resolve in enumerate(_get(document, "locked_resolves", list, "$")):
+            where = f"locked_resolves[{r}]"
+            for i, locked in enumerate(_get(resolve, "locked_requirements", list, where)):
+                packages.append(_pex_package(locked, f"{where}.locked_requirements[{i}]"))
+    except (ValueError, InvalidRequirement, _Malformed) as error:
+        raise _malformed(path, fmt, error) from None
+    return Lock(path, fmt, tuple(packages))
+
+
+def _pex_package(locked: Any, where: str) -> LockedPackage:
+    name = _get(locked, "project_name", str, where)
+    version = _get(locked, "version", str, where)
+    wheels = []
+    for j, artifact in enumerate(_get(locked, "artifacts", list, where)):
+        url = _get(artifact, "url", str, f"{where}.artifacts[{j}]")
+        if artifact.get("algorithm") == "sha256" and url.endswith(".whl"):
+            wheel = _wheel(name, version, url, _get(artifact, "hash", str, f"{where}.artifacts"))
+            if wheel:
+                wheels.append(wheel)
+    return LockedPackage(
+        canonicalize_name(name),
+        version,
+        tuple(wheels),
+        tuple(_requirement(r) for r in locked.get("requires_dists", [])),
+        (),
+        requires_python=locked.get("requires_python"),
+    )
+
+
+def _read_pylock(path: str, document: dict[str, Any]) -> Lock:
+    fmt = "pylock.toml"
+    try:
+        packages = []
+        for i, package in enumerate(_get(document, "packages", list, "$")):
+            where = f"packages[{i}]"
+            name = _get(package, "name", str, where)
+            version = str(package.get("version", ""))
+            wheels = []
+            for j, wheel in enumerate(package.get("wheels", [])):
+                hashes = _get(wheel, "hashes", dict, f"{where}.wheels[{j}]")
+                location = wheel.get("url") or wheel.get("path")
+                if not isinstance(location, str) or "sha256" not in hashes:
+                    raise _Malformed(f"{where}.wheels[{j}].url")
+                found = _wheel(name, version, _location_url(path, location), hashes["sha256"])
+                if found:
+                    wheels.append(found)
+            dependencies = package.get("dependencies")
+            packages.append(
+                LockedPackage(
+                    canonicalize_name(name),
+                    version,
+                    tuple(wheels),
+                    None if dependencies is None else _uv_edges(dependencies, f"{where}"),
+                    (),
+                    marker=package.get("marker"),
+                    requires_python=package.get("requires-python"),
+                )
+            )
+    except (InvalidRequirement, _Malformed) as error:
+        raise _malformed(path, fmt, error) from None
+    # PEP 751's `dependencies` is not a graph every tool writes, nor one every tool writes fully:
+    # a lock without it on every package is installed by markers, as installers do.
+    if any(p.dependencies is None for p in packages):
+        packages = [
+            LockedPackage(p.name, p.version, p.wheels, None, (), p.marker, p.requires_python)
+            for p in packages
+        ]
+    return Lock(path, fmt, tuple(packages))
+
+
+def _location_url(lock_path: str, location: str) -> str:
+    """A wheel's `url`, or its `path` (relative to the lock) as a file:// URL."""
+    if "://" in location:
+        return location
+    return (Path(lock_path).parent / location).resolve().as_uri()
+
+
+def _read_uv_lock(path: str, document: dict[str, Any]) -> Lock:
+    fmt = "uv.lock"
+    try:
+        packages = []
+        for i, package in enumerate(_get(document, "package", list, "$")):
+            where = f"package[{i}]"
+            name = _get(package, "name", str, where)
+            version = str(package.get("version", ""))
+            wheels = []
+            for j, wheel in enumerate(package.get("wheels", [])):
+                algorithm, _, digest = _get(wheel, "hash", str, f"{where}.wheels[{j}]").partition(
+                    ":"
+                )
+                location = wheel.get("url") or wheel.get("path")
+                if algorithm != "sha256" or not isinstance(location, str):
+                    raise _Malformed(f"{where}.wheels[{j}].hash")
+                found = _wheel(name, version, _location_url(path, location), digest)
+                if found:
+                    wheels.append(found)
+            optional = package.get("optional-dependencies", {})
+            packages.append(
+                LockedPackage(
+                    canonicalize_name(name),
+                    version,
+                    tuple(wheels),
+                    _uv_edges(package.get("dependencies", []), where),
+                    tuple(
+                        (e, _uv_edges(deps, f"{where}.{e}")) for e, deps in sorted(optional.items())
+                    ),
+                    # A fork's packages apply where its resolution markers do.
+                    marker=" or ".join(f"({m})" for m in package.get("resolution-markers", []))
+                    or None,
+                )
+            )
+    except _Malformed as error:
+        raise _malformed(path, fmt, error) from None
+    return Lock(path, fmt, tuple(packages))
+
+
+def _uv_edges(dependencies: Any, where: str) -> tuple[LockedDependency, ...]:
+    if not isinstance(dependencies, list):
+        raise _Malformed(f"{where}.dependencies")
+    return tuple(
+        LockedDependency(
+            canonicalize_name(_get(d, "name", str, f"{where}.dependencies[{k}]")),
+            frozenset(d.get("extra", [])),
+            d.get("marker"),
+            d.get("version"),
+        )
+        for k, d in enumerate(dependencies)
+    )
+
+
+def select_wheels(
+    lock: Lock,
+    requirements: Sequence[str],
+    platform: LambdaPlatform,
+    *,
+    what: str,
+    transitive: bool = True,
+) -> tuple[LockedWheel, ...]:
+    """The wheels `requirements` need on `platform`, one per distribution, sorted by name; with
+    `transitive` False exactly the distributions named. Raises `LockError` naming what is
+    missing and what to do."""
+    environment = platform.marker_environment()
+    chosen: dict[NormalizedName, LockedPackage] = {}
+    pending: list[tuple[LockedDependency, str]] = []
+    for text in requirements:
+        try:
+            pending.append((_requirement(text), text))
+        except InvalidRequirement as error:
+            raise LockError(f"{what}: invalid requirement {text!r}: {error}") from None
+    specifiers = {
+        canonicalize_name(requirement.name): requirement.specifier
+        for requirement in map(Requirement, requirements)
+    }
+    while pending:
+        dependency, via = pending.pop(0)
+        if not _applies(dependency.marker, environment, ()):
+            continue
+        package = _locked(lock, dependency, specifiers.get(dependency.name), environment, what, via)
+        previous = chosen.setdefault(package.name, package)
+        if previous.version != package.version:
+            raise LockError(
+                f"{what}: the lock {lock.path} pins {package.name} at both {previous.version} and "
+                f"{package.version} for {platform.description}; make one lock per platform"
+            )
+        if transitive:
+            pending.extend((edge, package.name) for edge in _edges(package, dependency, environment))
+    if transitive and any(p.dependencies is None for p in lock.packages):
+        for package in lock.packages:
+            if _applies(package.marker, environment, ()):
+                chosen.setdefault(package.name, package)
+    return tuple(_best_wheel(chosen[name], platform, what) for name in sorted(chosen))
+
+
+def _applies(marker: str | None, environment: Mapping[str, str], extras: Iterable[str]) -> bool:
+    if not marker:
+        return True
+    try:
+        parsed = Marker(marker)
+    except InvalidMarker as error:
+        raise LockError(f"invalid marker {marker!r} in the lock: {error}") from None
+    return any(parsed.evaluate({**environment, "extra": extra}) for extra in ("", *extras))
+
+
+def _edges(
+    package: LockedPackage, via: LockedDependency, environment: Mapping[str, str]
+) -> list[LockedDependency]:
+    """What `package`, wanted with `via.extras`, needs here. A pex lock keeps extras as markers
+    (`extra == "email"`), a uv.lock as `optional-dependencies`; both are settled here, so the
+    edges handed on carry no marker."""
+    extras = sorted(via.extras)
+    edges = [*(package.dependencies or ())]
+    for extra in extras:
+        edges.extend(dict(package.extras).get(extra, ()))
+    return [
+        LockedDependency(edge.name, edge.extras, None, edge.version)
+        for edge in edges
+        if _applies(edge.marker, environment, extras)
+    ]
+
+
+def _locked(
+    lock: Lock,
+    dependency: LockedDependency,
+    specifier: Any,
+    environment: Mapping[str, str],
+    what: str,
+    via: str,
+) -> LockedPackage:
+    candidates = [
+        p
+        for p in lock.named(dependency.name)
+        if (dependency.version is None or p.version == dependency.version)
+        and _applies(p.marker, environment, ())
+        and (specifier is None or specifier.contains(p.version, prereleases=True))
+    ]
+    if not candidates:
+        held = ", ".join(f"{p.name} {p.version}" for p in lock.named(dependency.name))
+        found = f"it holds {held}" if held else f"it has no {dependency.name}"
+        raise LockError(
+            f"{what}: the lock {lock.path} does not hold {via} ({found}); add it to the lock "
+            "(`pants generate-lockfiles`, `uv lock` or `pex3 lock update`) or drop the requirement"
+        )
+    return max(candidates, key=lambda p: Version(p.version))
+
+
+def _best_wheel(package: LockedPackage, platform: LambdaPlatform, what: str) -> LockedWheel:
+    ranks = {str(tag): rank for rank, tag in enumerate(platform.compatible_tags())}
+    best: tuple[int, LockedWheel] | None = None
+    for wheel in package.wheels:
+        _, _, _, tags = parse_wheel_filename(wheel.filename)
+        rank = min((ranks[str(t)] for t in tags if str(t) in ranks), default=None)
+        if rank is not None and (best is None or rank < best[0]):
+            best = (rank, wheel)
+    if best is None:
+        raise LockError(
+            f"{what}: the lock has no wheel of {package.name} {package.version} for "
+            f"{platform.description} (a wheel tagged {platform.tag_summary()}); pick a version "
+            "that publishes one, or build that wheel yourself and serve it from a find-links "
+            "repository"
+        )
+    return best[1]

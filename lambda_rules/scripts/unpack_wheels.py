@@ -1,0 +1,41 @@
+"""The Pants rules' wheel step: fetch the locked wheels a target needs (into the named wheel
+cache) and write one unit per wheel (`wheel_units.write_units`).
+
+    --wheels FILE   JSON: [{"url": ..., "sha256": ...}, ...], chosen from the lock by the rule
+    --cache DIR     the content-addressed wheel cache (`fetch.WheelCache`)
+    --out DIR       units.json, each unit's stored archive as pieces, the dist-info files
+
+A bad wheel or a failed download is one line on stderr and exit status 1, with nothing in --out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+from lambda_rules import fetch, wheel_units
+from lambda_rules.errors import LambdaRulesError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="unpack_wheels.py", description=__doc__.split("\n")[0])
+    parser.add_argument("--wheels", type=Path, required=True)
+    parser.add_argument("--cache", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args(argv)
+    wanted = [fetch.Wanted(w["url"], w["sha256"]) for w in json.loads(args.wheels.read_text())]
+    try:
+        paths = fetch.WheelCache(args.cache).fetch_all(wanted)
+        wheel_units.write_units([(paths[w.sha256], w.url) for w in wanted], args.out)
+    except LambdaRulesError as error:
+        shutil.rmtree(args.out, ignore_errors=True)
+        sys.stderr.write(f"lambda_rules: {error}\n")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
