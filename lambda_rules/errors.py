@@ -1,7 +1,7 @@
 """The base of every error that bad input causes, as opposed to a bug (standard library only).
 
-Each subclass says what kind of problem it is (`staging.StagingError`, `staging.ResolveError`,
-`layers.LayerError`, `lockfile.LockfileError`, `sbom_identity.SbomError`, ...), and its message
+Each subclass says what kind of problem it is (`staging.StagingError`,
+`layers.LayerError`, `locks.LockError`, `sbom_identity.SbomError`, ...), and its message
 names the target, file or requirement and what to do, so a command line prints it as one line
 instead of a traceback. The zipper, which imports nothing of ours, has its own base,
 `lambda_rules.zipper.errors.ZipError`.

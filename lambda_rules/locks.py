@@ -20,13 +20,13 @@ from urllib.parse import unquote, urlsplit
 
 from packaging.markers import InvalidMarker, Marker
 from packaging.requirements import InvalidRequirement, Requirement
-from packaging.version import Version
 from packaging.utils import (
     InvalidWheelFilename,
     NormalizedName,
     canonicalize_name,
     parse_wheel_filename,
 )
+from packaging.version import Version
 
 from lambda_rules.errors import LambdaRulesError
 from lambda_rules.platforms import LambdaPlatform
@@ -143,9 +143,11 @@ def _get(mapping: Any, key: str, kind: type, where: str) -> Any:
 
 
 def _malformed(path: str, fmt: str, error: Exception) -> LockError:
-    detail = f"key `{error.key}` is missing or of the wrong type" if isinstance(
-        error, _Malformed
-    ) else str(error)
+    detail = (
+        f"key `{error.key}` is missing or of the wrong type"
+        if isinstance(error, _Malformed)
+        else str(error)
+    )
     return LockError(f"{path}: malformed {fmt}: {detail}")
 
 
@@ -315,6 +317,8 @@ def select_wheels(
     missing and what to do."""
     environment = platform.marker_environment()
     chosen: dict[NormalizedName, LockedPackage] = {}
+    # Each chosen distribution's first dependent (or its requirement), for messages.
+    via_of: dict[NormalizedName, str] = {}
     pending: list[tuple[LockedDependency, str]] = []
     for text in requirements:
         try:
@@ -331,18 +335,24 @@ def select_wheels(
             continue
         package = _locked(lock, dependency, specifiers.get(dependency.name), environment, what, via)
         previous = chosen.setdefault(package.name, package)
+        via_of.setdefault(package.name, via)
         if previous.version != package.version:
             raise LockError(
                 f"{what}: the lock {lock.path} pins {package.name} at both {previous.version} and "
                 f"{package.version} for {platform.description}; make one lock per platform"
             )
         if transitive:
-            pending.extend((edge, package.name) for edge in _edges(package, dependency, environment))
+            pending.extend(
+                (edge, package.name) for edge in _edges(package, dependency, environment)
+            )
     if transitive and any(p.dependencies is None for p in lock.packages):
         for package in lock.packages:
             if _applies(package.marker, environment, ()):
                 chosen.setdefault(package.name, package)
-    return tuple(_best_wheel(chosen[name], platform, what) for name in sorted(chosen))
+    return tuple(
+        _best_wheel(lock, chosen[name], platform, what, via_of.get(name, "the lock"))
+        for name in sorted(chosen)
+    )
 
 
 def _applies(marker: str | None, environment: Mapping[str, str], extras: Iterable[str]) -> bool:
@@ -389,15 +399,19 @@ def _locked(
     ]
     if not candidates:
         held = ", ".join(f"{p.name} {p.version}" for p in lock.named(dependency.name))
+        required = via if via == dependency.name else f"{dependency.name} (required via {via})"
         found = f"it holds {held}" if held else f"it has no {dependency.name}"
         raise LockError(
-            f"{what}: the lock {lock.path} does not hold {via} ({found}); add it to the lock "
-            "(`pants generate-lockfiles`, `uv lock` or `pex3 lock update`) or drop the requirement"
+            f"{what}: the lock {lock.path} does not hold {required} for {environment['python_version']}"
+            f" on {environment['platform_machine']} ({found}); add it to the lock (`pants "
+            "generate-lockfiles`, `uv lock` or `pex3 lock update`) or drop the requirement"
         )
     return max(candidates, key=lambda p: Version(p.version))
 
 
-def _best_wheel(package: LockedPackage, platform: LambdaPlatform, what: str) -> LockedWheel:
+def _best_wheel(
+    lock: Lock, package: LockedPackage, platform: LambdaPlatform, what: str, via: str
+) -> LockedWheel:
     ranks = {str(tag): rank for rank, tag in enumerate(platform.compatible_tags())}
     best: tuple[int, LockedWheel] | None = None
     for wheel in package.wheels:
@@ -406,10 +420,14 @@ def _best_wheel(package: LockedPackage, platform: LambdaPlatform, what: str) -> 
         if rank is not None and (best is None or rank < best[0]):
             best = (rank, wheel)
     if best is None:
+        runtime, architecture = platform.runtime.name, platform.architecture
         raise LockError(
-            f"{what}: the lock has no wheel of {package.name} {package.version} for "
-            f"{platform.description} (a wheel tagged {platform.tag_summary()}); pick a version "
-            "that publishes one, or build that wheel yourself and serve it from a find-links "
-            "repository"
+            f"{what}: {package.name} {package.version} (required via {via}) has no wheel for "
+            f"{runtime} on {architecture} in the lock {lock.path}, which offers "
+            f"{len(package.wheels)} wheel(s) for other platforms. Pin a version that publishes a "
+            f"wheel for {runtime} on {architecture} ({platform.tag_summary()}), or build that "
+            "wheel yourself and serve it from a find-links repository. Source distributions are "
+            "never built: that would run their build code here and can give a wheel for this "
+            "machine instead of for Lambda."
         )
     return best[1]

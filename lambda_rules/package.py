@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 from lambda_rules import (
-    pieces,
     contents,
     facts,
     fetch,
@@ -28,6 +27,7 @@ from lambda_rules import (
     locks,
     outputs,
     parts_cache,
+    pieces,
     sandbox_files,
     units,
 )
@@ -253,9 +253,7 @@ def _resolution(
     return resolved
 
 
-def _write_units(
-    request: PackageRequest, wheels: Sequence[locks.LockedWheel], work: Path
-) -> Path:
+def _write_units(request: PackageRequest, wheels: Sequence[locks.LockedWheel], work: Path) -> Path:
     """The wheels fetched (into the cache's wheel folder) and laid out as units under `work`,
     once per run."""
     out = work / "units"

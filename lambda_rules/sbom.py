@@ -46,12 +46,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from lambda_rules.facts import LAYER_PYTHON_DIR, LAYER_SITE_PACKAGES, Kind
-from lambda_rules.lockfile import (
-    LockedArtifact,
-    matching_artifact,
-    read_lockfile_artifacts,
-    wheel_tags,
-)
+from lambda_rules.locks import LockedWheel
 from lambda_rules.platforms import LambdaPlatform
 from lambda_rules.sbom_identity import (
     PLACEHOLDER_NAME,
@@ -60,6 +55,7 @@ from lambda_rules.sbom_identity import (
     SbomError,
     serial_number,
 )
+from lambda_rules.wheel_origins import locked_wheels_by_version, matching_wheel, wheel_tags
 from lambda_rules.zipper.entry_data import read_entry_data
 from lambda_rules.zipper.reader import ArchiveEntry, read_archive
 from lambda_rules.zipper.summary import file_sha256
@@ -183,7 +179,7 @@ def _sbom_json(
     source_date_epoch: int | None,
 ) -> str:
     layers = _checked_layers(layers, name)
-    distributions = bundled_distributions(archives, read_lockfile_artifacts(lockfile))
+    distributions = bundled_distributions(archives, locked_wheels_by_version(lockfile))
 
     root = Component(
         type=_COMPONENT_TYPES[kind],
@@ -245,7 +241,7 @@ def _sbom_json(
 
 def bundled_distributions(
     archives: Sequence[str | Path],
-    artifacts: Mapping[tuple[str, Version], Sequence[LockedArtifact]],
+    artifacts: Mapping[tuple[str, Version], Sequence[LockedWheel]],
 ) -> list[BundledDistribution]:
     """Every distribution installed in `archives`, sorted by name, matched to its locked wheel."""
     result = {}
@@ -263,7 +259,7 @@ def bundled_distributions(
                     f"{archive}: {directory} has no WHEEL file, so its wheel cannot be identified"
                 )
             tags = wheel_tags(wheel)
-            artifact = matching_artifact(archive, name, version, tags, artifacts)
+            artifact = matching_wheel(archive, name, version, tags, artifacts)
             result[name] = BundledDistribution(
                 name, version, metadata, tags, artifact.filename, artifact.url, artifact.sha256
             )

@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import ast
 import posixpath
-import re
 from collections import defaultdict
 from typing import Iterable
 
 from lambda_rules.errors import LambdaRulesError
-from lambda_rules.platforms import LambdaPlatform
 
 
 class StagingError(LambdaRulesError):
@@ -140,50 +138,3 @@ def _may_bind_elsewhere(node: ast.AST, name: str) -> bool:
     if isinstance(node, ast.alias):
         return node.name.split(".")[0] in _DYNAMIC_NAMESPACE_NAMES
     return False
-
-
-class ResolveError(LambdaRulesError):
-    """The requirements cannot be satisfied with wheels for the Lambda platform."""
-
-
-_INCOMPATIBLE = re.compile(
-    r"^\d+\.\) (?P<project>\S+) (?P<version>\S+) \(via: (?P<via>[^)]*)\) "
-    r"does not have any compatible artifacts:\n(?P<urls>(?:[ \t]+\S+\n?)*)",
-    re.M,
-)
-
-
-def explain_resolve_failure(
-    address: str,
-    platform: LambdaPlatform,
-    pex_stderr: str,
-    *,
-    fix: str = (
-        "or build that wheel yourself and serve it from a find-links repository "
-        "([python-repos].find_links)"
-    ),
-) -> str:
-    """Turn pex's resolve failure into what the user needs: which requirement, where, what to do.
-    `fix` says how to provide a wheel, in the front end's own terms."""
-    problems = []
-    for match in _INCOMPATIBLE.finditer(pex_stderr):
-        files = [url.rsplit("/", 1)[-1] for url in match["urls"].split()]
-        wheels = sum(f.endswith(".whl") for f in files)
-        sdists = [f for f in files if not f.endswith(".whl")]
-        offered = f"{wheels} wheel(s) for other platforms" + (
-            f" and the source distribution {sdists[0]}" if sdists else ""
-        )
-        problems.append(
-            f"- {match['project']} {match['version']} (required via {match['via']}) has no wheel "
-            f"for {platform.runtime.name} on {platform.architecture}; the lockfile offers "
-            f"{offered}."
-        )
-    details = "\n".join(problems) or pex_stderr.strip()
-    return (
-        f"{address}: cannot resolve its requirements for {platform.description} with wheels "
-        f"only:\n{details}\n\n"
-        f"Pin a version that publishes a wheel for {platform.runtime.name} on "
-        f"{platform.architecture} ({platform.tag_summary()}), {fix}. Source "
-        "distributions are never built: that would run their build code on this machine and "
-        "can produce a wheel for this machine instead of for Lambda."
-    )

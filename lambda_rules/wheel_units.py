@@ -79,9 +79,7 @@ def lay_out(wheel: Path, *, shown: str) -> LaidOutWheel:
             for row, stream, executable in source.get_contents():
                 record = RecordEntry.from_elements(*row)
                 content = stream.read()
-                if record.path != f"{source.dist_info_dir}/RECORD" and not record.validate(
-                    content
-                ):
+                if record.path != f"{source.dist_info_dir}/RECORD" and not record.validate(content):
                     raise WheelError(
                         f"{shown}: {record.path} does not match the sha256 and size its RECORD "
                         "states; the wheel is damaged or was altered: do not install it"
@@ -119,7 +117,7 @@ def write_units(wheels: Sequence[tuple[Path, str]], out: Path) -> None:
         laid_out = list(pool.map(lambda pair: lay_out(pair[0], shown=pair[1]), wheels))
     laid_out.sort(key=lambda w: (w.distribution.name, w.distribution.version))
     out.mkdir(parents=True)
-    listed = []
+    listed: list[dict[str, object]] = []
     claimed: set[str] = set()
     for wheel in laid_out:
         paths = sorted(
@@ -147,4 +145,6 @@ def write_units(wheels: Sequence[tuple[Path, str]], out: Path) -> None:
                 target = out / units.METADATA_DIR / path
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_bytes(wheel.files[path][1])
-    (out / units.UNITS_JSON).write_text(json.dumps({"units": listed}, sort_keys=True), encoding="utf-8")
+    (out / units.UNITS_JSON).write_text(
+        json.dumps({"units": listed}, sort_keys=True), encoding="utf-8"
+    )

@@ -42,21 +42,28 @@ from pants.option.global_options import GlobalOptions
 from pants.util.frozendict import FrozenDict
 from pants.util.logging import LogLevel
 
-from lambda_rules import fetch, locks, sandbox_files, staging
+from lambda_rules import fetch, locks, sandbox_files
 from lambda_rules.platforms import LambdaPlatform
 from lambda_rules.plugin.steps.tool import LambdaZipTool
 
 _UNITS_DIR = "units"
 _UNPACKER_DIR = "__lambda_unpacker"
 _WHEELS_JSON = "__lambda_wheels.json"
-# The named cache of fetched wheels (`fetch.WheelCache`): a run without the process cache, or
-# another repository on this machine, fetches a wheel it already has from there.
-WHEEL_CACHE_NAME = "lambda_rules_wheels"
-_WHEEL_CACHE_DIR = ".cache/lambda_rules_wheels"
-# What reaches the fetch from the environment: proxies and a netrc (a corporate network's
-# needs). Only variables that are set are passed, so most machines share cache keys.
-_NETWORK_VARIABLES = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "NO_PROXY",
-                      "no_proxy", "NETRC")
+# The named cache that holds fetched wheels under `wheels/` (`fetch.WheelCache`), as
+# `lambda-zip`'s --cache-dir does: a run without the process cache, or another repository on
+# this machine, takes a wheel it already fetched from there. `verify` shares it.
+NAMED_CACHE = FrozenDict({"lambda_rules": ".cache/lambda_rules"})
+NAMED_CACHE_DIR = ".cache/lambda_rules"
+# What reaches a download from the environment: proxies and a netrc (a corporate network's).
+_NETWORK_VARIABLES = (
+    "HTTPS_PROXY",
+    "https_proxy",
+    "HTTP_PROXY",
+    "http_proxy",
+    "NO_PROXY",
+    "no_proxy",
+    "NETRC",
+)
 
 
 @dataclass(frozen=True)
@@ -122,12 +129,12 @@ async def resolve_lambda_distributions(
     )
     requirements = pex_request.requirements
     if not isinstance(requirements, PexRequirements):
-        raise staging.ResolveError(f"{request.address}: its requirements come from no lock")
+        raise locks.LockError(f"{request.address}: its requirements come from no lock")
     strings = (await Get(ReqStrings, PexRequirements, requirements)).req_strings
     if not strings:
         return LambdaDistributions(EMPTY_DIGEST)
     if not isinstance(requirements.from_superset, Resolve):
-        raise staging.ResolveError(
+        raise locks.LockError(
             f"{request.address}: Lambda packages install locked wheels only; enable "
             "`[python].enable_resolves` and run `pants generate-lockfiles`"
         )
@@ -142,18 +149,32 @@ async def resolve_lambda_distributions(
     )
 
 
-@rule(desc="Fetch and unpack locked wheels", level=LogLevel.DEBUG)
-async def unpack_wheels(
-    request: UnpackWheelsRequest, tool: LambdaZipTool, global_options: GlobalOptions
-) -> LambdaDistributions:
-    """One process for the wheels a target needs, keyed by their URLs and sha256s alone."""
-    listed = [{"url": w.url, "sha256": w.sha256} for w in request.wheels]
+class NetworkEnvironment(FrozenDict[str, str]):
+    """What a process that downloads gets of this machine's network settings."""
+
+
+@rule(desc="Read the network settings", level=LogLevel.DEBUG)
+async def network_environment(global_options: GlobalOptions) -> NetworkEnvironment:
+    """Proxies and a netrc from the environment, and Pants' CA bundle (`[GLOBAL].ca_certs_path`,
+    which ./pants takes from the host's pip config). Only what is set is passed, so most
+    machines share cache keys."""
     network = await Get(EnvironmentVars, EnvironmentVarsRequest(_NETWORK_VARIABLES))
     env = {name: value for name, value in network.items() if value}
     if global_options.ca_certs_path:
         env[fetch.CA_BUNDLE_VARIABLES[0]] = os.path.abspath(global_options.ca_certs_path)
-    elif os.path.isfile(os.path.expanduser("~/.netrc")) and "NETRC" not in env:
-        env["NETRC"] = os.path.expanduser("~/.netrc")
+    netrc = os.path.expanduser("~/.netrc")
+    if "NETRC" not in env and os.path.isfile(netrc):
+        env["NETRC"] = netrc
+    return NetworkEnvironment(env)
+
+
+@rule(desc="Fetch and unpack locked wheels", level=LogLevel.DEBUG)
+async def unpack_wheels(
+    request: UnpackWheelsRequest, tool: LambdaZipTool, network_environment: NetworkEnvironment
+) -> LambdaDistributions:
+    """One process for the wheels a target needs, keyed by their URLs and sha256s alone."""
+    listed = [{"url": w.url, "sha256": w.sha256} for w in request.wheels]
+    network_environment = await Get(NetworkEnvironment)
     inputs = await Get(
         Digest,
         CreateDigest(
@@ -167,21 +188,28 @@ async def unpack_wheels(
         ),
     )
     process = tool.process(
-        argv=("--wheels", _WHEELS_JSON, "--cache", _WHEEL_CACHE_DIR, "--out", _UNITS_DIR),
+        argv=(
+            "--wheels",
+            _WHEELS_JSON,
+            "--cache",
+            f"{NAMED_CACHE_DIR}/wheels",
+            "--out",
+            _UNITS_DIR,
+        ),
         module=sandbox_files.WHEEL_UNPACKER_MODULE,
         sources_first=(_UNPACKER_DIR,),
         input_digest=inputs,
         output_directories=(_UNITS_DIR,),
-        append_only_caches=FrozenDict({WHEEL_CACHE_NAME: _WHEEL_CACHE_DIR}),
-        env=env,
-        description=f"Unpack {len(listed)} locked wheels of {request.address} for {request.platform}",
+        append_only_caches=NAMED_CACHE,
+        env=network_environment,
+        description=f"Unpack {len(listed)} wheels of {request.address} for {request.platform}",
         level=LogLevel.DEBUG,
     )
     try:
         result = await Get(ProcessResult, Process, process)
     except ProcessExecutionFailure as e:
         detail = e.stderr.decode(errors="replace").strip().rpartition("lambda_rules: ")[2]
-        raise staging.ResolveError(f"{request.address}: {detail}") from e
+        raise locks.LockError(f"{request.address}: {detail}") from e
     return LambdaDistributions(await Get(Digest, RemovePrefix(result.output_digest, _UNITS_DIR)))
 
 

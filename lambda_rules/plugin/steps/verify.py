@@ -13,7 +13,6 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from pants.backend.python.util_rules.pex_cli import PexPEX
 from pants.backend.python.util_rules.pex_requirements import (
     LoadedLockfile,
     LoadedLockfileRequest,
@@ -24,13 +23,12 @@ from pants.engine.addresses import Address
 from pants.engine.fs import AddPrefix, CreateDigest, Digest, FileContent, MergeDigests
 from pants.engine.process import FallibleProcessResult, Process, ProcessCacheScope
 from pants.engine.rules import Get, MultiGet, collect_rules, rule
-from pants.util.frozendict import FrozenDict
 from pants.util.logging import LogLevel
 
 from lambda_rules import sandbox_files
 from lambda_rules.errors import LambdaRulesError
+from lambda_rules.plugin.steps.resolve import NAMED_CACHE, NAMED_CACHE_DIR, NetworkEnvironment
 from lambda_rules.plugin.steps.tool import LambdaZipTool
-from lambda_rules.resolve import PEX_PEX_VARIABLE
 
 if TYPE_CHECKING:  # assemble runs this step: importing it here would be circular
     from lambda_rules.plugin.steps.assemble import LayerArchive
@@ -41,9 +39,6 @@ _VERIFIER_DIR = "__lambda_verifier"
 _DIST_DIR = "__lambda_dist"
 _SOURCES_DIR = "__lambda_sources"
 _LAYERS_DIR = "__lambda_layers"
-_PEX_DIR = "__lambda_pex"
-# The named cache Pants' own pex runs use: wheels it downloaded once are not fetched again.
-_PEX_ROOT = ".cache/pex_root"
 
 
 class PackageNotVerifiedError(LambdaRulesError):
@@ -70,7 +65,7 @@ class VerifiedLambda:
 async def verify_lambda(request: VerifyLambdaRequest, tool: LambdaZipTool) -> VerifiedLambda:
     lockfile = await Get(Lockfile, Resolve(request.resolve, use_entire_lockfile=True))
     loaded = await Get(LoadedLockfile, LoadedLockfileRequest(lockfile))
-    pex_pex = await Get(PexPEX)
+    network_environment = await Get(NetworkEnvironment)
     verifier = await Get(
         Digest,
         CreateDigest(
@@ -78,10 +73,9 @@ async def verify_lambda(request: VerifyLambdaRequest, tool: LambdaZipTool) -> Ve
             for path, content in sandbox_files.VERIFIER.read().items()
         ),
     )
-    dist, sources, pex_dir, *layer_digests = await MultiGet(
+    dist, sources, *layer_digests = await MultiGet(
         Get(Digest, AddPrefix(request.dist, _DIST_DIR)),
         Get(Digest, AddPrefix(request.sources, _SOURCES_DIR)),
-        Get(Digest, AddPrefix(pex_pex.digest, _PEX_DIR)),
         *(
             Get(Digest, AddPrefix(layer.dist, f"{_LAYERS_DIR}/{index}"))
             for index, layer in enumerate(request.layers)
@@ -94,7 +88,7 @@ async def verify_lambda(request: VerifyLambdaRequest, tool: LambdaZipTool) -> Ve
     ]
     input_digest = await Get(
         Digest,
-        MergeDigests([verifier, dist, sources, pex_dir, loaded.lockfile_digest, *layer_digests]),
+        MergeDigests([verifier, dist, sources, loaded.lockfile_digest, *layer_digests]),
     )
     result = await Get(
         FallibleProcessResult,
@@ -109,12 +103,14 @@ async def verify_lambda(request: VerifyLambdaRequest, tool: LambdaZipTool) -> Ve
                 _SOURCES_DIR,
                 _SOURCES_DIR,
                 *layer_args,
+                "--cache-dir",
+                NAMED_CACHE_DIR,
             ),
             module=sandbox_files.VERIFIER_MODULE,
             sources_first=(_VERIFIER_DIR,),
             input_digest=input_digest,
-            env={PEX_PEX_VARIABLE: f"{_PEX_DIR}/{pex_pex.exe}", "PEX_ROOT": _PEX_ROOT},
-            append_only_caches=FrozenDict({"pex_root": _PEX_ROOT}),
+            env=network_environment,
+            append_only_caches=NAMED_CACHE,
             description=f"Verify {request.address}",
             level=LogLevel.DEBUG,
             # Never from a cache: this process is what checks the cache.

@@ -1,0 +1,76 @@
+"""Locked wheels are chosen as pex chooses them: for the repository's lock and the bench locks,
+every runtime and both architectures, the same distributions and the same wheel files as pex's
+own resolve of the same lock (tests/locks/pex_selection.py, run inside the pinned pex)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from lambda_rules import facts, locks
+from lambda_rules.platforms import lambda_platform
+from tests.conftest import REPO_ROOT
+
+LOCKS = {
+    "example": ("3rdparty/python/default.lock", "3rdparty/python/requirements.txt"),
+    "api": ("bench/api/api.lock", "bench/api/requirements.txt"),
+    "heavy": ("bench/heavy/heavy.lock", "bench/heavy/requirements.txt"),
+}
+PLATFORMS = [(r, a) for r in facts.RUNTIMES for a in facts.ARCHITECTURES]
+
+
+def requirements_of(path: str) -> list[str]:
+    lines = (REPO_ROOT / path).read_text().splitlines()
+    return [line.split("#")[0].strip() for line in lines if line.split("#")[0].strip()]
+
+
+def pex_choices(tmp_path: Path, lock: str, requirements: list[str]) -> dict[str, dict[str, str]]:
+    """What pex chooses on every platform: distribution -> wheel file, or {"error": ...}."""
+    pex = subprocess.run(
+        [str(REPO_ROOT / "pants"), "--print-bootstrap-pex"], capture_output=True, text=True
+    ).stdout.strip()
+    python = subprocess.run(
+        [str(REPO_ROOT / "pants"), "--print-bootstrap-python"], capture_output=True, text=True
+    ).stdout.strip()
+    body = "\n".join(
+        line for line in (REPO_ROOT / lock).read_text().splitlines() if not line.startswith("//")
+    )
+    (tmp_path / "lock.json").write_text(body)
+    platforms = {
+        f"{r} {a}": json.loads(lambda_platform(r, a).complete_platform_json()) for r, a in PLATFORMS
+    }
+    (tmp_path / "platforms.json").write_text(json.dumps(platforms))
+    result = subprocess.run(
+        [python, pex, str(REPO_ROOT / "tests/locks/pex_selection.py"),
+         str(tmp_path / "lock.json"), str(tmp_path / "platforms.json"), *requirements],
+        env={"PEX_INTERPRETER": "1", "PATH": "/usr/bin:/bin", "PEX_ROOT": str(tmp_path / "pex")},
+        capture_output=True,
+        text=True,
+        check=True,
+    )  # fmt: skip
+    return json.loads(result.stdout)
+
+
+@pytest.mark.parametrize("name", sorted(LOCKS))
+def test_the_wheels_chosen_are_the_ones_pex_chooses(tmp_path, name):
+    lock_path, requirements_path = LOCKS[name]
+    requirements = requirements_of(requirements_path)
+    theirs = pex_choices(tmp_path, lock_path, requirements)
+    lock = locks.read_lock(REPO_ROOT / lock_path)
+    compared = 0
+    for runtime, architecture in PLATFORMS:
+        expected = theirs[f"{runtime} {architecture}"]
+        platform = lambda_platform(runtime, architecture)
+        if "error" in expected:
+            with pytest.raises(locks.LockError, match=f"^{name}: "):
+                locks.select_wheels(lock, requirements, platform, what=name)
+            continue
+        ours = locks.select_wheels(lock, requirements, platform, what=name)
+        assert {w.name: w.filename for w in ours} == expected, (runtime, architecture)
+        compared += 1
+    # The bench locks are made for python3.12 only: on the other runtimes both refuse. Both
+    # architectures of at least one runtime must be compared, or this test compares nothing.
+    assert compared >= 2
