@@ -14,7 +14,7 @@ from typing import Mapping
 
 import pytest
 
-from lambda_rules import facts
+from lambda_rules import facts, fetch
 from lambda_rules.scripts import interpreters
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -204,3 +204,9 @@ def cli(plugin_wheel, tmp_path_factory):
         return venvs[minor]
 
     return install
+
+
+@pytest.fixture(scope="session")
+def wheel_cache(tmp_path_factory) -> fetch.WheelCache:
+    """One wheel cache for the session's tests that fetch locked wheels (each from PyPI once)."""
+    return fetch.WheelCache(tmp_path_factory.mktemp("wheels"))

@@ -1,0 +1,155 @@
+"""The same bytes from any lock: the README example packaged by `lambda-zip package` from the
+repository's pex lock, from a `uv.lock` and a `pylock.toml` that uv makes here with the same pins,
+and from the `pylock.toml` that `pex3 lock export` writes, gives one zip, manifest and SBOM, and
+the golden sha256. Two runs at once on one empty cache both succeed with those bytes."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from lambda_rules import locks
+from lambda_rules.platforms import lambda_platform
+from tests.conftest import REPO_ROOT, pyenv_python
+from tests.e2e.test_package import EXAMPLE_GOLDEN_SHA256
+
+REQUIREMENTS = ("orjson==3.11.5", "pydantic==2.12.5")
+LOCK = REPO_ROOT / "3rdparty/python/default.lock"
+OUTPUTS = ("lambda.zip", "lambda.json", "lambda.cdx.json")
+
+
+def lambda_zip(*args: object, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """`lambda-zip` from this checkout, on the test interpreter."""
+    return subprocess.run(
+        [sys.executable, "-m", "lambda_rules.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO_ROOT), **(env or {})},
+    )
+
+
+def package_example(lock: Path, out: Path, cache: Path, **kwargs) -> subprocess.CompletedProcess:
+    return lambda_zip(
+        "package", "--runtime", "python3.12", "--handler", "app.handler",
+        "--source-root", REPO_ROOT / "fn", REPO_ROOT / "fn/app.py",
+        *(a for r in REQUIREMENTS for a in ("--requirement", r)),
+        "--lockfile", lock, "--name", "fn:lambda", "-o", out / "lambda.zip", "--cache-dir", cache,
+        **kwargs,
+    )  # fmt: skip
+
+
+def outputs(out: Path) -> dict[str, bytes]:
+    return {name: (out / name).read_bytes() for name in OUTPUTS}
+
+
+def uv(*args: str, cwd: Path) -> None:
+    uv_binary = Path(sys.executable).parent / "uv"
+    subprocess.run(
+        [str(uv_binary), *args, "--quiet"],
+        cwd=cwd,
+        check=True,
+        env={
+            **os.environ,
+            "UV_CACHE_DIR": str(cwd / "uv-cache"),
+            "UV_NO_CONFIG": "1",
+            # The runtime's CPython from pyenv: uv would otherwise download one from GitHub.
+            "UV_PYTHON": str(pyenv_python(12)),
+            "UV_PYTHON_DOWNLOADS": "never",
+        },
+    )
+
+
+@pytest.fixture(scope="module")
+def uv_locks(tmp_path_factory) -> dict[str, Path]:
+    """A uv project pinned to what the pex lock chooses for python3.12 on x86_64: its uv.lock,
+    and the pylock.toml uv exports from it."""
+    project = tmp_path_factory.mktemp("uv-project")
+    chosen = locks.select_wheels(
+        locks.read_lock(LOCK), REQUIREMENTS, lambda_platform("python3.12", "x86_64"), what="pins"
+    )
+    pins = ", ".join(f'"{w.name}=={w.version}"' for w in chosen)
+    (project / "pyproject.toml").write_text(
+        f'[project]\nname = "example"\nversion = "0"\nrequires-python = ">=3.12,<3.13"\n'
+        f"dependencies = [{pins}]\n"
+    )
+    uv("lock", cwd=project)
+    uv("export", "--format", "pylock.toml", "--no-emit-project", "-o", "pylock.toml", cwd=project)
+    return {"uv.lock": project / "uv.lock", "pylock.toml": project / "pylock.toml"}
+
+
+@pytest.fixture(scope="module")
+def pex_pylock(tmp_path_factory) -> Path:
+    """`pex3 lock export-subset --format pep-751` of the repository's lock for python3.12."""
+    directory = tmp_path_factory.mktemp("pex-export")
+    pex, python = (
+        subprocess.run([str(REPO_ROOT / "pants"), flag], capture_output=True, text=True)
+        .stdout.strip()
+        for flag in ("--print-bootstrap-pex", "--print-bootstrap-python")
+    )
+    body = "\n".join(line for line in LOCK.read_text().splitlines() if not line.startswith("//"))
+    (directory / "lock.json").write_text(body)
+    platform = directory / "platform.json"
+    platform.write_text(lambda_platform("python3.12", "x86_64").complete_platform_json())
+    subprocess.run(
+        [python, pex, "lock", "export-subset", "--lock", str(directory / "lock.json"),
+         "--complete-platform", str(platform), "--format", "pep-751",
+         "-o", str(directory / "pylock.toml"), *REQUIREMENTS],
+        env={"PEX_SCRIPT": "pex3", "PATH": "/usr/bin:/bin", "PEX_ROOT": str(directory / "pex"),
+             "PIP_CONFIG_FILE": os.devnull},
+        check=True,
+    )  # fmt: skip
+    return directory / "pylock.toml"
+
+
+def test_the_same_bytes_from_every_kind_of_lock(tmp_path, uv_locks, pex_pylock):
+    cache = tmp_path / "cache"
+    made = {}
+    for kind, lock in {"pex": LOCK, **uv_locks, "pex pylock.toml": pex_pylock}.items():
+        out = tmp_path / kind.replace(" ", "-")
+        result = package_example(lock, out, cache)
+        assert result.returncode == 0, result.stderr
+        made[kind] = outputs(out)
+    assert "created-by = \"uv\"" in uv_locks["pylock.toml"].read_text()
+    assert "[[package]]" in uv_locks["uv.lock"].read_text()
+    assert locks.read_lock(pex_pylock).format == "pylock.toml"
+    for kind, files in made.items():
+        assert files == made["pex"], kind
+    zip_sha256 = hashlib.sha256(made["pex"]["lambda.zip"]).hexdigest()
+    assert zip_sha256 == EXAMPLE_GOLDEN_SHA256
+
+
+def test_two_runs_at_once_on_one_empty_cache_both_succeed(tmp_path):
+    cache = tmp_path / "cache"
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        results = list(
+            pool.map(lambda i: package_example(LOCK, tmp_path / f"out{i}", cache), range(2))
+        )
+    assert [r.returncode for r in results] == [0, 0], [r.stderr for r in results]
+    assert outputs(tmp_path / "out0") == outputs(tmp_path / "out1")
+    assert (tmp_path / "out0/lambda.zip").read_bytes() == (tmp_path / "out1/lambda.zip").read_bytes()
+
+
+def test_with_the_network_down_a_warm_cache_packages_and_a_cold_one_names_the_url(tmp_path):
+    # A proxy nobody listens on: every download fails at once, as on a machine without network.
+    offline = {"HTTPS_PROXY": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9"}
+    cold = package_example(LOCK, tmp_path / "cold", tmp_path / "empty", env=offline)
+    assert cold.returncode != 0
+    (line,) = cold.stderr.strip().splitlines()
+    assert "https://files.pythonhosted.org/" in line and "cannot download" in line
+    assert not (tmp_path / "cold").exists()
+
+    warm = tmp_path / "warm-cache"
+    assert package_example(LOCK, tmp_path / "first", warm).returncode == 0
+    # Only the wheels stay: every part and layout is made again, offline.
+    for made in ("parts", "resolutions"):
+        shutil.rmtree(warm / made)
+    again = package_example(LOCK, tmp_path / "again", warm, env=offline)
+    assert again.returncode == 0, again.stderr
+    assert outputs(tmp_path / "again") == outputs(tmp_path / "first")
