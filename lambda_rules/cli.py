@@ -114,6 +114,13 @@ def _add_package_command(commands: argparse._SubParsersAction) -> None:
         help="a folder that may hold locked wheels (checked like a download; repeatable; "
         "$PIP_FIND_LINKS too)",
     )
+    _add_package_options(package_parser)
+    package_parser.set_defaults(run=_run_package)
+
+
+def _add_package_options(package_parser: argparse.ArgumentParser) -> None:
+    """What the target's fields say, and where the output and the cache go."""
+    add = package_parser.add_argument
     add(
         "--compile-bytecode",
         action="store_true",
@@ -154,7 +161,6 @@ def _add_package_command(commands: argparse._SubParsersAction) -> None:
         default=DEFAULT_LEVEL,
         help=f"libdeflate level (default {DEFAULT_LEVEL})",
     )
-    package_parser.set_defaults(run=_run_package)
 
 
 def _run_package(args: argparse.Namespace) -> int:

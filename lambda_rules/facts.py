@@ -12,18 +12,43 @@ https://docs.aws.amazon.com/lambda/latest/dg/packaging-layers.html (layer paths)
 
 from __future__ import annotations
 
+import datetime
 import enum
 from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
+class Lifecycle:
+    """When AWS deprecates a runtime, then blocks creating and updating its functions (None: not
+    announced). From https://docs.aws.amazon.com/lambda/latest/dg/lambda-runtimes.html
+    ("Runtime deprecation dates"); AWS has moved these dates before, so they warn, never refuse."""
+
+    deprecated: datetime.date
+    block_create: datetime.date | None = None
+    block_update: datetime.date | None = None
+
+    def describe(self, runtime: str) -> str:
+        """'AWS deprecates python3.10 on 2026-10-31, blocks creating ... on ...' (no clock read:
+        the same words before and after the dates)."""
+        text = f"AWS deprecates {runtime} on {self.deprecated.isoformat()}"
+        blocks = [
+            f"{what} functions on {day.isoformat()}"
+            for what, day in (("creating", self.block_create), ("updating", self.block_update))
+            if day is not None
+        ]
+        return f"{text}, and blocks {' and '.join(blocks)}" if blocks else text
+
+
+@dataclass(frozen=True)
 class Runtime:
-    """One Lambda Python runtime: its CPython minor version, its OS release and that OS's glibc."""
+    """One Lambda Python runtime: its CPython minor version, its OS release and that OS's glibc,
+    and its announced end of life."""
 
     name: str
     python_version: tuple[int, int]
     os_release: str
     glibc: tuple[int, int]
+    lifecycle: Lifecycle | None = None
 
     @property
     def python_name(self) -> str:
@@ -46,14 +71,40 @@ _AMAZON_LINUX_2023 = ("Amazon Linux 2023", (2, 34))
 RUNTIMES: dict[str, Runtime] = {
     runtime.name: runtime
     for runtime in (
-        Runtime("python3.9", (3, 9), *_AMAZON_LINUX_2),
-        Runtime("python3.10", (3, 10), *_AMAZON_LINUX_2),
+        # Only what AWS's runtime page states is written here; python3.9's blocking dates are
+        # not recorded in this repository's sources, so none are claimed.
+        Runtime("python3.9", (3, 9), *_AMAZON_LINUX_2, Lifecycle(datetime.date(2025, 12, 15))),
+        Runtime(
+            "python3.10",
+            (3, 10),
+            *_AMAZON_LINUX_2,
+            Lifecycle(
+                datetime.date(2026, 10, 31),
+                block_create=datetime.date(2026, 11, 30),
+                block_update=datetime.date(2027, 1, 15),
+            ),
+        ),
         Runtime("python3.11", (3, 11), *_AMAZON_LINUX_2),
         Runtime("python3.12", (3, 12), *_AMAZON_LINUX_2023),
         Runtime("python3.13", (3, 13), *_AMAZON_LINUX_2023),
         Runtime("python3.14", (3, 14), *_AMAZON_LINUX_2023),
     )
 }
+
+# The runtime a deprecated one's warning points to: the newest.
+NEWEST_RUNTIME = list(RUNTIMES)[-1]
+
+
+def lifecycle_warning(what: str, runtime: Runtime) -> str | None:
+    """What packaging for `runtime` warns, or None while AWS has announced no end for it."""
+    if runtime.lifecycle is None:
+        return None
+    return (
+        f"{what}: {runtime.lifecycle.describe(runtime.name)}. Move to {NEWEST_RUNTIME} (see "
+        "https://docs.aws.amazon.com/lambda/latest/dg/lambda-runtimes.html); this package is "
+        "still built."
+    )
+
 
 # Lambda's architecture names -> the machine names of wheel tags, ELF headers and
 # `platform.machine()` on Linux.

@@ -401,10 +401,11 @@ def _locked(
         held = ", ".join(f"{p.name} {p.version}" for p in lock.named(dependency.name))
         required = via if via == dependency.name else f"{dependency.name} (required via {via})"
         found = f"it holds {held}" if held else f"it has no {dependency.name}"
+        python, machine = environment["python_version"], environment["platform_machine"]
         raise LockError(
-            f"{what}: the lock {lock.path} does not hold {required} for {environment['python_version']}"
-            f" on {environment['platform_machine']} ({found}); add it to the lock (`pants "
-            "generate-lockfiles`, `uv lock` or `pex3 lock update`) or drop the requirement"
+            f"{what}: the lock {lock.path} does not hold {required} for Python {python} on "
+            f"{machine} ({found}); add it to the lock (`pants generate-lockfiles`, `uv lock` or "
+            "`pex3 lock update`) or drop the requirement"
         )
     return max(candidates, key=lambda p: Version(p.version))
 

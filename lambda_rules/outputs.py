@@ -11,7 +11,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Sequence
 
-from lambda_rules import layers, manifest, sbom_identity
+from lambda_rules import facts, layers, manifest, sbom_identity
 from lambda_rules.facts import Kind
 from lambda_rules.platforms import LambdaPlatform
 from lambda_rules.units import Distribution
@@ -47,7 +47,11 @@ def package_outputs(
         layers.combined_size_check(what, summary.unzipped_size, layer_contents)
     else:
         manifest.check_unzipped_size(summary.unzipped_size, what=what)
-    warnings = tuple(f"{what}: {w}" for w in manifest.size_warnings(summary.zipped_size))
+    lifecycle = facts.lifecycle_warning(what, platform.runtime)
+    warnings = (
+        *(f"{what}: {w}" for w in manifest.size_warnings(summary.zipped_size)),
+        *((lifecycle,) if lifecycle else ()),
+    )
     paths = manifest.ArtifactPaths.for_output(output_path, summary.sha256_hex)
     sbom = sbom_identity.complete_sbom(sbom_template, summary.sha256_hex, what).encode()
     document = manifest.LambdaManifest(

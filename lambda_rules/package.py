@@ -153,17 +153,10 @@ def derive(request: PackageRequest, work: Path, *, transitive: bool = True) -> D
     compressed = sum(1 for part in parts if part.built)
 
     merged = work / "merged.zip"
-    tree_compiled_by = None
     members = [part.cached.path for part in parts]
-    if planned.first_party:
-        tree = work / "tree"
-        _stage(tree, prefix, {path: sources[path] for path in planned.first_party})
-        tree_part = work / "tree.zip"
-        if compiler is not None:
-            _compile([tree], compiler, skip_invalid=False)
-            tree_compiled_by = compiler.version
-        _zip_part(tree, tree_part, request.level, compiler)
-        members.append(tree_part)
+    first_party = {path: sources[path] for path in planned.first_party}
+    if first_party:
+        members.append(_first_party_part(work, prefix, first_party, request.level, compiler))
     summary = merge_zips(members, merged)
     from lambda_rules import sbom  # needs cyclonedx-python-lib, a dependency of `package` only
 
@@ -185,9 +178,7 @@ def derive(request: PackageRequest, work: Path, *, transitive: bool = True) -> D
         distributions=planned.distributions,
         sbom_template=template,
         layer_contents=layer_contents,
-        bytecode_compiled_by=next(
-            (c for c in (*(p.cached.compiled_by for p in parts), tree_compiled_by) if c), None
-        ),
+        bytecode_compiled_by=compiler.version if compiler is not None else None,
     )
     origins: dict[str, str | None] = {prefix + path: None for path in planned.first_party}
     for unit in planned.units:
@@ -202,6 +193,20 @@ def derive(request: PackageRequest, work: Path, *, transitive: bool = True) -> D
         warnings=(*planned.warnings, *written.warnings),
         origins=origins,
     )
+
+
+def _first_party_part(
+    work: Path, prefix: str, files: dict[str, Path], level: int, compiler: _Compiler | None
+) -> Path:
+    """The first-party files zipped (and compiled, where a source that does not compile is an
+    error) into a part of their own, made every run."""
+    tree = work / "tree"
+    _stage(tree, prefix, files)
+    if compiler is not None:
+        _compile([tree], compiler, skip_invalid=False)
+    part = work / "tree.zip"
+    _zip_part(tree, part, level, compiler)
+    return part
 
 
 def _listed(

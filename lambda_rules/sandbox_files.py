@@ -119,6 +119,7 @@ WHEEL_UNPACKER = FileSet(
     )
 )
 WHEEL_UNPACKER_MODULE = "lambda_rules.scripts.unpack_wheels"
+WHEEL_UNPACKER_REQUIREMENTS = ("installer",)
 
 # `lambda-zip verify` run by the Pants rules: the whole Pants-free core (it packages again).
 VERIFIER = FileSet(

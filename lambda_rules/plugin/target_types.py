@@ -57,6 +57,15 @@ class LambdaFunctionDependencies(PythonFaaSDependencies):
     )
 
 
+def _lifecycles() -> str:
+    """'AWS deprecates python3.9 on 2025-12-15; ...', from the facts."""
+    return "; ".join(
+        runtime.lifecycle.describe(runtime.name)
+        for runtime in facts.RUNTIMES.values()
+        if runtime.lifecycle is not None
+    )
+
+
 class LambdaRuntimeField(StringField):
     alias = "runtime"
     required = True
@@ -65,7 +74,8 @@ class LambdaRuntimeField(StringField):
     help = help_text(
         f"""
         The Lambda runtime identifier, e.g. `python3.12`. It selects the CPython version of the
-        wheels and the glibc they may need: {_runtimes_by_os()}.
+        wheels and the glibc they may need: {_runtimes_by_os()}. Packaging for a runtime with an
+        announced end warns and still builds: {_lifecycles()}.
         """
     )
 

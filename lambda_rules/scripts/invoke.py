@@ -38,6 +38,7 @@ import sys
 import tempfile
 import uuid
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from lambda_rules import facts
@@ -221,26 +222,7 @@ def invoke(
 
     work = Path(tempfile.mkdtemp(prefix="lambda-invoke-"))
     try:
-        # Stand-ins for Lambda's task root, layer root, runtime directory and /tmp.
-        task_root, opt_dir, runtime_dir = work / "task", work / "opt", work / "runtime"
-        scratch_dir, control_dir = work / "tmp", work / "control"
-        for directory in (task_root, opt_dir, runtime_dir, scratch_dir, control_dir):
-            directory.mkdir()
-        try:
-            extract_archive(Path(archive), task_root)
-            for layer in layers:
-                extract_archive(Path(layer), opt_dir)
-        except ArchiveError as e:
-            raise InvokeError(str(e)) from None
-        bootstrap = runtime_dir / _BOOTSTRAP.name
-        bootstrap.write_bytes(_BOOTSTRAP.read_bytes())
-        for directory in (task_root, opt_dir, runtime_dir):
-            make_read_only(directory)
-        scratch_dir.chmod(0o700)
-        control_dir.chmod(0o700)
-        event_file, result_file = control_dir / "event.json", control_dir / "result.json"
-        event_file.write_bytes(event)
-
+        sandbox = _Sandbox.create(work, Path(archive), [Path(layer) for layer in layers], event)
         request_id = str(uuid.uuid4())
         today = datetime.datetime.now(datetime.timezone.utc).strftime("%Y/%m/%d")
         env = lambda_environment(
@@ -249,87 +231,155 @@ def invoke(
             function_name=function_name,
             memory_size=memory_size,
             region=region,
-            task_root=task_root,
-            runtime_dir=runtime_dir,
-            layer_root=opt_dir,
-            scratch_dir=scratch_dir,
+            task_root=sandbox.task_root,
+            runtime_dir=sandbox.runtime_dir,
+            layer_root=sandbox.opt_dir,
+            scratch_dir=sandbox.scratch_dir,
             interpreter=interpreter,
             log_stream_name=f"{today}/[$LATEST]{uuid.uuid4().hex}",
             extra=extra_env,
         )
-        status_read, status_write = os.pipe()
         config = {
             "python_version": list(spec.python_version),
             "wrong_python_exit": _EXIT_WRONG_PYTHON,
-            "task_root": str(task_root),
-            "layer_paths": facts.layer_sys_path(str(opt_dir), spec.python_version),
+            "task_root": str(sandbox.task_root),
+            "layer_paths": facts.layer_sys_path(str(sandbox.opt_dir), spec.python_version),
             "handler": handler,
-            "event_file": str(event_file),
-            "result_file": str(result_file),
-            "status_fd": status_write,
+            "event_file": str(sandbox.event_file),
+            "result_file": str(sandbox.result_file),
             "request_id": request_id,
             "function_arn": f"arn:aws:lambda:{region}:{ACCOUNT_ID}:function:{function_name}",
             "timeout_ms": int(timeout * 1000),
         }
-        if not _can_drop_capabilities():
-            print(
-                f"{PROG}: warning: running as root without CAP_SETPCAP, so the task root is "
-                "writable for the handler (file modes do not bind root)",
-                file=sys.stderr,
-            )
-        sys.stderr.flush()
-        try:
-            process = subprocess.Popen(
-                [str(interpreter), "-I", "-B", str(bootstrap), json.dumps(config)],
-                cwd=task_root,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=sys.stderr.fileno(),
-                pass_fds=(status_write,),
-                start_new_session=True,
-                preexec_fn=_drop_capabilities if os.geteuid() == 0 else None,
-            )
-        except OSError as e:
-            os.close(status_read)
-            raise InvokeError(f"cannot run {interpreter}: {e}") from None
-        finally:
-            os.close(status_write)
-        try:
-            timed_out = _wait(process, status_read, init_timeout, timeout)
-        finally:
-            os.close(status_read)
-            _kill_group(process)
-        if timed_out:
-            phase, seconds = timed_out
-            message = f"Task timed out after {seconds:.2f} seconds"
-            if phase == "init":
-                message = (
-                    "Init phase (importing the handler module) timed out after "
-                    f"{seconds:.2f} seconds"
-                )
-            print(f"{PROG}: {message}", file=sys.stderr)
-            error = _error_payload(
-                f"RequestId: {request_id} Error: {message}", "Sandbox.Timedout", request_id
-            )
-            return EXIT_FUNCTION_ERROR, error
-        if process.returncode == _EXIT_WRONG_PYTHON and not result_file.exists():
-            major, minor = spec.python_version
-            raise InvokeError(f"{interpreter} is not CPython {major}.{minor}")
-        if not result_file.exists():
-            message = (
-                f"RequestId: {request_id} Error: Runtime exited with error: "
-                f"{_describe_exit(process.returncode)}"
-            )
-            print(f"{PROG}: {message}", file=sys.stderr)
-            return EXIT_FUNCTION_ERROR, _error_payload(message, "Runtime.ExitError", request_id)
-        result = json.loads(result_file.read_text(encoding="utf-8"))
-        text = json.dumps(result["payload"])
-        return (EXIT_OK if result["status"] == "ok" else EXIT_FUNCTION_ERROR), text
+        returncode, timed_out = _run_bootstrap(
+            interpreter, sandbox, config, env, init_timeout, timeout
+        )
+        return _outcome(spec, interpreter, sandbox, request_id, returncode, timed_out)
     finally:
         if keep:
             print(f"{PROG}: kept {work}", file=sys.stderr)
         else:
             remove_tree(work)
+
+
+@dataclass(frozen=True)
+class _Sandbox:
+    """Stand-ins for Lambda's task root, layer root, runtime directory and /tmp, and the files
+    the bootstrap reads the event from and writes the result to."""
+
+    task_root: Path
+    opt_dir: Path
+    runtime_dir: Path
+    scratch_dir: Path
+    event_file: Path
+    result_file: Path
+
+    @classmethod
+    def create(cls, work: Path, archive: Path, layers: Sequence[Path], event: bytes) -> _Sandbox:
+        task_root, opt_dir, runtime_dir = work / "task", work / "opt", work / "runtime"
+        scratch_dir, control_dir = work / "tmp", work / "control"
+        for directory in (task_root, opt_dir, runtime_dir, scratch_dir, control_dir):
+            directory.mkdir()
+        try:
+            extract_archive(archive, task_root)
+            for layer in layers:
+                extract_archive(layer, opt_dir)
+        except ArchiveError as e:
+            raise InvokeError(str(e)) from None
+        (runtime_dir / _BOOTSTRAP.name).write_bytes(_BOOTSTRAP.read_bytes())
+        for directory in (task_root, opt_dir, runtime_dir):
+            make_read_only(directory)
+        scratch_dir.chmod(0o700)
+        control_dir.chmod(0o700)
+        (control_dir / "event.json").write_bytes(event)
+        return cls(
+            task_root,
+            opt_dir,
+            runtime_dir,
+            scratch_dir,
+            control_dir / "event.json",
+            control_dir / "result.json",
+        )
+
+
+def _run_bootstrap(
+    interpreter: Path,
+    sandbox: _Sandbox,
+    config: dict[str, object],
+    env: Mapping[str, str],
+    init_timeout: float,
+    timeout: float,
+) -> tuple[int, tuple[str, float] | None]:
+    """Run the bootstrap in the runtime's CPython; its exit status, and the phase and seconds it
+    timed out after, if it did."""
+    if not _can_drop_capabilities():
+        print(
+            f"{PROG}: warning: running as root without CAP_SETPCAP, so the task root is "
+            "writable for the handler (file modes do not bind root)",
+            file=sys.stderr,
+        )
+    sys.stderr.flush()
+    status_read, status_write = os.pipe()
+    bootstrap = sandbox.runtime_dir / _BOOTSTRAP.name
+    try:
+        arguments = json.dumps({**config, "status_fd": status_write})
+        process = subprocess.Popen(
+            [str(interpreter), "-I", "-B", str(bootstrap), arguments],
+            cwd=sandbox.task_root,
+            env=dict(env),
+            stdin=subprocess.DEVNULL,
+            stdout=sys.stderr.fileno(),
+            pass_fds=(status_write,),
+            start_new_session=True,
+            preexec_fn=_drop_capabilities if os.geteuid() == 0 else None,
+        )
+    except OSError as e:
+        os.close(status_read)
+        raise InvokeError(f"cannot run {interpreter}: {e}") from None
+    finally:
+        os.close(status_write)
+    try:
+        timed_out = _wait(process, status_read, init_timeout, timeout)
+    finally:
+        os.close(status_read)
+        _kill_group(process)
+    return process.wait(), timed_out
+
+
+def _outcome(
+    spec: facts.Runtime,
+    interpreter: Path,
+    sandbox: _Sandbox,
+    request_id: str,
+    returncode: int,
+    timed_out: tuple[str, float] | None,
+) -> tuple[int, str]:
+    """The exit status and response Lambda would give for how the bootstrap ended."""
+    if timed_out:
+        phase, seconds = timed_out
+        message = f"Task timed out after {seconds:.2f} seconds"
+        if phase == "init":
+            message = (
+                f"Init phase (importing the handler module) timed out after {seconds:.2f} seconds"
+            )
+        print(f"{PROG}: {message}", file=sys.stderr)
+        error = _error_payload(
+            f"RequestId: {request_id} Error: {message}", "Sandbox.Timedout", request_id
+        )
+        return EXIT_FUNCTION_ERROR, error
+    if returncode == _EXIT_WRONG_PYTHON and not sandbox.result_file.exists():
+        major, minor = spec.python_version
+        raise InvokeError(f"{interpreter} is not CPython {major}.{minor}")
+    if not sandbox.result_file.exists():
+        message = (
+            f"RequestId: {request_id} Error: Runtime exited with error: "
+            f"{_describe_exit(returncode)}"
+        )
+        print(f"{PROG}: {message}", file=sys.stderr)
+        return EXIT_FUNCTION_ERROR, _error_payload(message, "Runtime.ExitError", request_id)
+    result = json.loads(sandbox.result_file.read_text(encoding="utf-8"))
+    text = json.dumps(result["payload"])
+    return (EXIT_OK if result["status"] == "ok" else EXIT_FUNCTION_ERROR), text
 
 
 def _find_interpreter(runtime: facts.Runtime) -> Path:

@@ -82,8 +82,17 @@ def new_parser() -> argparse.ArgumentParser:
 
 
 def add_zipper_commands(commands: argparse._SubParsersAction) -> None:
-    """build, repack, merge, diff and hash."""
+    """build, build-parts, repack, merge, diff and hash."""
 
+    _add_build(commands)
+    _add_build_parts(commands)
+    _add_repack(commands)
+    _add_merge(commands)
+    _add_diff(commands)
+    _add_hash(commands)
+
+
+def _add_build(commands: argparse._SubParsersAction) -> None:
     build = commands.add_parser(
         "build",
         help="zip a staged directory",
@@ -95,6 +104,8 @@ def add_zipper_commands(commands: argparse._SubParsersAction) -> None:
     _add_executables_option(build)
     build.set_defaults(run=_run_build)
 
+
+def _add_build_parts(commands: argparse._SubParsersAction) -> None:
     build_parts = commands.add_parser(
         "build-parts",
         help="zip several directories, each into its own archive, in one process",
@@ -113,6 +124,8 @@ def add_zipper_commands(commands: argparse._SubParsersAction) -> None:
     _add_executables_option(build_parts)
     build_parts.set_defaults(run=_run_build_parts)
 
+
+def _add_repack(commands: argparse._SubParsersAction) -> None:
     repack = commands.add_parser(
         "repack",
         help="rewrite an existing archive in canonical form",
@@ -140,6 +153,8 @@ def add_zipper_commands(commands: argparse._SubParsersAction) -> None:
     )
     repack.set_defaults(run=_run_repack)
 
+
+def _add_merge(commands: argparse._SubParsersAction) -> None:
     merge = commands.add_parser(
         "merge",
         help="merge archives made by build from disjoint files into one",
@@ -162,6 +177,8 @@ def add_zipper_commands(commands: argparse._SubParsersAction) -> None:
     _add_executables_option(merge)
     merge.set_defaults(run=_run_merge)
 
+
+def _add_diff(commands: argparse._SubParsersAction) -> None:
     diff = commands.add_parser(
         "diff",
         help="explain why two archives differ",
@@ -172,6 +189,8 @@ def add_zipper_commands(commands: argparse._SubParsersAction) -> None:
     diff.add_argument("b", metavar="B.zip", type=Path)
     diff.set_defaults(run=_run_diff)
 
+
+def _add_hash(commands: argparse._SubParsersAction) -> None:
     hash_ = commands.add_parser(
         "hash",
         help="print an archive's SHA-256 (hex and base64)",

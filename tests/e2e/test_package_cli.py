@@ -245,7 +245,7 @@ def test_requirements_without_a_lockfile_are_refused_with_the_lock_command(cli, 
     del command[at : at + 2]
     out = tmp_path / "out"
     result = run([cli(9), *command, "-o", out / "x.zip"], tmp_path, check=False)
-    assert_refused(result, out, "--lockfile", "pex3 lock create")
+    assert_refused(result, out, "--lockfile", "uv lock", "pants generate-lockfiles")
 
 
 def test_unwritable_output_folder(cli, tmp_path):

@@ -1,6 +1,7 @@
 """`lambda-zip verify` and `[lambda-zip].verify`: every entry of an archive accounted for from its
-lockfile's wheels (real PyPI wheels, fetched by pex) and its sources, tampering caught and named,
-hostile archives refused as `repack` refuses them, nothing from the archive ever executed."""
+lockfile's wheels (real PyPI wheels, fetched and checked against the lock) and its sources,
+tampering caught and named, hostile archives refused as `repack` refuses them, nothing from the
+archive ever executed."""
 
 from __future__ import annotations
 

@@ -12,28 +12,31 @@ import pytest
 
 from tests.locks.test_any_lock import lambda_zip
 
-GOOD_RECORD = object()
-
 
 def record_hash(data: bytes) -> str:
     digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
     return f"sha256={digest}"
 
 
-def tiny_wheel(directory: Path, *, extra: dict[str, bytes] | None = None, lie: bool = False) -> Path:
+def tiny_wheel(
+    directory: Path, *, extra: dict[str, bytes] | None = None, lie: bool = False
+) -> Path:
     """tiny 1.0, a pure wheel; `extra` entries are added (and listed in RECORD); with `lie`, RECORD
     states a wrong hash for the module."""
     files = {
         "tiny/__init__.py": b"VALUE = 1\n",
         "tiny-1.0.dist-info/METADATA": b"Metadata-Version: 2.1\nName: tiny\nVersion: 1.0\n",
-        "tiny-1.0.dist-info/WHEEL": b"Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+        "tiny-1.0.dist-info/WHEEL": (
+            b"Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+        ),
         **(extra or {}),
     }
     rows = [
         f"{name},{record_hash(b'altered' if lie and name.endswith('.py') else data)},{len(data)}"
         for name, data in files.items()
     ]
-    files["tiny-1.0.dist-info/RECORD"] = ("\n".join(rows) + "\ntiny-1.0.dist-info/RECORD,,\n").encode()
+    rows.append("tiny-1.0.dist-info/RECORD,,")
+    files["tiny-1.0.dist-info/RECORD"] = ("\n".join(rows) + "\n").encode()
     path = directory / "tiny-1.0-py3-none-any.whl"
     with zipfile.ZipFile(path, "w") as wheel:
         for name, data in files.items():

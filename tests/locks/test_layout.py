@@ -13,8 +13,8 @@ import pytest
 
 from lambda_rules import fetch, locks, units, wheel_units
 from lambda_rules.platforms import lambda_platform
-from tests.locks.test_selection import LOCKS, requirements_of
 from tests.conftest import REPO_ROOT, pyenv_python
+from tests.locks.test_selection import LOCKS, requirements_of
 
 # What pip writes as the installer: RECORD rewritten, INSTALLER, REQUESTED and, for a wheel file,
 # direct_url.json (PEP 610). We keep RECORD as the wheel ships it and add none of them.
@@ -54,9 +54,7 @@ def test_the_layout_is_pips(tmp_path, wheel_cache, name):
     for wheel in chosen:
         laid_out = wheel_units.lay_out(wheels[wheel.sha256], shown=wheel.url)
         ours.update(
-            (path, content)
-            for path, (_, content) in laid_out.files.items()
-            if pip_kept(path)
+            (path, content) for path, (_, content) in laid_out.files.items() if pip_kept(path)
         )
     assert sorted(ours) == sorted(theirs)
     assert [p for p in ours if ours[p] != theirs[p]] == []

@@ -1,6 +1,7 @@
 """Rule-level tests with Pants' RuleRunner: target validation, handler checks and staging.
 
-Staging runs the real pex (the PEX that ./pants bootstraps) against the real lockfile.
+Staging chooses from the real lockfile and fetches the real wheels; the tool's environment is
+built by the real pex (the PEX that ./pants bootstraps).
 """
 
 from __future__ import annotations

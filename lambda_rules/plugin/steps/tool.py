@@ -244,10 +244,10 @@ def _with_bytecode(file_set: sandbox_files.FileSet) -> PathGlobs:
     return PathGlobs([*file_set.patterns, *pycache])
 
 
-@rule(desc="Build the zipper tool", level=LogLevel.DEBUG)
-async def zipper_tool() -> ZipperTool:
-    requirements, compiled = await MultiGet(Get(ToolRequirements), Get(CompiledToolSources))
-    needed = {canonicalize_name(name) for name in sandbox_files.ZIPPER_REQUIREMENTS}
+def _installed(requirements: ToolRequirements, names: tuple[str, ...], who: str) -> tuple[str, ...]:
+    """The directories of the tool's requirements that install `names`, all of them, or an error
+    that says what to add where."""
+    needed = {canonicalize_name(name) for name in names}
     directories = tuple(
         directory
         for directory in requirements.installed
@@ -256,9 +256,16 @@ async def zipper_tool() -> ZipperTool:
     if len(directories) != len(needed):
         raise ToolLayoutError(
             f"the lambda-zip tool's requirements lack {', '.join(sorted(needed))} (found "
-            f"{', '.join(d.rpartition('/')[2] for d in requirements.installed)}); the zipper "
+            f"{', '.join(d.rpartition('/')[2] for d in requirements.installed)}); {who} "
             "needs them: add them to the resolve `[lambda-zip].install_from_resolve` names."
         )
+    return directories
+
+
+@rule(desc="Build the zipper tool", level=LogLevel.DEBUG)
+async def zipper_tool() -> ZipperTool:
+    requirements, compiled = await MultiGet(Get(ToolRequirements), Get(CompiledToolSources))
+    directories = _installed(requirements, sandbox_files.ZIPPER_REQUIREMENTS, "the zipper")
     sources, installed = await MultiGet(
         Get(Digest, DigestSubset(compiled.digest, _with_bytecode(sandbox_files.ZIPPER))),
         Get(Digest, DigestSubset(requirements.digest, PathGlobs([f"{d}/**" for d in directories]))),
@@ -274,6 +281,7 @@ async def zipper_tool() -> ZipperTool:
 @rule(desc="Build the lambda-zip tool", level=LogLevel.DEBUG)
 async def lambda_zip_tool() -> LambdaZipTool:
     requirements, compiled = await MultiGet(Get(ToolRequirements), Get(CompiledToolSources))
+    _installed(requirements, sandbox_files.WHEEL_UNPACKER_REQUIREMENTS, "installing locked wheels")
     installed = await Get(Digest, RemovePrefix(requirements.digest, _TOOL_DIR))
     return LambdaZipTool(
         requirements.python,
