@@ -48,3 +48,18 @@ def test_no_string_literal_but_a_docstring_spans_more_than_60_lines():
                 if lines > MAX_STRING_LINES and isinstance(getattr(node, "value", ""), str):
                     long.append(f"{path.relative_to(REPO_ROOT)}:{node.lineno} ({lines} lines)")
     assert long == []
+
+
+MAX_FUNCTION_LINES = 80
+
+
+def test_no_function_is_longer_than_80_lines():
+    """A function that does not fit on a screen hides its steps: name them instead."""
+    long = []
+    for path in _modules():
+        for node in ast.walk(ast.parse(path.read_bytes())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                lines = (node.end_lineno or node.lineno) - node.lineno + 1
+                if lines > MAX_FUNCTION_LINES:
+                    long.append(f"{path.relative_to(REPO_ROOT)}:{node.lineno} {node.name} ({lines})")
+    assert long == []

@@ -70,6 +70,7 @@ guards an unknown future marshal format instead of writing a wrong pyc).
 
 from __future__ import annotations
 
+import argparse
 import importlib.util
 import json
 import marshal
@@ -77,6 +78,7 @@ import os
 import subprocess
 import sys
 import warnings
+from typing import Iterable
 
 from lambda_rules import pieces
 from lambda_rules.scripts.canonical_marshal import canonical_marshal
@@ -292,9 +294,7 @@ def unpack(archive: str, directory: str) -> None:
                 os.chmod(path, 0o755 if info.external_attr >> 16 & 0o111 else 0o644)
 
 
-def main(argv: list[str] | None = None) -> int:
-    import argparse
-
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bytecode.py",
         description="Write reproducible unchecked-hash .pyc files next to every .py under a tree, "
@@ -341,6 +341,11 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument(
         "--third-party-list", metavar="FILE", help="a file of --third-party paths, one a line"
     )
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
     args = parser.parse_args(argv)
     if args.workers < 1:
         parser.error("--workers must be at least 1")
@@ -353,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.third_party_list:
         with open(args.third_party_list, encoding="utf-8") as f:
             third_party += [line.strip() for line in f if line.strip()]
-    reports = [
+    report = _combined(
         compile_in_place(
             root,
             args.prefix,
@@ -362,12 +367,7 @@ def main(argv: list[str] | None = None) -> int:
             skip_invalid=args.on_invalid == "skip",
         )
         for root in args.root
-    ]
-    report = reports[0]
-    for other in reports[1:]:
-        report["compiled"] += other["compiled"]
-        for key in ("skipped", "errors"):
-            report[key] = sorted(report[key] + other[key], key=lambda s: s["path"])
+    )
     errors = report.pop("errors")
     if errors:
         sys.stderr.write(
@@ -379,6 +379,16 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     sys.stdout.write(json.dumps(report, sort_keys=True) + "\n")
     return 0
+
+
+def _combined(reports: Iterable[dict]) -> dict:
+    """One report of several roots' compiles: counts added, paths in order."""
+    first, *others = reports
+    for other in others:
+        first["compiled"] += other["compiled"]
+        for key in ("skipped", "errors"):
+            first[key] = sorted(first[key] + other[key], key=lambda s: s["path"])
+    return first
 
 
 if __name__ == "__main__":

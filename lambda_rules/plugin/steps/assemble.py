@@ -338,24 +338,8 @@ async def assemble_lambda(
             ),
         ),
     )
-    compiled_by = next(
-        (p.compiled_by for p in (*parts.parts, tree) if p is not None and p.compiled_by), None
-    )
     summary = zipped.totals
-    written = outputs.package_outputs(
-        what=str(address),
-        kind=request.kind,
-        platform=platform,
-        output_path=request.output_path,
-        summary=summary,
-        handler=staged.handler,
-        distributions=staged.distributions,
-        sbom_template=sbom_template.content,
-        layer_contents=[layer.contents for layer in request.layers],
-        bytecode_compiled_by=compiled_by,
-    )
-    for warning in written.warnings:
-        logger.warning(warning)
+    written = _package_outputs(request, parts, tree, summary, sbom_template)
     paths = written.paths
     (archive_entry,) = await Get(DigestEntries, Digest, zipped.digest)
     assert isinstance(archive_entry, FileEntry)
@@ -370,23 +354,7 @@ async def assemble_lambda(
             ]
         ),
     )
-    zip_details = f"{summary.zipped_size:,} bytes  sha256 {summary.sha256_hex}"
-    what = f"handler {staged.handler}" if staged.handler else "layer"
-    package = BuiltPackage(
-        dist_files,
-        artifacts=(
-            BuiltPackageArtifact(
-                paths.archive, (f"  {zip_details}  ({platform.description}, {what})",)
-            ),
-            # The directory, not the file: `package` clears it first, so it holds only the
-            # current build's copy instead of one per build ever made.
-            BuiltPackageArtifact(paths.content_addressed_directory, (f"  {zip_details}",)),
-            BuiltPackageArtifact(
-                paths.manifest, (f"  manifest  filebase64sha256 {summary.sha256_base64}",)
-            ),
-            BuiltPackageArtifact(paths.sbom, ("  CycloneDX SBOM",)),
-        ),
-    )
+    package = _built_package(dist_files, written, summary, platform, staged.handler)
     if subsystem.verify:
         await Get(
             VerifiedLambda,
@@ -405,6 +373,64 @@ async def assemble_lambda(
         summary.sha256_hex,
         summary.sha256_base64,
         summary.unzipped_size,
+    )
+
+
+def _package_outputs(
+    request: AssembleLambdaRequest,
+    parts: ZipParts,
+    tree: PreparedUnit | None,
+    summary: ZipTotals,
+    sbom_template: SbomTemplate,
+) -> outputs.PackageOutputs:
+    """The manifest and SBOM beside the zip, as `lambda-zip package` writes them; its warnings
+    logged."""
+    staged = request.staged
+    compiled_by = next(
+        (p.compiled_by for p in (*parts.parts, tree) if p is not None and p.compiled_by), None
+    )
+    written = outputs.package_outputs(
+        what=str(request.address),
+        kind=request.kind,
+        platform=request.platform,
+        output_path=request.output_path,
+        summary=summary,
+        handler=staged.handler,
+        distributions=staged.distributions,
+        sbom_template=sbom_template.content,
+        layer_contents=[layer.contents for layer in request.layers],
+        bytecode_compiled_by=compiled_by,
+    )
+    for warning in written.warnings:
+        logger.warning(warning)
+    return written
+
+
+def _built_package(
+    dist_files: Digest,
+    written: outputs.PackageOutputs,
+    summary: ZipTotals,
+    platform: LambdaPlatform,
+    handler: str | None,
+) -> BuiltPackage:
+    """What `package` writes to dist/, and the lines it prints for each file."""
+    paths = written.paths
+    zip_details = f"{summary.zipped_size:,} bytes  sha256 {summary.sha256_hex}"
+    what = f"handler {handler}" if handler else "layer"
+    return BuiltPackage(
+        dist_files,
+        artifacts=(
+            BuiltPackageArtifact(
+                paths.archive, (f"  {zip_details}  ({platform.description}, {what})",)
+            ),
+            # The directory, not the file: `package` clears it first, so it holds only the
+            # current build's copy instead of one per build ever made.
+            BuiltPackageArtifact(paths.content_addressed_directory, (f"  {zip_details}",)),
+            BuiltPackageArtifact(
+                paths.manifest, (f"  manifest  filebase64sha256 {summary.sha256_base64}",)
+            ),
+            BuiltPackageArtifact(paths.sbom, ("  CycloneDX SBOM",)),
+        ),
     )
 
 

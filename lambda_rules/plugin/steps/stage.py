@@ -168,6 +168,21 @@ async def split_lambda_distributions(
     )
 
 
+@dataclass(frozen=True)
+class CheckHandlerRequest:
+    address: str
+    handler: LambdaFunctionHandlerField
+    visible_paths: frozenset[str]
+    sources: Digest
+
+
+@dataclass(frozen=True)
+class CheckedHandler:
+    """The handler as Lambda's setting names it (`module.function`)."""
+
+    name: str
+
+
 @rule(desc="Stage Lambda package", level=LogLevel.DEBUG)
 async def stage_lambda(request: StageLambdaRequest) -> StagedLambda:
     address = request.address
@@ -208,32 +223,15 @@ async def stage_lambda(request: StageLambdaRequest) -> StagedLambda:
     handler = None
     if request.handler is not None:
         handler = await Get(
-            ResolvedPythonFaaSHandler, ResolvePythonFaaSHandlerRequest(request.handler)
-        )
-        # Checked against everything the function sees, its layers' files included.
-        spec = request.handler.value
-        module_file = contents.handler_module_file(
-            str(address),
-            spec,
-            handler.module,
-            planned.visible_paths,
-            fix="Check the `handler` field, or add the module's target to `dependencies`.",
-        )
-        source = await Get(DigestContents, DigestSubset(source_digest, PathGlobs([module_file])))
-        contents.check_handler_defines(
-            str(address),
-            spec,
-            handler.func,
-            module_file,
-            source[0].content if source else None,
-            fix="Fix the `handler` field or define the function.",
+            CheckedHandler,
+            CheckHandlerRequest(
+                str(address), request.handler, planned.visible_paths, source_digest
+            ),
         )
 
     first_party_files = [source_files[path] for path in planned.first_party]
-    index = {plan: i for i, plan in enumerate(split.split.units)}
-    kept = [index[plan] for plan in planned.units]
     first_party_digest = await Get(Digest, CreateDigest(first_party_files))
-    unit_metadata = [split.metadata[i] for i in kept]
+    unit_metadata = [split.metadata[i] for i in _kept(planned, split)]
     if request.path_prefix:
         first_party_digest, *unit_metadata = await MultiGet(
             Get(Digest, AddPrefix(d, request.path_prefix))
@@ -250,21 +248,61 @@ async def stage_lambda(request: StageLambdaRequest) -> StagedLambda:
         )
         if first_party_files
         else None,
-        units=tuple(
-            DistributionUnit(
-                plan.distribution,
-                split.archives[i],
-                split.sizes[i],
-                f"{plan.label} for {platform.runtime.name} on {platform.architecture}"
-                + (" in a layer" if request.path_prefix else ""),
-                path_prefix=request.path_prefix,
-                metadata=metadata,
-            )
-            for plan, metadata, i in zip(planned.units, unit_metadata, kept)
-        ),
-        handler=f"{handler.module}.{handler.func}" if handler is not None else None,
+        units=_distribution_units(request, planned, split, unit_metadata),
+        handler=handler.name if handler is not None else None,
         first_party_fingerprints=planned.first_party_fingerprints,
         sources=source_digest,
+    )
+
+
+@rule(desc="Check the Lambda handler", level=LogLevel.DEBUG)
+async def check_handler(request: CheckHandlerRequest) -> CheckedHandler:
+    """Checked against everything the function sees, its layers' files included."""
+    handler = await Get(ResolvedPythonFaaSHandler, ResolvePythonFaaSHandlerRequest(request.handler))
+    spec = request.handler.value
+    module_file = contents.handler_module_file(
+        request.address,
+        spec,
+        handler.module,
+        request.visible_paths,
+        fix="Check the `handler` field, or add the module's target to `dependencies`.",
+    )
+    source = await Get(DigestContents, DigestSubset(request.sources, PathGlobs([module_file])))
+    contents.check_handler_defines(
+        request.address,
+        spec,
+        handler.func,
+        module_file,
+        source[0].content if source else None,
+        fix="Fix the `handler` field or define the function.",
+    )
+    return CheckedHandler(f"{handler.module}.{handler.func}")
+
+
+def _kept(planned: contents.PackageContents, split: SplitLambdaDistributions) -> list[int]:
+    """The indexes of the resolve's units the plan keeps, in the plan's order."""
+    index = {plan: i for i, plan in enumerate(split.split.units)}
+    return [index[plan] for plan in planned.units]
+
+
+def _distribution_units(
+    request: StageLambdaRequest,
+    planned: contents.PackageContents,
+    split: SplitLambdaDistributions,
+    unit_metadata: list[Digest],
+) -> tuple[DistributionUnit, ...]:
+    platform = request.platform
+    return tuple(
+        DistributionUnit(
+            plan.distribution,
+            split.archives[i],
+            split.sizes[i],
+            f"{plan.label} for {platform.runtime.name} on {platform.architecture}"
+            + (" in a layer" if request.path_prefix else ""),
+            path_prefix=request.path_prefix,
+            metadata=metadata,
+        )
+        for plan, metadata, i in zip(planned.units, unit_metadata, _kept(planned, split))
     )
 
 
