@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
-import signal
 import subprocess
 import tempfile
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ from typing import Iterator, Sequence
 
 from lambda_rules import (
     contents,
+    dist_writer,
     facts,
     fetch,
     layer_archive,
@@ -104,11 +104,11 @@ def package(request: PackageRequest) -> Derivation:
             "(`uv export --format pylock.toml`, `pip lock`) or the lock `pants generate-lockfiles` "
             "writes"
         )
-    output_dir, created = _output_directory(request.output)
+    output_dir, created = dist_writer.output_directory(request.output)
     try:
         with tempfile.TemporaryDirectory(prefix="lambda-zip-package-") as scratch:
             derived = derive(request, Path(scratch))
-            _write_outputs(output_dir, derived.archive, derived.outputs)
+            dist_writer.write_outputs(output_dir, derived.archive, derived.outputs)
             return dataclasses.replace(derived, archive=request.output)
     except BaseException:
         # Nothing partial: not even the folders this run made for its outputs.
@@ -321,28 +321,6 @@ def _parts(
     return parts
 
 
-def _output_directory(output: Path) -> tuple[Path, list[Path]]:
-    """The folder the outputs go to, checked writable before any work, and the folders made for
-    it (outermost first)."""
-    if output.suffix != ".zip":
-        raise PackageError(f"{output}: the output must be a .zip path, e.g. dist/fn/lambda.zip")
-    directory = output.parent
-    created = [d for d in (directory, *directory.parents) if not d.exists()][::-1]
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        probe = tempfile.NamedTemporaryFile(dir=directory, prefix=".lambda-zip-probe-")
-        probe.close()
-    except OSError as error:
-        for made in reversed(created):
-            if made.is_dir():
-                made.rmdir()
-        raise PackageError(
-            f"{directory}: cannot write the package there ({error.strerror}); choose another "
-            "--output or fix the folder's permissions"
-        ) from None
-    return directory, created
-
-
 def _empty_lock(work: Path) -> Path:
     """A package without requirements still gets an SBOM; it needs a lockfile of nothing."""
     path = work / "empty.lock"
@@ -472,30 +450,3 @@ def _compile(
     if result.returncode != 0:
         detail = " ".join(result.stderr.split())
         raise PackageError(f"cannot compile bytecode: {detail}; fix the source or drop it")
-
-
-def _write_outputs(directory: Path, merged: Path, written: outputs.PackageOutputs) -> None:
-    """Everything into a scratch folder beside the outputs, then renamed into place with
-    interrupts held back: a run leaves the previous outputs or the new ones, never a mix."""
-    paths = written.paths
-    with tempfile.TemporaryDirectory(prefix=".lambda-zip-", dir=directory) as scratch:
-        staged = Path(scratch)
-        shutil.copyfile(merged, staged / "archive")
-        os.chmod(staged / "archive", 0o644)
-        for name, data in (("manifest", written.manifest), ("sbom", written.sbom)):
-            (staged / name).write_bytes(data)
-            os.chmod(staged / name, 0o644)
-        cas_directory = directory / paths.content_addressed_directory
-        blocked = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
-        previous = signal.pthread_sigmask(signal.SIG_BLOCK, blocked)
-        try:
-            # Like `pants package`, the content-addressed folder holds this build's copy only.
-            shutil.rmtree(cas_directory, ignore_errors=True)
-            cas_directory.mkdir(parents=True)
-            shutil.copyfile(staged / "archive", directory / paths.content_addressed)
-            os.chmod(directory / paths.content_addressed, 0o644)
-            os.replace(staged / "sbom", directory / paths.sbom)
-            os.replace(staged / "manifest", directory / paths.manifest)
-            os.replace(staged / "archive", directory / paths.archive)
-        finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, previous)

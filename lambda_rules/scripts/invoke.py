@@ -38,7 +38,6 @@ import sys
 import tempfile
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from lambda_rules import facts
@@ -53,8 +52,7 @@ from lambda_rules.scripts.lambda_environment import (
 )
 from lambda_rules.scripts.task_root import (
     ArchiveError,
-    extract_archive,
-    make_read_only,
+    Sandbox,
     remove_tree,
 )
 
@@ -222,7 +220,12 @@ def invoke(
 
     work = Path(tempfile.mkdtemp(prefix="lambda-invoke-"))
     try:
-        sandbox = _Sandbox.create(work, Path(archive), [Path(layer) for layer in layers], event)
+        try:
+            sandbox = Sandbox.create(
+                work, Path(archive), [Path(layer) for layer in layers], event, _BOOTSTRAP
+            )
+        except ArchiveError as e:
+            raise InvokeError(str(e)) from None
         request_id = str(uuid.uuid4())
         today = datetime.datetime.now(datetime.timezone.utc).strftime("%Y/%m/%d")
         env = lambda_environment(
@@ -262,49 +265,9 @@ def invoke(
             remove_tree(work)
 
 
-@dataclass(frozen=True)
-class _Sandbox:
-    """Stand-ins for Lambda's task root, layer root, runtime directory and /tmp, and the files
-    the bootstrap reads the event from and writes the result to."""
-
-    task_root: Path
-    opt_dir: Path
-    runtime_dir: Path
-    scratch_dir: Path
-    event_file: Path
-    result_file: Path
-
-    @classmethod
-    def create(cls, work: Path, archive: Path, layers: Sequence[Path], event: bytes) -> _Sandbox:
-        task_root, opt_dir, runtime_dir = work / "task", work / "opt", work / "runtime"
-        scratch_dir, control_dir = work / "tmp", work / "control"
-        for directory in (task_root, opt_dir, runtime_dir, scratch_dir, control_dir):
-            directory.mkdir()
-        try:
-            extract_archive(archive, task_root)
-            for layer in layers:
-                extract_archive(layer, opt_dir)
-        except ArchiveError as e:
-            raise InvokeError(str(e)) from None
-        (runtime_dir / _BOOTSTRAP.name).write_bytes(_BOOTSTRAP.read_bytes())
-        for directory in (task_root, opt_dir, runtime_dir):
-            make_read_only(directory)
-        scratch_dir.chmod(0o700)
-        control_dir.chmod(0o700)
-        (control_dir / "event.json").write_bytes(event)
-        return cls(
-            task_root,
-            opt_dir,
-            runtime_dir,
-            scratch_dir,
-            control_dir / "event.json",
-            control_dir / "result.json",
-        )
-
-
 def _run_bootstrap(
     interpreter: Path,
-    sandbox: _Sandbox,
+    sandbox: Sandbox,
     config: dict[str, object],
     env: Mapping[str, str],
     init_timeout: float,
@@ -349,7 +312,7 @@ def _run_bootstrap(
 def _outcome(
     spec: facts.Runtime,
     interpreter: Path,
-    sandbox: _Sandbox,
+    sandbox: Sandbox,
     request_id: str,
     returncode: int,
     timed_out: tuple[str, float] | None,

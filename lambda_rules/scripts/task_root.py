@@ -13,7 +13,9 @@ import os
 import shutil
 import stat
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 from lambda_rules.errors import LambdaRulesError
 
@@ -82,3 +84,42 @@ def remove_tree(root: Path) -> None:
             if not os.path.islink(path):
                 os.chmod(path, 0o700)
     shutil.rmtree(root, ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class Sandbox:
+    """Stand-ins for Lambda's task root, layer root, runtime directory and /tmp, and the files
+    the bootstrap reads the event from and writes the result to."""
+
+    task_root: Path
+    opt_dir: Path
+    runtime_dir: Path
+    scratch_dir: Path
+    event_file: Path
+    result_file: Path
+
+    @classmethod
+    def create(
+        cls, work: Path, archive: Path, layers: Sequence[Path], event: bytes, bootstrap: Path
+    ) -> Sandbox:
+        task_root, opt_dir, runtime_dir = work / "task", work / "opt", work / "runtime"
+        scratch_dir, control_dir = work / "tmp", work / "control"
+        for directory in (task_root, opt_dir, runtime_dir, scratch_dir, control_dir):
+            directory.mkdir()
+        extract_archive(archive, task_root)
+        for layer in layers:
+            extract_archive(layer, opt_dir)
+        (runtime_dir / bootstrap.name).write_bytes(bootstrap.read_bytes())
+        for directory in (task_root, opt_dir, runtime_dir):
+            make_read_only(directory)
+        scratch_dir.chmod(0o700)
+        control_dir.chmod(0o700)
+        (control_dir / "event.json").write_bytes(event)
+        return cls(
+            task_root,
+            opt_dir,
+            runtime_dir,
+            scratch_dir,
+            control_dir / "event.json",
+            control_dir / "result.json",
+        )
