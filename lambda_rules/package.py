@@ -27,7 +27,6 @@ from lambda_rules import (
     locks,
     outputs,
     parts_cache,
-    pieces,
     sandbox_files,
     units,
 )
@@ -35,6 +34,7 @@ from lambda_rules.errors import LambdaRulesError
 from lambda_rules.facts import Kind
 from lambda_rules.platforms import LambdaPlatform
 from lambda_rules.scripts import interpreters
+from lambda_rules.zipper import pieces
 from lambda_rules.zipper.build import build_zip
 from lambda_rules.zipper.compress import DEFAULT_LEVEL
 from lambda_rules.zipper.merge import merge_zips

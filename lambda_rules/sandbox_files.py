@@ -52,9 +52,7 @@ def entry_program(module: str, sys_path: tuple[str, ...]) -> str:
 # The zipper alone (build, build-parts, merge): what every compress and merge process runs. Its
 # processes' cache keys are these files and `ZIPPER_REQUIREMENTS`, so neither an edit of the SBOM
 # writer nor an upgrade of cyclonedx-python-lib recompresses any part.
-ZIPPER = FileSet(
-    patterns=("lambda_rules/__init__.py", "lambda_rules/pieces.py", "lambda_rules/zipper/*.py")
-)
+ZIPPER = FileSet(patterns=("lambda_rules/__init__.py", "lambda_rules/zipper/*.py"))
 ZIPPER_MODULE = "lambda_rules.zipper.cli"
 # The projects the zipper imports beyond the standard library (tests/test_sandbox_files.py).
 ZIPPER_REQUIREMENTS = ("deflate",)
@@ -67,7 +65,6 @@ TOOL = FileSet(
         "lambda_rules/facts.py",
         "lambda_rules/locks.py",
         "lambda_rules/wheel_origins.py",
-        "lambda_rules/pieces.py",
         "lambda_rules/platforms.py",
         "lambda_rules/sbom.py",
         "lambda_rules/sbom_identity.py",
@@ -95,10 +92,13 @@ INVOKER_MODULE = "lambda_rules.scripts.invoke"
 BYTECODE_COMPILER = FileSet(
     patterns=(
         "lambda_rules/__init__.py",
-        "lambda_rules/pieces.py",
         "lambda_rules/scripts/__init__.py",
         "lambda_rules/scripts/bytecode.py",
         "lambda_rules/scripts/canonical_marshal.py",
+        # The compiler reads unit archives as pieces; the zipper's package imports lazily, so
+        # nothing else of it (nor deflate) is loaded by the runtime's CPython.
+        "lambda_rules/zipper/__init__.py",
+        "lambda_rules/zipper/pieces.py",
     )
 )
 BYTECODE_COMPILER_MODULE = "lambda_rules.scripts.bytecode"
@@ -110,7 +110,6 @@ WHEEL_UNPACKER = FileSet(
         "lambda_rules/__init__.py",
         "lambda_rules/errors.py",
         "lambda_rules/fetch.py",
-        "lambda_rules/pieces.py",
         "lambda_rules/units.py",
         "lambda_rules/wheel_units.py",
         "lambda_rules/scripts/__init__.py",

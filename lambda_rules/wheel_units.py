@@ -31,8 +31,9 @@ from installer.exceptions import InstallerError
 from installer.records import RecordEntry
 from installer.sources import WheelFile
 
-from lambda_rules import pieces, units
+from lambda_rules import units
 from lambda_rules.errors import LambdaRulesError
+from lambda_rules.zipper import pieces
 from lambda_rules.zipper.archive import PlannedEntry, write_archive_to
 
 # The `.data/` schemes `pip install --target` keeps, at the top of the layout.

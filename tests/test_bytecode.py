@@ -398,7 +398,7 @@ def test_a_packed_unit_is_unpacked_with_its_exec_bits_then_compiled(pythons, tmp
     """The rules hand a distribution to the compiler as the stored archive the resolve packed, in
     pieces: the tree it compiles is the unit's files, with their exec bits, wherever the entry
     names point (zipfile keeps them inside the directory)."""
-    from lambda_rules import pieces
+    from lambda_rules.zipper import pieces
     from lambda_rules.zipper.cli import main as zipper
 
     blob = bytes(range(256)) * 3000  # 768,000 bytes: the archive takes two pieces

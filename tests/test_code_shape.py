@@ -61,5 +61,7 @@ def test_no_function_is_longer_than_80_lines():
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
                 lines = (node.end_lineno or node.lineno) - node.lineno + 1
                 if lines > MAX_FUNCTION_LINES:
-                    long.append(f"{path.relative_to(REPO_ROOT)}:{node.lineno} {node.name} ({lines})")
+                    long.append(
+                        f"{path.relative_to(REPO_ROOT)}:{node.lineno} {node.name} ({lines})"
+                    )
     assert long == []

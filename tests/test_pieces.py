@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from lambda_rules import pieces
+from lambda_rules.zipper import pieces
 from lambda_rules.zipper.cli import main as zipper
 from tests.conftest import file_sha256_hex, write_tree
 

@@ -80,8 +80,8 @@ import sys
 import warnings
 from typing import Iterable
 
-from lambda_rules import pieces
 from lambda_rules.scripts.canonical_marshal import canonical_marshal
+from lambda_rules.zipper import pieces
 
 _PREPARED = False
 

@@ -7,21 +7,39 @@ format.py for the canonical form and compress.py for the pinned compressor.
 
 from __future__ import annotations
 
-from lambda_rules.zipper.build import build_zip
-from lambda_rules.zipper.compress import DEFAULT_LEVEL
-from lambda_rules.zipper.diff import diff_archives
-from lambda_rules.zipper.errors import (
-    CorruptArchiveError,
-    FormatLimitError,
-    InputTreeError,
-    UnsafeArchiveError,
-    ZipError,
-)
-from lambda_rules.zipper.filters import DEFAULT_EXCLUDES
-from lambda_rules.zipper.merge import MergeConflictError, NonCanonicalPartError, merge_zips
-from lambda_rules.zipper.repack import RepackLimits, repack_zip
-from lambda_rules.zipper.summary import EntrySummary, ZipSummary, ZipTotals, file_sha256
-from lambda_rules.zipper.timestamps import timestamp_from_environment
+import importlib
+from typing import Any
+
+# Each public name and the module of ours that defines it, imported on first use (PEP 562): the
+# `.pyc` compiler reads `zipper.pieces` under the runtime's CPython, where deflate is not installed.
+_DEFINED_IN = {
+    "build_zip": "build",
+    "DEFAULT_LEVEL": "compress",
+    "diff_archives": "diff",
+    "CorruptArchiveError": "errors",
+    "FormatLimitError": "errors",
+    "InputTreeError": "errors",
+    "UnsafeArchiveError": "errors",
+    "ZipError": "errors",
+    "DEFAULT_EXCLUDES": "filters",
+    "MergeConflictError": "merge",
+    "NonCanonicalPartError": "merge",
+    "merge_zips": "merge",
+    "RepackLimits": "repack",
+    "repack_zip": "repack",
+    "EntrySummary": "summary",
+    "ZipSummary": "summary",
+    "ZipTotals": "summary",
+    "file_sha256": "summary",
+    "timestamp_from_environment": "timestamps",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _DEFINED_IN:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_DEFINED_IN[name]}"), name)
+
 
 __all__ = [
     "DEFAULT_EXCLUDES",

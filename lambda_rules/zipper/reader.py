@@ -15,8 +15,8 @@ import struct
 from dataclasses import dataclass
 from typing import Any, BinaryIO, Callable
 
-from lambda_rules import pieces
 from lambda_rules.zipper import format as zf
+from lambda_rules.zipper import pieces
 from lambda_rules.zipper.errors import CorruptArchiveError, UnsafeArchiveError
 
 _MSDOS_DIRECTORY_ATTRIBUTE = 0x10

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
-from lambda_rules import pieces
+from lambda_rules.zipper import pieces
 from lambda_rules.zipper.archive import PlannedEntry, write_archive
 from lambda_rules.zipper.compress import DEFAULT_LEVEL, effective_level
 from lambda_rules.zipper.entry_data import read_entry_data

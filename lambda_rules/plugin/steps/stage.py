@@ -38,7 +38,7 @@ from pants.engine.rules import Get, MultiGet, collect_rules, rule
 from pants.engine.target import TransitiveTargets, TransitiveTargetsRequest
 from pants.util.logging import LogLevel
 
-from lambda_rules import contents, layers, pieces, units
+from lambda_rules import contents, layers, units
 from lambda_rules.platforms import LambdaPlatform
 from lambda_rules.plugin.steps.resolve import (
     LambdaDistributions,
@@ -46,6 +46,7 @@ from lambda_rules.plugin.steps.resolve import (
 )
 from lambda_rules.plugin.target_types import LambdaFunctionHandlerField
 from lambda_rules.units import Distribution
+from lambda_rules.zipper import pieces
 
 logger = logging.getLogger(__name__)
 
