@@ -31,7 +31,7 @@ from packaging.version import InvalidVersion, Version
 
 from lambda_rules.errors import LambdaRulesError
 from lambda_rules.facts import MAX_LAYERS_PER_FUNCTION, UNZIPPED_LIMIT_BYTES
-from lambda_rules.manifest import PackageTooLargeError
+from lambda_rules.manifest import ManifestLayer, PackageTooLargeError
 from lambda_rules.platforms import LambdaPlatform
 
 
@@ -270,13 +270,8 @@ class LayerContents:
     def first_party_paths(self) -> frozenset[str]:
         return frozenset(self.first_party)
 
-    def manifest_entry(self) -> dict[str, str]:
-        """How a function's manifest names this layer: Terraform wires `layers = [...]` from it."""
-        return {
-            "address": self.address,
-            "sha256": self.sha256_hex,
-            "filebase64sha256": self.sha256_base64,
-        }
+    def manifest_entry(self) -> ManifestLayer:
+        return ManifestLayer(self.address, self.sha256_hex, self.sha256_base64)
 
 
 def _same_version(a: str, b: str) -> bool:
@@ -369,6 +364,6 @@ def combined_size_check(
     )
 
 
-def layer_manifest_entries(layers: Sequence[LayerContents]) -> list[dict[str, str]]:
+def layer_manifest_entries(layers: Sequence[LayerContents]) -> list[ManifestLayer]:
     """The `layers` list of a function's manifest, in the order of its `layers` field."""
     return [layer.manifest_entry() for layer in layers]

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import posixpath
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, Sequence
 
 from lambda_rules.errors import LambdaRulesError
 from lambda_rules.facts import DIRECT_UPLOAD_LIMIT_BYTES, UNZIPPED_LIMIT_BYTES, Kind
@@ -24,6 +24,27 @@ class PackageTooLargeError(LambdaRulesError):
 
 class OutputPathClashError(LambdaRulesError):
     """Two targets would write the same path in the dist directory."""
+
+
+class ManifestError(LambdaRulesError):
+    """A file that is not a manifest `package` wrote."""
+
+
+@dataclass(frozen=True)
+class ManifestLayer:
+    """How a function's manifest names one of its layers: Terraform wires `layers = [...]` from
+    it."""
+
+    address: str
+    sha256_hex: str
+    sha256_base64: str
+
+    def to_json(self) -> dict[str, str]:
+        return {
+            "address": self.address,
+            "sha256": self.sha256_hex,
+            "filebase64sha256": self.sha256_base64,
+        }
 
 
 @dataclass(frozen=True)
@@ -43,8 +64,8 @@ class LambdaManifest:
     sbom_sha256: str
     kind: Kind = Kind.FUNCTION
     bytecode_compiled_by: str | None = None
-    # A function's layers: address, sha256 and filebase64sha256 of each, in `layers` order.
-    layers: Sequence[Mapping[str, str]] = ()
+    # A function's layers, in `layers` order.
+    layers: Sequence[ManifestLayer] = ()
 
     def to_json(self) -> str:
         document: dict[str, Any] = {
@@ -61,12 +82,46 @@ class LambdaManifest:
             "handler": self.handler,
             "distributions": [{"name": d.name, "version": d.version} for d in self.distributions],
             "kind": self.kind.value,
-            "layers": [dict(layer) for layer in self.layers],
+            "layers": [layer.to_json() for layer in self.layers],
             # The exact CPython that compiled the shipped .pyc files, or null: none shipped.
             "bytecode_compiled_by": self.bytecode_compiled_by,
             "sbom": {"file": self.sbom, "sha256": self.sbom_sha256},
         }
         return json.dumps(document, indent=2, sort_keys=True) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str, *, shown: str) -> LambdaManifest:
+        """The manifest `to_json` wrote; `shown` names the file in the error a malformed one
+        raises."""
+        try:
+            document = json.loads(text)
+            return cls(
+                artifact=document["artifact"],
+                content_addressed_artifact=document["content_addressed_artifact"],
+                sha256_hex=document["sha256"],
+                sha256_base64=document["filebase64sha256"],
+                zipped_size=document["zipped_size"],
+                unzipped_size=document["unzipped_size"],
+                entry_count=document["entry_count"],
+                runtime=document["runtime"],
+                architecture=document["architecture"],
+                handler=document["handler"],
+                distributions=tuple(
+                    Distribution(d["name"], d["version"]) for d in document["distributions"]
+                ),
+                sbom=document["sbom"]["file"],
+                sbom_sha256=document["sbom"]["sha256"],
+                kind=Kind(document["kind"]),
+                bytecode_compiled_by=document["bytecode_compiled_by"],
+                layers=tuple(
+                    ManifestLayer(la["address"], la["sha256"], la["filebase64sha256"])
+                    for la in document["layers"]
+                ),
+            )
+        except (ValueError, KeyError, TypeError) as error:
+            raise ManifestError(
+                f"{shown}: not a manifest `package` wrote ({type(error).__name__}: {error})"
+            ) from None
 
 
 def _stem_and_extension(stable_path: str) -> tuple[str, str]:

@@ -22,9 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from lambda_rules import package, parts_cache
+from lambda_rules import manifest, package, parts_cache
 from lambda_rules.errors import LambdaRulesError
-from lambda_rules.facts import Kind
 from lambda_rules.platforms import lambda_platform
 from lambda_rules.zipper.diff import diff_archives
 from lambda_rules.zipper.repack import safe_entries
@@ -82,31 +81,30 @@ def verify(request: VerifyRequest) -> VerifyReport:
     claims = _read_manifest(manifest_path)
     sbom_path = request.sbom or _beside(archive, ".cdx.json")
     actual_sha256 = file_sha256(archive)[0]
-    if claims.get("sha256") != actual_sha256:
+    if claims.sha256_hex != actual_sha256:
         report.problems.append(
-            f"{manifest_path}: describes an archive with sha256 {claims.get('sha256')}, not this "
+            f"{manifest_path}: describes an archive with sha256 {claims.sha256_hex}, not this "
             f"one ({actual_sha256})"
         )
     try:
-        kind = Kind(claims["kind"])
-        platform = lambda_platform(claims["runtime"], claims["architecture"])
-        pins = tuple(f"{d['name']}=={d['version']}" for d in claims["distributions"])
-    except (KeyError, TypeError, ValueError) as error:
+        platform = lambda_platform(claims.runtime, claims.architecture)
+    except ValueError as error:
         raise VerifyError(f"{manifest_path}: not a lambda_rules manifest ({error})") from None
+    pins = tuple(f"{d.name}=={d.version}" for d in claims.distributions)
     with tempfile.TemporaryDirectory(prefix="lambda-zip-verify-") as scratch:
         work = Path(scratch)
         derived = package.derive(
             package.PackageRequest(
                 name=request.name or _sbom_name(sbom_path) or archive.stem,
-                kind=kind,
+                kind=claims.kind,
                 platform=platform,
                 output=Path(archive.name),
                 sources=request.sources,
                 source_root=request.source_root,
-                handler=claims.get("handler"),
+                handler=claims.handler,
                 requirements=pins,
                 lockfile=request.lockfile,
-                compile_bytecode=bool(claims.get("bytecode_compiled_by")),
+                compile_bytecode=bool(claims.bytecode_compiled_by),
                 layers=request.layers,
                 # A cache is not a root of trust: every part is made again here.
                 cache_dir=work / "parts",
@@ -123,9 +121,11 @@ def verify(request: VerifyRequest) -> VerifyReport:
                 f"{archive}: every entry matches, yet the archive is not the canonical one: {line}"
                 for line in diff_archives(archive, derived.archive)
             ]
-        compiled_by = claims.get("bytecode_compiled_by")
+        compiled_by = claims.bytecode_compiled_by
         if compiled_by and derived.outputs.manifest and report.problems:
-            local = json.loads(derived.outputs.manifest).get("bytecode_compiled_by")
+            local = manifest.LambdaManifest.from_json(
+                derived.outputs.manifest.decode(), shown="the derived manifest"
+            ).bytecode_compiled_by
             if local != compiled_by:
                 report.problems.append(
                     f"note: the archive's .pyc were compiled by CPython {compiled_by}, and this "
@@ -145,17 +145,14 @@ def _entries(archive: Path) -> dict[str, tuple[str, bool]]:
     return found
 
 
-def _read_manifest(path: Path) -> dict:
+def _read_manifest(path: Path) -> manifest.LambdaManifest:
     try:
-        document = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as error:
+        return manifest.LambdaManifest.from_json(path.read_text(encoding="utf-8"), shown=str(path))
+    except (OSError, manifest.ManifestError) as error:
         raise VerifyError(
             f"{path}: cannot read the archive's manifest ({error}); pass --manifest, the .json "
             "that `package` wrote beside the archive"
         ) from None
-    if not isinstance(document, dict):
-        raise VerifyError(f"{path}: not a lambda_rules manifest")
-    return document
 
 
 def _beside(archive: Path, suffix: str) -> Path | None:

@@ -365,7 +365,7 @@ def test_layer_contents_are_hashable_and_name_themselves_for_the_manifest():
     )
     assert a == b and hash(a) == hash(b) and len({a, b}) == 1
     assert a.distributions["pydantic"] == "2.12.5"
-    assert layer_manifest_entries([a]) == [
+    assert [entry.to_json() for entry in layer_manifest_entries([a])] == [
         {"address": "libs:deps", "sha256": "ab" * 32, "filebase64sha256": "q6ur"}
     ]
 
