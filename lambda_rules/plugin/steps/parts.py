@@ -16,8 +16,6 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from pants.backend.python.util_rules.interpreter_constraints import InterpreterConstraints
-from pants.backend.python.util_rules.pex_environment import PythonExecutable
 from pants.engine.addresses import Address
 from pants.engine.fs import (
     AddPrefix,
@@ -34,7 +32,6 @@ from pants.engine.fs import (
 from pants.engine.process import Process, ProcessExecutionFailure, ProcessResult
 from pants.engine.rules import Get, MultiGet, collect_rules, rule
 from pants.util.logging import LogLevel
-from pants.util.strutil import softwrap
 
 from lambda_rules import facts, sandbox_files
 from lambda_rules.errors import LambdaRulesError
@@ -43,6 +40,7 @@ from lambda_rules.plugin.steps.cache import REMOTE_CACHE_SPECULATION_DELAY_MILLI
 from lambda_rules.plugin.steps.stage import UNIT_ARCHIVE, DistributionUnit
 from lambda_rules.plugin.steps.tool import ZipperTool
 from lambda_rules.plugin.subsystems.lambda_zip import LambdaZipSubsystem
+from lambda_rules.scripts import interpreters
 from lambda_rules.scripts.interpreters import InterpreterNotFoundError
 
 # Where a unit's files go in a sandbox, and the part a compress process writes.
@@ -159,26 +157,17 @@ class ZipParts:
 
 @rule(desc="Find the runtime's CPython", level=LogLevel.DEBUG)
 async def find_bytecode_compiler(request: BytecodeCompilerRequest) -> BytecodeCompiler:
-    """The interpreter is found the way Pants finds interpreters (search path, pyenv)."""
-    major, minor = request.platform.runtime.python_version
+    """The interpreter `lambda-zip package` and `pants run` find, by the same rule (pyenv's
+    highest 3.X.N, then fixed directories; `scripts/interpreters.py`), so both front ends compile
+    with the same CPython."""
     try:
-        python = await Get(
-            PythonExecutable,
-            InterpreterConstraints,
-            InterpreterConstraints([request.platform.interpreter_constraint]),
-        )
-    except ProcessExecutionFailure as e:
+        python = interpreters.find_interpreter(request.platform.runtime)
+    except InterpreterNotFoundError as e:
         raise InterpreterNotFoundError(
-            softwrap(
-                f"""
-                {request.address}: `compile_bytecode=True` needs CPython {major}.{minor}, the
-                interpreter of the {request.platform.runtime.name} runtime, to compile `.pyc` that
-                the runtime uses, and none was found on `[python-bootstrap].search_path`. Install
-                it (e.g. `pyenv install {major}.{minor}`) or set `compile_bytecode=False`.
-                """
-            )
-        ) from e
-    return BytecodeCompiler(python.path, request.platform.runtime.cache_tag)
+            f"{request.address}: `compile_bytecode=True` needs the runtime's CPython to compile "
+            f"`.pyc` the runtime uses: {e} Or set `compile_bytecode=False`."
+        ) from None
+    return BytecodeCompiler(str(python), request.platform.runtime.cache_tag)
 
 
 @rule(desc="Compile bytecode", level=LogLevel.DEBUG)
