@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Iterable, Mapping, Sequence
 
 from lambda_rules import layers, staging, units
+from lambda_rules.facts import Kind
 from lambda_rules.platforms import LambdaPlatform
 from lambda_rules.units import Distribution
 
@@ -109,6 +110,13 @@ def _left_out_distributions(
         kept = {name: version for name, version in versions.items() if name not in left_out}
         left_out |= layers.layer_coverage(what, platform, kept, layer_contents)
     return left_out
+
+
+def check_not_empty(what: str, kind: Kind, holds_files: bool, *, fix: str) -> None:
+    """A package must hold something; `fix` says how to give it files in the front end's own
+    terms."""
+    if not holds_files:
+        raise staging.StagingError(f"{what}: the {kind.value} would hold no files; {fix}")
 
 
 def handler_module_file(

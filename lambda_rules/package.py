@@ -19,9 +19,9 @@ from pathlib import Path
 from typing import Iterator, Sequence
 
 from lambda_rules import (
+    actions,
     contents,
     dist_writer,
-    facts,
     fetch,
     layer_archive,
     locks,
@@ -144,10 +144,10 @@ def derive(request: PackageRequest, work: Path, *, transitive: bool = True) -> D
     )
     if request.handler:
         _check_handler(what, request.handler, planned, sources)
-    if not planned.units and not planned.first_party:
-        raise PackageError(f"{what}: the {request.kind.value} would hold no files; give it sources")
+    holds_files = bool(planned.units or planned.first_party)
+    contents.check_not_empty(what, request.kind, holds_files, fix="give it sources")
 
-    prefix = f"{facts.LAYER_PYTHON_DIR}/" if request.kind is Kind.LAYER else ""
+    prefix = actions.package_prefix(request.kind)
     compiler = _compiler(what, request) if request.compile_bytecode else None
     parts = _parts(request, wheels, _listed(listed, planned), work, cache, prefix, compiler)
     compressed = sum(1 for part in parts if part.built)
@@ -203,7 +203,7 @@ def _first_party_part(
     tree = work / "tree"
     _stage(tree, prefix, files)
     if compiler is not None:
-        _compile([tree], compiler, skip_invalid=False)
+        _compile([tree], compiler, third_party=False)
     part = work / "tree.zip"
     _zip_part(tree, part, level, compiler)
     return part
@@ -306,7 +306,7 @@ def _parts(
     staged = {i: work / "staged" / str(i) for i in missing}
     if compiler is not None:
         unpack = [(archives[i], staged[i] / prefix) for i in missing]
-        _compile(list(staged.values()), compiler, skip_invalid=True, unpack=unpack)
+        _compile(list(staged.values()), compiler, third_party=True, unpack=unpack)
     parts = []
     for index, cached in enumerate(found):
         if cached is None:
@@ -402,13 +402,13 @@ def _compiler(what: str, request: PackageRequest) -> _Compiler:
         text=True,
         check=True,
     ).stdout.strip()
-    prefix = facts.LAYER_ROOT if request.kind is Kind.LAYER else facts.TASK_ROOT
+    prefix = actions.load_root(request.kind)
     return _Compiler(python, version, runtime.cache_tag, prefix)
 
 
 def _zip_part(staged: Path, out: Path, level: int, compiler: _Compiler | None) -> None:
     """Zip one staged unit (with its .pyc when compiled), as the rules' compress step does."""
-    includes = [f"*.{compiler.cache_tag}.pyc"] if compiler is not None else []
+    includes = actions.bytecode_includes(compiler.cache_tag) if compiler is not None else ()
     build_zip(staged, out, level=level, includes=includes, max_workers=os.cpu_count())
 
 
@@ -416,37 +416,25 @@ def _compile(
     trees: Sequence[Path],
     compiler: _Compiler,
     *,
-    skip_invalid: bool,
+    third_party: bool,
     unpack: Sequence[tuple[Path, Path]] = (),
 ) -> None:
-    """Compile each tree as a root of its own in one run of the bytecode compiler, from its
-    shipped files, as the Pants rule runs it, after unpacking each (archive, directory) of
-    `unpack`. A third-party source that does not compile is
-    skipped (`skip_invalid`), as pip does; a first-party one is an error."""
+    """Compile each tree as a root of its own in one run of the bytecode compiler, the command
+    the Pants rule runs (`actions.compile_argv`), after unpacking each (archive, directory)."""
     with tempfile.TemporaryDirectory(prefix="lambda-zip-compiler-") as scripts:
         for path, content in sandbox_files.BYTECODE_COMPILER.read().items():
             (Path(scripts) / path).parent.mkdir(parents=True, exist_ok=True)
             (Path(scripts) / path).write_bytes(content)
-        program = sandbox_files.entry_program(sandbox_files.BYTECODE_COMPILER_MODULE, (scripts,))
-        result = subprocess.run(
-            [
-                str(compiler.python),
-                "-I",
-                "-B",
-                "-c",
-                program,
-                "compile",
-                *(arg for tree in trees for arg in ("--root", str(tree))),
-                "--prefix",
-                compiler.prefix,
-                "--workers",
-                str(os.cpu_count() or 1),
-                *(("--on-invalid", "skip") if skip_invalid else ()),
-                *(str(arg) for pair in unpack for arg in ("--unpack", *pair)),
-            ],
-            capture_output=True,
-            text=True,
+        argv = actions.compile_argv(
+            str(compiler.python),
+            scripts,
+            roots=[str(tree) for tree in trees],
+            load_root=compiler.prefix,
+            workers=str(os.cpu_count() or 1),
+            third_party=third_party,
+            unpack=[(str(archive), str(directory)) for archive, directory in unpack],
         )
+        result = subprocess.run(argv, capture_output=True, text=True)
     if result.returncode != 0:
         detail = " ".join(result.stderr.split())
         raise PackageError(f"cannot compile bytecode: {detail}; fix the source or drop it")

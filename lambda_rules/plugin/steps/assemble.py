@@ -41,8 +41,8 @@ from pants.engine.target import AllTargets
 from pants.util.frozendict import FrozenDict
 from pants.util.logging import LogLevel
 
-from lambda_rules import layers, manifest, outputs, staging
-from lambda_rules.facts import LAYER_ROOT, Kind
+from lambda_rules import actions, contents, layers, manifest, outputs
+from lambda_rules.facts import Kind
 from lambda_rules.platforms import LambdaPlatform
 from lambda_rules.plugin.steps.cache import linked_directories
 from lambda_rules.plugin.steps.parts import (
@@ -299,16 +299,13 @@ async def assemble_lambda(
     request: AssembleLambdaRequest, subsystem: LambdaZipSubsystem
 ) -> AssembledLambda:
     platform, staged, address = request.platform, request.staged, request.address
-    if not staged.all_units:
-        raise staging.StagingError(
-            f"{address}: the {request.kind.value} would hold no files; give it `dependencies`."
-        )
+    contents.check_not_empty(
+        str(address), request.kind, bool(staged.all_units), fix="give it `dependencies`."
+    )
     bytecode = None
     if request.compile_bytecode:
         bytecode = await Get(BytecodeCompiler, BytecodeCompilerRequest(address, platform))
-        if request.kind is Kind.LAYER:
-            # Layer paths start with python/, and Lambda unzips the layer in /opt.
-            bytecode = dataclasses.replace(bytecode, prefix=LAYER_ROOT)
+        bytecode = dataclasses.replace(bytecode, prefix=actions.load_root(request.kind))
     parts_request = ZipPartsRequest(staged.units, bytecode)
     if staged.first_party is None:
         parts, tree = await Get(ZipParts, ZipPartsRequest, parts_request), None

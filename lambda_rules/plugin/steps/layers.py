@@ -16,8 +16,8 @@ from pants.engine.rules import Get, MultiGet, collect_rules, rule
 from pants.engine.target import Targets
 from pants.util.logging import LogLevel
 
-from lambda_rules import layers
-from lambda_rules.facts import LAYER_PYTHON_DIR, Kind
+from lambda_rules import actions, layers
+from lambda_rules.facts import Kind
 from lambda_rules.plugin.field_sets import LambdaFunctionFieldSet, LambdaLayerFieldSet
 from lambda_rules.plugin.steps.assemble import (
     AssembledLambda,
@@ -62,7 +62,7 @@ async def build_lambda_layer(
                 field_set.address,
                 platform,
                 tuple(field_set.exclude_distributions.value or ()),
-                path_prefix=f"{LAYER_PYTHON_DIR}/",
+                path_prefix=actions.package_prefix(Kind.LAYER),
             ),
         ),
         # Built while the requirements resolve: on a fresh machine both wait on downloads.

@@ -33,7 +33,7 @@ from pants.engine.process import Process, ProcessExecutionFailure, ProcessResult
 from pants.engine.rules import Get, MultiGet, collect_rules, rule
 from pants.util.logging import LogLevel
 
-from lambda_rules import facts, sandbox_files
+from lambda_rules import actions, facts, sandbox_files
 from lambda_rules.errors import LambdaRulesError
 from lambda_rules.platforms import LambdaPlatform
 from lambda_rules.plugin.steps.cache import REMOTE_CACHE_SPECULATION_DELAY_MILLIS
@@ -185,27 +185,18 @@ async def compile_bytecode(request: CompileBytecodeRequest) -> CompiledBytecode:
             ]
         ),
     )
-    invalid = () if request.first_party else ("--on-invalid", "skip")
     try:
         result = await Get(
             ProcessResult,
             Process(
-                argv=(
+                argv=actions.compile_argv(
                     compiler.python,
-                    "-I",
-                    "-B",
-                    "-c",
-                    sandbox_files.entry_program(
-                        sandbox_files.BYTECODE_COMPILER_MODULE, (_BYTECODE_COMPILER_DIR,)
-                    ),
-                    "compile",
-                    *(arg for root in request.roots for arg in ("--root", root)),
-                    "--prefix",
-                    compiler.prefix,
-                    "--workers",
-                    "{pants_concurrency}",
-                    *invalid,
-                    *(arg for pair in request.unpack for arg in ("--unpack", *pair)),
+                    _BYTECODE_COMPILER_DIR,
+                    roots=request.roots,
+                    load_root=compiler.prefix,
+                    workers="{pants_concurrency}",
+                    third_party=not request.first_party,
+                    unpack=request.unpack,
                 ),
                 input_digest=await Get(Digest, MergeDigests([request.staged, script])),
                 output_directories=(STAGED_DIR,),
@@ -280,7 +271,7 @@ async def prepare_unit(request: PrepareUnitRequest) -> PreparedUnit:
     )
     return PreparedUnit(
         await Get(Digest, MergeDigests([compiled.digest, bits.digest])),
-        ("--include", f"*.{request.bytecode.cache_tag}.pyc", *bits.args),
+        ("--include", *actions.bytecode_includes(request.bytecode.cache_tag), *bits.args),
         compiled.python_version,
     )
 
@@ -370,7 +361,7 @@ async def zip_part_group(
         inputs = await Get(Digest, MergeDigests([compiled.digest, bits.digest]))
         compiled_by = compiled.python_version
         jobs = [arg for job in zip(roots, outputs) for arg in ("--part", *job)]
-        jobs += ["--include", f"*.{request.bytecode.cache_tag}.pyc", *bits.args]
+        jobs += ["--include", *actions.bytecode_includes(request.bytecode.cache_tag), *bits.args]
     else:
         compiled_by = None
         sources = [f"{_GROUP_ARCHIVES_DIR}/{i}/{UNIT_ARCHIVE}" for i in range(len(request.units))]
