@@ -47,7 +47,11 @@ class LockedWheel:
 
     @property
     def filename(self) -> str:
-        return posixpath.basename(unquote(urlsplit(self.url).path))
+        return _filename(self.url)
+
+
+def _filename(url: str) -> str:
+    return posixpath.basename(unquote(urlsplit(url).path))
 
 
 @dataclass(frozen=True)
@@ -73,6 +77,9 @@ class LockedPackage:
     extras: tuple[tuple[str, tuple[LockedDependency, ...]], ...]
     marker: str | None = None
     requires_python: str | None = None
+    # File names of what the lock offers besides wheels (sdists), never installed: named in the
+    # error when no wheel fits.
+    sdists: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -186,10 +193,12 @@ def _read_pex_lock(path: str, body: str) -> Lock:
 def _pex_package(locked: Any, where: str) -> LockedPackage:
     name = _get(locked, "project_name", str, where)
     version = _get(locked, "version", str, where)
-    wheels = []
+    wheels, sdists = [], []
     for j, artifact in enumerate(_get(locked, "artifacts", list, where)):
         url = _get(artifact, "url", str, f"{where}.artifacts[{j}]")
-        if artifact.get("algorithm") == "sha256" and url.endswith(".whl"):
+        if not url.endswith(".whl"):
+            sdists.append(_filename(url))
+        elif artifact.get("algorithm") == "sha256":
             wheel = _wheel(name, version, url, _get(artifact, "hash", str, f"{where}.artifacts"))
             if wheel:
                 wheels.append(wheel)
@@ -200,6 +209,7 @@ def _pex_package(locked: Any, where: str) -> LockedPackage:
         tuple(_requirement(r) for r in locked.get("requires_dists", [])),
         (),
         requires_python=locked.get("requires_python"),
+        sdists=tuple(sdists),
     )
 
 
@@ -230,6 +240,7 @@ def _read_pylock(path: str, document: dict[str, Any]) -> Lock:
                     (),
                     marker=package.get("marker"),
                     requires_python=package.get("requires-python"),
+                    sdists=_sdist(package),
                 )
             )
     except (InvalidRequirement, _Malformed) as error:
@@ -238,7 +249,9 @@ def _read_pylock(path: str, document: dict[str, Any]) -> Lock:
     # a lock without it on every package is installed by markers, as installers do.
     if any(p.dependencies is None for p in packages):
         packages = [
-            LockedPackage(p.name, p.version, p.wheels, None, (), p.marker, p.requires_python)
+            LockedPackage(
+                p.name, p.version, p.wheels, None, (), p.marker, p.requires_python, p.sdists
+            )
             for p in packages
         ]
     return Lock(path, fmt, tuple(packages))
@@ -283,11 +296,21 @@ def _read_uv_lock(path: str, document: dict[str, Any]) -> Lock:
                     # A fork's packages apply where its resolution markers do.
                     marker=" or ".join(f"({m})" for m in package.get("resolution-markers", []))
                     or None,
+                    sdists=_sdist(package),
                 )
             )
     except _Malformed as error:
         raise _malformed(path, fmt, error) from None
     return Lock(path, fmt, tuple(packages))
+
+
+def _sdist(package: dict[str, Any]) -> tuple[str, ...]:
+    """The file name of a TOML lock's `sdist`, if it has one."""
+    sdist = package.get("sdist")
+    if not isinstance(sdist, dict):
+        return ()
+    location = sdist.get("name") or sdist.get("url") or sdist.get("path")
+    return (_filename(location),) if isinstance(location, str) else ()
 
 
 def _uv_edges(dependencies: Any, where: str) -> tuple[LockedDependency, ...]:
@@ -422,10 +445,13 @@ def _best_wheel(
             best = (rank, wheel)
     if best is None:
         runtime, architecture = platform.runtime.name, platform.architecture
+        offered = f"{len(package.wheels)} wheel(s) for other platforms" + "".join(
+            f" and the source distribution {sdist}" for sdist in package.sdists[:1]
+        )
         raise LockError(
             f"{what}: {package.name} {package.version} (required via {via}) has no wheel for "
-            f"{runtime} on {architecture} in the lock {lock.path}, which offers "
-            f"{len(package.wheels)} wheel(s) for other platforms. Pin a version that publishes a "
+            f"{runtime} on {architecture} in the lock {lock.path}, which offers {offered}. "
+            "Pin a version that publishes a "
             f"wheel for {runtime} on {architecture} ({platform.tag_summary()}), or build that "
             "wheel yourself and serve it from a find-links repository. Source distributions are "
             "never built: that would run their build code here and can give a wheel for this "

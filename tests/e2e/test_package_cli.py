@@ -150,9 +150,12 @@ def test_second_function_compresses_nothing_and_a_damaged_part_is_rebuilt(cli, t
     assert file_sha256_hex(tmp_path / "c/lambda.zip") == EXAMPLE_GOLDEN_SHA256
     assert file_sha256_hex(part) != file_sha256_hex(tmp_path / "c/lambda.zip")
 
-    # What a resolve gave is kept too (a warm run needs no pex); a damaged record is redone.
+    # How the wheels were laid out is kept too (a warm run reads no wheel); a damaged record is
+    # redone.
     (record,) = (cache / "resolutions").glob("*.json")
-    record.write_text(record.read_text().replace('"files"', '"filez"', 1))
+    damaged = record.read_text().replace('"listing"', '"listinq"', 1)
+    assert damaged != record.read_text()
+    record.write_text(damaged)
     redone = package_example(lambda_zip, REPO_ROOT, cache, "-o", tmp_path / "d/lambda.zip")
     assert "damaged cache entry rebuilt" in redone.stderr and record.name in redone.stderr
     assert file_sha256_hex(tmp_path / "d/lambda.zip") == EXAMPLE_GOLDEN_SHA256

@@ -19,13 +19,13 @@ pytestmark = [pytest.mark.e2e, pytest.mark.remote_cache]
 SERVE = REPO_ROOT / "tools/buildgrid/serve"
 
 # The processes our rules run for one lambda_function, by the start of their descriptions: one
-# resolve that also lays out the distributions, the tool (its loose PEX, and the bytecode of our
-# sources, compiled meanwhile), a "Compress" per large distribution unit and one for all the small
-# ones together (plugin/steps/parts.py: SMALL_UNIT_BYTES), then "Zip" merges the parts and zips
+# "Unpack" that fetches the locked wheels and lays each out as a unit, the tool (its loose PEX,
+# and the bytecode of our sources, compiled meanwhile), a "Compress" per large distribution unit
+# and one for all the small ones together (plugin/steps/parts.py: SMALL_UNIT_BYTES), then "Zip" merges the parts and zips
 # the first-party code, and "Write SBOM template" describes the distributions (the rules add the
 # archive's digest and the target's name).
 CACHED_PROCESSES = (
-    "Resolve requirements of",
+    "Unpack ",
     "Building lambda_zip.pex",
     "Compile the lambda-zip tool",
     "Compress ",
@@ -197,7 +197,7 @@ def test_artifact_over_4_mib_travels_through_the_cache(clone_factory, buildgrid)
     read = package(second, buildgrid, "//big:lambda")
     # //big:lambda has no requirements, so nothing to resolve or compress: its blob is
     # first-party, zipped by "Zip" itself.
-    nothing_to_resolve = ("Resolve requirements of", "Compress ")
+    nothing_to_resolve = ("Unpack ", "Compress ")
     without_requirements = [p for p in CACHED_PROCESSES if p not in nothing_to_resolve]
     assert_all_hit_nothing_run_locally(read, without_requirements)
     assert not [d for d in read.hits if d.startswith("Compress ")], read.hits
@@ -225,12 +225,12 @@ def test_server_stopped_in_the_middle_of_a_build(clone_factory, buildgrid, refer
     for line in build.stdout:
         log_lines.append(line)
         # The server has answered its first lookup; stop it while that process runs.
-        if 'remote cache miss for: "Resolve requirements of' in line:
+        if 'remote cache miss for: "Unpack ' in line:
             buildgrid.stop()
     assert build.wait() == 0, "".join(log_lines)
 
     run = cache_run("".join(log_lines))
-    assert run.missed("Resolve requirements of")
+    assert run.missed("Unpack ")
     assert run.counters["remote_cache_read_errors"] + run.counters["remote_cache_write_errors"] >= 1
     assert dist(clone) == reference_dist
 
