@@ -7,8 +7,8 @@ package"), in the same run, on the same functions:
   3.12 --target DIR -r requirements.txt`, the handler copied in, `zip -r`.
 
 Two functions: the README example (fn/app.py on orjson + pydantic, 3rdparty/python/default.lock)
-and numpy + pandas (bench/heavy). Cold: empty pex, pip and uv caches, an empty `--cache-dir` and
-an empty HOME. Warm: a second function on the same requirements right after, caches kept. Wall
+and numpy + pandas (bench/heavy). Cold: empty pip and uv caches, an empty `--cache-dir` (which
+holds lambda-zip's wheels and parts) and an empty HOME. Warm: a second function on the same requirements right after, caches kept. Wall
 time and peak RSS of each command's whole process tree (its largest process).
 
 All three run from one venv of the runtime's CPython, made per bench run: lambda-rules built from
@@ -69,10 +69,10 @@ class Tools:
 
     def describe(self) -> str:
         python = self.version("python", "--version")
-        pex = self.version("python", "-c", "import pex.version as v; print(v.__version__)")
+        installer = self.version("python", "-c", "import installer; print(installer.__version__)")
         pip = self.version("pip", "--version").split(" from ")[0]
         return (
-            f"{python} venv: lambda-rules from this working tree (pex {pex}), {pip}, "
+            f"{python} venv: lambda-rules from this working tree (installer {installer}), {pip}, "
             f"{self.version('uv', '--version')}"
         )
 
@@ -158,7 +158,7 @@ class Caches:
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        for name in ("home", "pex", "pip", "uv", "parts"):
+        for name in ("home", "pip", "uv", "parts"):
             (root / name).mkdir(parents=True)
 
     def env(self, tools: Tools) -> Dict[str, str]:
@@ -168,7 +168,6 @@ class Caches:
             "HOME": str(self.root / "home"),
             "LANG": "C.UTF-8",
             "TMPDIR": os.environ.get("TMPDIR", "/tmp"),
-            "PEX_ROOT": str(self.root / "pex"),
             "PIP_CACHE_DIR": str(self.root / "pip"),
             "PIP_CONFIG_FILE": os.devnull,
             "PIP_DISABLE_PIP_VERSION_CHECK": "1",
@@ -336,14 +335,14 @@ def section(tools: Tools, workdir: Path, runs: int) -> str:
             "(each wheel checked against its sha256) and writes the manifest and SBOM too; pip "
             "and uv resolve the requirements file against PyPI that day, and pip compiles `.pyc` "
             "with the venv's CPython (its default), which the archive then carries.",
-            "- Cold: new PEX_ROOT, PIP_CACHE_DIR, UV_CACHE_DIR, `--cache-dir` and HOME for each "
+            "- Cold: new PIP_CACHE_DIR, UV_CACHE_DIR, `--cache-dir` and HOME for each "
             "tool and function, so every wheel is downloaded. Warm: the second function right "
             "after, with the same caches: lambda-zip takes every part from `--cache-dir` "
             "(`compressed 0`), pip installs from its HTTP cache, uv links from its cache; pip "
             "and uv still zip the whole tree.",
             "- Peak RSS: `os.wait4` rusage of the command, forked from a fresh `python -I -S` "
             "(the harness's size does not count); it is the largest single process of the tree "
-            "(pex's pip, pip, uv or zip), not their sum.",
+            "(lambda-zip, pip, uv or zip), not their sum.",
             *archive_notes(results, chosen),
         ]
     )

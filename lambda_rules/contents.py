@@ -52,13 +52,6 @@ def plan_contents(
     first-party path (source root stripped) to its content's sha256; `metadata` maps each
     `*.dist-info/METADATA` path of the resolve to its content."""
     bundled = distributions.bundled
-    collisions = staging.path_collisions(sources, bundled)
-    if collisions:
-        raise staging.StagingError(
-            f"{what}: these paths come both from first-party sources and from a third-party "
-            f"distribution, and only one can be in the package: {', '.join(collisions)}. "
-            "Rename the first-party module or drop the requirement."
-        )
     visible = [*sources, *bundled]
     warnings = tuple(
         f"{what}: the paths {', '.join(group)} differ only by case; they collide when the "
@@ -66,16 +59,24 @@ def plan_contents(
         for group in staging.case_collisions(visible)
     )
     plans = distributions.units
-    versions = {p.distribution.name: p.distribution.version for p in plans if p.distribution}
+    versions = {p.distribution.name: p.distribution.version for p in plans}
     left_out = _left_out_distributions(
         what, platform, metadata, versions, requirements, exclude, layer_contents
     )
+    kept = tuple(p for p in plans if p.distribution.name not in left_out)
+    # Only what the package itself would hold collides: a distribution its layers hold (or that
+    # is excluded) is not in it, and a first-party file may shadow one of that layer's files.
+    collisions = staging.path_collisions(sources, [path for p in kept for path in p.paths])
+    if collisions:
+        raise staging.StagingError(
+            f"{what}: these paths come both from first-party sources and from a third-party "
+            f"distribution, and only one can be in the package: {', '.join(collisions)}. "
+            "Rename the first-party module or drop the requirement."
+        )
     held_by_layers = layers.first_party_coverage(dict(sources), layer_contents)
     return PackageContents(
         first_party=tuple(sorted(p for p in sources if p not in held_by_layers)),
-        units=tuple(
-            p for p in plans if p.distribution is None or p.distribution.name not in left_out
-        ),
+        units=kept,
         first_party_fingerprints=tuple(sorted(sources.items())),
         visible_paths=frozenset(visible),
         warnings=warnings,
