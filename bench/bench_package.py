@@ -8,8 +8,9 @@ package"), in the same run, on the same functions:
 
 Two functions: the README example (fn/app.py on orjson + pydantic, 3rdparty/python/default.lock)
 and numpy + pandas (bench/heavy). Cold: empty pip and uv caches, an empty `--cache-dir` (which
-holds lambda-zip's wheels and parts) and an empty HOME. Warm: a second function on the same requirements right after, caches kept. Wall
-time and peak RSS of each command's whole process tree (its largest process).
+holds lambda-zip's wheels and parts) and an empty HOME. Warm: a second function on the same
+requirements right after, caches kept. Wall time and peak RSS of each command's whole process
+tree (its largest process).
 
 All three run from one venv of the runtime's CPython, made per bench run: lambda-rules built from
 a copy of this working tree with its `package` extra, and the pinned pip and uv. Nothing of the
