@@ -2,7 +2,7 @@
 
 import sys
 
-from lambda_rules.cli import main
+from lambda_rules.lambda_zip.main import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -61,7 +61,8 @@ TOOL = FileSet(
     patterns=(
         "lambda_rules/__init__.py",
         "lambda_rules/errors.py",
-        "lambda_rules/tool.py",
+        "lambda_rules/lambda_zip/__init__.py",
+        "lambda_rules/lambda_zip/verbs.py",
         "lambda_rules/facts.py",
         "lambda_rules/locks.py",
         "lambda_rules/wheel_origins.py",
@@ -71,7 +72,7 @@ TOOL = FileSet(
         "lambda_rules/zipper/*.py",
     )
 )
-TOOL_MODULE = "lambda_rules.tool"
+TOOL_MODULE = "lambda_rules.lambda_zip.verbs"
 
 INVOKER = FileSet(
     patterns=(
@@ -124,8 +125,9 @@ WHEEL_UNPACKER_REQUIREMENTS = ("installer",)
 VERIFIER = FileSet(
     patterns=(
         "lambda_rules/*.py",
+        "lambda_rules/lambda_zip/*.py",
         "lambda_rules/scripts/*.py",
         "lambda_rules/zipper/*.py",
     )
 )
-VERIFIER_MODULE = "lambda_rules.cli"
+VERIFIER_MODULE = "lambda_rules.lambda_zip.main"

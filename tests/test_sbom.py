@@ -555,7 +555,7 @@ def test_zipper_works_without_cyclonedx_and_sbom_says_what_is_missing(archive, t
     # `None` in sys.modules makes the import fail exactly as an absent package does.
     code = (
         "import sys; sys.modules['cyclonedx'] = None; "
-        "from lambda_rules.cli import main; sys.exit(main(sys.argv[1:]))"
+        "from lambda_rules.lambda_zip.main import main; sys.exit(main(sys.argv[1:]))"
     )
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     (tmp_path / "tree").mkdir()

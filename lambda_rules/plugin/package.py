@@ -1,6 +1,6 @@
 """`package` on `lambda_function` and `lambda_layer`: the steps, in the order of the data flow.
 
-resolve -> stage -> (tool) -> parts -> assemble, each a module of `lambda_rules.plugin.steps`.
+wheels -> stage -> (tool) -> parts -> assemble, each a module of `lambda_rules.plugin.steps`.
 """
 
 from __future__ import annotations
@@ -14,14 +14,22 @@ from pants.util.logging import LogLevel
 
 from lambda_rules.facts import Kind
 from lambda_rules.plugin.field_sets import LambdaFunctionFieldSet, LambdaLayerFieldSet
-from lambda_rules.plugin.steps import assemble, layers, parts, resolve, stage, tool, verify
+from lambda_rules.plugin.steps import (
+    assemble,
+    layer_contents,
+    parts,
+    stage,
+    tool,
+    verify,
+    wheels,
+)
 from lambda_rules.plugin.steps.assemble import (
     AssembledLambda,
     AssembleLambdaRequest,
     UniqueOutputPath,
     UniqueOutputPathRequest,
 )
-from lambda_rules.plugin.steps.layers import (
+from lambda_rules.plugin.steps.layer_contents import (
     BuiltLambdaLayer,
     LambdaFunctionLayers,
     LambdaFunctionLayersRequest,
@@ -79,12 +87,12 @@ async def package_lambda_function(
 def rules():
     return (
         *collect_rules(),
-        *resolve.rules(),
+        *wheels.rules(),
         *stage.rules(),
         *tool.rules(),
         *parts.rules(),
         *assemble.rules(),
-        *layers.rules(),
+        *layer_contents.rules(),
         *verify.rules(),
         *faas_rules(),
         UnionRule(PackageFieldSet, LambdaFunctionFieldSet),

@@ -25,7 +25,10 @@ from pants.util.logging import LogLevel
 
 from lambda_rules import sandbox_files
 from lambda_rules.plugin.field_sets import LambdaFunctionFieldSet
-from lambda_rules.plugin.steps.layers import LambdaFunctionLayers, LambdaFunctionLayersRequest
+from lambda_rules.plugin.steps.layer_contents import (
+    LambdaFunctionLayers,
+    LambdaFunctionLayersRequest,
+)
 from lambda_rules.plugin.subsystems.lambda_run import LambdaRunSubsystem
 from lambda_rules.plugin.target_types import (
     LambdaArchitectureField,

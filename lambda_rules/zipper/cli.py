@@ -1,6 +1,6 @@
 """The zipper's command line: build, repack, merge, diff, hash (`python -m lambda_rules.zipper`).
 
-The `lambda-zip` command (`lambda_rules.cli`) offers these verbs and more.
+The `lambda-zip` command (`lambda_rules.lambda_zip.main`) offers these verbs and more.
 
 Exit codes: 0 success (diff: identical), 1 diff found differences,
 2 bad input or usage (message on stderr, never a traceback), 130 interrupted.

@@ -28,7 +28,7 @@ OUTPUTS = ("lambda.zip", "lambda.json", "lambda.cdx.json")
 def lambda_zip(*args: object, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     """`lambda-zip` from this checkout, on the test interpreter."""
     return subprocess.run(
-        [sys.executable, "-m", "lambda_rules.cli", *map(str, args)],
+        [sys.executable, "-m", "lambda_rules.lambda_zip.main", *map(str, args)],
         capture_output=True,
         text=True,
         env={**os.environ, "PYTHONPATH": str(REPO_ROOT), **(env or {})},

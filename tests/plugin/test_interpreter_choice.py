@@ -11,8 +11,8 @@ from pathlib import Path
 from pants.engine.addresses import Address
 from pants.testutil.rule_runner import QueryRule, RuleRunner
 
-from lambda_rules import package as cli_package
 from lambda_rules.facts import Kind
+from lambda_rules.lambda_zip import local_build as cli_package
 from lambda_rules.platforms import lambda_platform
 from lambda_rules.plugin import package
 from lambda_rules.plugin.steps.parts import BytecodeCompiler, BytecodeCompilerRequest

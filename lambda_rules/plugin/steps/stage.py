@@ -40,7 +40,7 @@ from pants.util.logging import LogLevel
 
 from lambda_rules import contents, layers, units
 from lambda_rules.platforms import LambdaPlatform
-from lambda_rules.plugin.steps.resolve import (
+from lambda_rules.plugin.steps.wheels import (
     LambdaDistributions,
     ResolveLambdaDistributionsRequest,
 )

@@ -4,7 +4,7 @@ Run when `[lambda-zip].verify` is on. The process gets the package and what it c
 from (the lockfile, the target's sources, its layers), not the parts or the resolve: those are
 what a poisoned cache could have supplied. pex, the one Pants runs, fetches the locked wheels
 again (its downloads are checked against the lock's sha256s); the verifier packages again and
-compares every byte (`lambda_rules/verify.py`).
+compares every byte (`lambda_rules/lambda_zip/verify_archive.py`).
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ from pants.util.logging import LogLevel
 
 from lambda_rules import sandbox_files
 from lambda_rules.errors import LambdaRulesError
-from lambda_rules.plugin.steps.resolve import NAMED_CACHE, NAMED_CACHE_DIR, NetworkEnvironment
 from lambda_rules.plugin.steps.tool import LambdaZipTool
+from lambda_rules.plugin.steps.wheels import NAMED_CACHE, NAMED_CACHE_DIR, NetworkEnvironment
 
 if TYPE_CHECKING:  # assemble runs this step: importing it here would be circular
     from lambda_rules.plugin.steps.assemble import LayerArchive

@@ -3,7 +3,7 @@ sources, so that a poisoned cache or an archive altered after packaging cannot r
 
 The archive is read with exactly the checks `repack` makes (a hostile archive is refused the same
 way) and nothing in it is executed. Its manifest says what it claims to be (runtime, architecture,
-handler, each distribution and version, bytecode, layers); `package.derive` then builds that
+handler, each distribution and version, bytecode, layers); `local_build.derive` then builds that
 package again from trusted inputs only: the locked wheels of exactly those versions, fetched (or
 taken from the wheel cache) and checked against the lockfile's sha256s, laid out as `package`
 lays them out, the given sources, `.pyc` compiled by the runtime's CPython, and an empty cache of
@@ -22,8 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from lambda_rules import manifest, package, parts_cache
+from lambda_rules import manifest
 from lambda_rules.errors import LambdaRulesError
+from lambda_rules.lambda_zip import local_build, local_cache
 from lambda_rules.platforms import lambda_platform
 from lambda_rules.zipper.diff import diff_archives
 from lambda_rules.zipper.repack import safe_entries
@@ -48,7 +49,7 @@ class VerifyRequest:
     layers: tuple[tuple[str, Path], ...] = ()
     name: str | None = None
     # Wheels are content-addressed and checked against the lock, so their cache may be shared.
-    wheel_cache: Path = field(default_factory=lambda: parts_cache.default_cache_dir() / "wheels")
+    wheel_cache: Path = field(default_factory=lambda: local_cache.default_cache_dir() / "wheels")
 
 
 @dataclass
@@ -93,8 +94,8 @@ def verify(request: VerifyRequest) -> VerifyReport:
     pins = tuple(f"{d.name}=={d.version}" for d in claims.distributions)
     with tempfile.TemporaryDirectory(prefix="lambda-zip-verify-") as scratch:
         work = Path(scratch)
-        derived = package.derive(
-            package.PackageRequest(
+        derived = local_build.derive(
+            local_build.PackageRequest(
                 name=request.name or _sbom_name(sbom_path) or archive.stem,
                 kind=claims.kind,
                 platform=platform,

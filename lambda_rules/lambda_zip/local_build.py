@@ -21,17 +21,15 @@ from typing import Iterator, Sequence
 from lambda_rules import (
     actions,
     contents,
-    dist_writer,
     fetch,
-    layer_archive,
     locks,
     outputs,
-    parts_cache,
     sandbox_files,
     units,
 )
 from lambda_rules.errors import LambdaRulesError
 from lambda_rules.facts import Kind
+from lambda_rules.lambda_zip import dist_writer, layer_reader, local_cache
 from lambda_rules.platforms import LambdaPlatform
 from lambda_rules.scripts import interpreters
 from lambda_rules.zipper import pieces
@@ -60,7 +58,7 @@ class PackageRequest:
     compile_bytecode: bool = False
     exclude: tuple[str, ...] = ()
     layers: tuple[tuple[str, Path], ...] = ()
-    cache_dir: Path = field(default_factory=parts_cache.default_cache_dir)
+    cache_dir: Path = field(default_factory=local_cache.default_cache_dir)
     # Folders that may already hold locked wheels (checked against the lock like a download).
     find_links: tuple[Path, ...] = ()
     # Where fetched wheels are kept; by default `cache_dir`'s `wheels/`.
@@ -126,12 +124,12 @@ def derive(request: PackageRequest, work: Path, *, transitive: bool = True) -> D
     the pinned distributions of `request.requirements` (what `verify` checks against)."""
     platform, what = request.platform, request.name
     lock = request.lockfile or _empty_lock(work)
-    cache = parts_cache.PartsCache(request.cache_dir)
+    cache = local_cache.PartsCache(request.cache_dir)
     wheels = _locked_wheels(request, lock, transitive=transitive)
     resolved = _resolution(request, wheels, work, cache)
     listed = units.read_listing(resolved.listing)
     sources = _collect_sources(what, request.sources, request.source_root)
-    layer_contents = [layer_archive.layer_contents(name, path) for name, path in request.layers]
+    layer_contents = [layer_reader.layer_contents(name, path) for name, path in request.layers]
     planned = contents.plan_contents(
         what=what,
         platform=platform,
@@ -235,19 +233,19 @@ def _resolution(
     request: PackageRequest,
     wheels: Sequence[locks.LockedWheel],
     work: Path,
-    cache: parts_cache.PartsCache,
-) -> parts_cache.Resolution:
+    cache: local_cache.PartsCache,
+) -> local_cache.Resolution:
     """The units of the locked wheels: from the cache when these wheels were laid out before (no
     wheel read, no network), else written from the wheels into `work`."""
     if not wheels:
-        return parts_cache.Resolution(b'{"units": []}', {})
-    key = parts_cache.resolution_key(wheels=[w.sha256 for w in wheels])
+        return local_cache.Resolution(b'{"units": []}', {})
+    key = local_cache.resolution_key(wheels=[w.sha256 for w in wheels])
     cached = cache.get_resolution(key)
     if cached is not None:
         return cached
     out = _write_units(request, wheels, work)
     metadata_dir = out / units.METADATA_DIR
-    resolved = parts_cache.Resolution(
+    resolved = local_cache.Resolution(
         listing=(out / units.UNITS_JSON).read_bytes(),
         metadata={
             path.relative_to(metadata_dir).as_posix(): path.read_bytes()
@@ -274,7 +272,7 @@ def _write_units(request: PackageRequest, wheels: Sequence[locks.LockedWheel], w
 
 @dataclass(frozen=True)
 class _Part:
-    cached: parts_cache.CachedPart
+    cached: local_cache.CachedPart
     built: bool
 
 
@@ -283,7 +281,7 @@ def _parts(
     wheels: Sequence[locks.LockedWheel],
     wanted: Sequence[units.ListedUnit],
     work: Path,
-    cache: parts_cache.PartsCache,
+    cache: local_cache.PartsCache,
     prefix: str,
     compiler: _Compiler | None,
 ) -> list[_Part]:
@@ -293,8 +291,8 @@ def _parts(
     settings: dict[str, object] = {"level": request.level, "prefix": prefix}
     if compiler is not None:
         settings.update(python=compiler.version, load=compiler.prefix, tag=compiler.cache_tag)
-    tool = parts_cache.tool_fingerprint()
-    keys = [parts_cache.PartKey.of(unit.sha256, tool=tool, settings=settings) for unit in wanted]
+    tool = local_cache.tool_fingerprint()
+    keys = [local_cache.PartKey.of(unit.sha256, tool=tool, settings=settings) for unit in wanted]
     found = [cache.get(key) for key in keys]
     missing = [index for index, cached in enumerate(found) if cached is None]
     if not missing:

@@ -1,5 +1,5 @@
-"""The `lambda-zip` command: the tool's verbs (`lambda_rules.tool`: build, repack, merge, diff,
-hash, sbom) and `package`, which drives the Pants rules' steps without Pants.
+"""The `lambda-zip` command: the tool's verbs (`verbs.py`: build, repack, merge, diff, hash, sbom)
+and `package` and `verify`, which run the pipeline's steps without Pants.
 """
 
 from __future__ import annotations
@@ -9,10 +9,10 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from lambda_rules import tool
 from lambda_rules.facts import ARCHITECTURES, DEFAULT_ARCHITECTURE, RUNTIMES, Kind
-from lambda_rules.package import PackageError, PackageRequest, package
-from lambda_rules.parts_cache import default_cache_dir
+from lambda_rules.lambda_zip import verbs
+from lambda_rules.lambda_zip.local_build import PackageError, PackageRequest, package
+from lambda_rules.lambda_zip.local_cache import default_cache_dir
 from lambda_rules.platforms import lambda_platform
 from lambda_rules.zipper import cli as zipper_cli
 from lambda_rules.zipper.compress import DEFAULT_LEVEL
@@ -21,7 +21,7 @@ from lambda_rules.zipper.compress import DEFAULT_LEVEL
 def main(argv: Sequence[str] | None = None) -> int:
     parser = zipper_cli.new_parser()
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    tool.add_tool_commands(commands)
+    verbs.add_tool_commands(commands)
     _add_package_command(commands)
     _add_verify_command(commands)
     # Sources may follow the options (`verify A.zip --lockfile L --source-root fn fn/app.py`),
@@ -31,7 +31,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if getattr(args, "sources", None) is None or any(e.startswith("-") for e in extra):
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
         args.sources = [*args.sources, *map(Path, extra)]
-    return zipper_cli.run(args, tool.USER_ERRORS)
+    return zipper_cli.run(args, verbs.USER_ERRORS)
 
 
 _PACKAGE_DESCRIPTION = """\
@@ -185,7 +185,7 @@ def _run_package(args: argparse.Namespace) -> int:
         lockfile=args.lockfile,
         compile_bytecode=args.compile_bytecode,
         exclude=tuple(args.exclude_distribution),
-        layers=tuple((name, Path(path)) for name, path in tool.pairs(args.layer, "--layer")),
+        layers=tuple((name, Path(path)) for name, path in verbs.pairs(args.layer, "--layer")),
         cache_dir=args.cache_dir or default_cache_dir(),
         find_links=tuple(args.find_links),
         level=args.level,
@@ -253,7 +253,7 @@ def _add_verify_command(commands: argparse._SubParsersAction) -> None:
 
 
 def _run_verify(args: argparse.Namespace) -> int:
-    from lambda_rules import verify
+    from lambda_rules.lambda_zip import verify_archive as verify
 
     reports = verify.verify_all(
         verify.VerifyRequest(
@@ -263,7 +263,7 @@ def _run_verify(args: argparse.Namespace) -> int:
             source_root=args.source_root,
             manifest=args.manifest,
             sbom=args.sbom,
-            layers=tuple((name, Path(path)) for name, path in tool.pairs(args.layer, "--layer")),
+            layers=tuple((name, Path(path)) for name, path in verbs.pairs(args.layer, "--layer")),
             name=args.name,
             wheel_cache=(args.cache_dir or default_cache_dir()) / "wheels",
         )
