@@ -41,7 +41,7 @@ from pants.engine.target import AllTargets
 from pants.util.frozendict import FrozenDict
 from pants.util.logging import LogLevel
 
-from lambda_rules import actions, contents, layers, manifest, outputs
+from lambda_rules import actions, contents, manifest, outputs
 from lambda_rules.facts import Kind
 from lambda_rules.platforms import LambdaPlatform
 from lambda_rules.plugin.steps.cache import linked_directories
@@ -58,7 +58,7 @@ from lambda_rules.plugin.steps.parts import (
 )
 from lambda_rules.plugin.steps.stage import DistributionUnit, StagedLambda
 from lambda_rules.plugin.steps.tool import LambdaZipTool, ZipperTool
-from lambda_rules.plugin.steps.verify import VerifiedLambda, VerifyLambdaRequest
+from lambda_rules.plugin.steps.verify import LayerArchive, VerifiedLambda, VerifyLambdaRequest
 from lambda_rules.plugin.subsystems.lambda_zip import LambdaZipSubsystem
 from lambda_rules.plugin.target_types import (
     LambdaFunctionOutputPathField,
@@ -73,17 +73,6 @@ _PARTS_DIR_PREFIX = "__lambda_part_"
 _LAYERS_DIR_PREFIX = "__lambda_layer_"
 # Where the SBOM template's sandbox holds the units' metadata, and which files of theirs it reads.
 _DISTRIBUTIONS_DIR = "distributions"
-
-
-@dataclass(frozen=True)
-class LayerArchive:
-    """A built layer as the functions deployed with it need it: what it holds, its zip (at
-    `path` in `digest`), and all it wrote to dist/ (`dist`: the zip, manifest and SBOM)."""
-
-    contents: layers.LayerContents
-    digest: Digest
-    path: str
-    dist: Digest
 
 
 @dataclass(frozen=True)

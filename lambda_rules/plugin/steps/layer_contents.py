@@ -22,12 +22,12 @@ from lambda_rules.plugin.field_sets import LambdaFunctionFieldSet, LambdaLayerFi
 from lambda_rules.plugin.steps.assemble import (
     AssembledLambda,
     AssembleLambdaRequest,
-    LayerArchive,
     UniqueOutputPath,
     UniqueOutputPathRequest,
 )
 from lambda_rules.plugin.steps.stage import StagedLambda, StageLambdaRequest
 from lambda_rules.plugin.steps.tool import ZipperTool
+from lambda_rules.plugin.steps.verify import LayerArchive
 
 
 @dataclass(frozen=True)

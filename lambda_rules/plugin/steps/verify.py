@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from pants.backend.python.util_rules.pex_requirements import (
     LoadedLockfile,
@@ -25,13 +24,10 @@ from pants.engine.process import FallibleProcessResult, Process, ProcessCacheSco
 from pants.engine.rules import Get, MultiGet, collect_rules, rule
 from pants.util.logging import LogLevel
 
-from lambda_rules import sandbox_files
+from lambda_rules import layers, sandbox_files
 from lambda_rules.errors import LambdaRulesError
 from lambda_rules.plugin.steps.tool import LambdaZipTool
 from lambda_rules.plugin.steps.wheels import NAMED_CACHE, NAMED_CACHE_DIR, NetworkEnvironment
-
-if TYPE_CHECKING:  # assemble runs this step: importing it here would be circular
-    from lambda_rules.plugin.steps.assemble import LayerArchive
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +39,19 @@ _LAYERS_DIR = "__lambda_layers"
 
 class PackageNotVerifiedError(LambdaRulesError):
     """A package is not what its lockfile's wheels and its sources give."""
+
+
+@dataclass(frozen=True)
+class LayerArchive:
+    """A built layer as the functions deployed with it need it: what it holds, its zip (at
+    `path` in `digest`), and all it wrote to dist/ (`dist`: the zip, manifest and SBOM). Defined
+    here, the step that assemble and layer_contents both run, so no two steps import each
+    other."""
+
+    contents: layers.LayerContents
+    digest: Digest
+    path: str
+    dist: Digest
 
 
 @dataclass(frozen=True)
