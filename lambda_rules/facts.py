@@ -158,4 +158,6 @@ INIT_TIMEOUT_SECONDS = 10.0
 DIRECT_UPLOAD_LIMIT_BYTES = 50 * 1024 * 1024
 # A function and all its layers, unzipped.
 UNZIPPED_LIMIT_BYTES = 250 * 1024 * 1024
+# A container image, unpacked, all its layers included ("10 GB": gettingstarted-limits.html).
+IMAGE_LIMIT_BYTES = 10 * 1024 * 1024 * 1024
 MAX_LAYERS_PER_FUNCTION = 5

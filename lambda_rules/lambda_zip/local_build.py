@@ -22,6 +22,7 @@ from lambda_rules import (
     actions,
     contents,
     fetch,
+    layers,
     locks,
     outputs,
     sandbox_files,
@@ -118,21 +119,48 @@ def package(request: PackageRequest) -> Derivation:
         raise
 
 
-def derive(request: PackageRequest, work: Path, *, transitive: bool = True) -> Derivation:
-    """Build the package in `work` (a scratch folder) from its inputs alone: the lockfile's
-    wheels, the sources and the parts in `request.cache_dir`. `transitive` False installs exactly
-    the pinned distributions of `request.requirements` (what `verify` checks against)."""
-    platform, what = request.platform, request.name
+@dataclass(frozen=True)
+class BuiltParts:
+    """Every part of a package, before they become a zip or image layers: the distributions'
+    (from the cache or built), then the first-party code's, if any."""
+
+    planned: contents.PackageContents
+    parts: tuple[Path, ...]
+    first_party: Path | None
+    lock: Path
+    compressed: int
+    damaged: tuple[str, ...]
+    compiled_by: str | None
+    layer_contents: tuple[layers.LayerContents, ...]
+    prefix: str
+
+    @property
+    def members(self) -> list[Path]:
+        return [*self.parts, *((self.first_party,) if self.first_party else ())]
+
+    def origins(self) -> dict[str, str | None]:
+        """Package path (prefix included) -> "name version", or None for a first-party file."""
+        found: dict[str, str | None] = {self.prefix + p: None for p in self.planned.first_party}
+        for unit in self.planned.units:
+            found.update((self.prefix + path, unit.label) for path in unit.paths)
+        return found
+
+
+def build_parts(request: PackageRequest, work: Path, *, transitive: bool = True) -> BuiltParts:
+    """Plan the package and make its parts in `work` (a scratch folder) from its inputs alone:
+    the lockfile's wheels, the sources and the parts in `request.cache_dir`. `transitive` False
+    installs exactly the pinned distributions of `request.requirements` (what `verify` checks)."""
+    what = request.name
     lock = request.lockfile or _empty_lock(work)
     cache = local_cache.PartsCache(request.cache_dir)
     wheels = _locked_wheels(request, lock, transitive=transitive)
     resolved = _resolution(request, wheels, work, cache)
     listed = units.read_listing(resolved.listing)
     sources = _collect_sources(what, request.sources, request.source_root)
-    layer_contents = [layer_reader.layer_contents(name, path) for name, path in request.layers]
+    layer_contents = tuple(layer_reader.layer_contents(n, p) for n, p in request.layers)
     planned = contents.plan_contents(
         what=what,
-        platform=platform,
+        platform=request.platform,
         sources={path: file_sha256(source)[0] for path, source in sources.items()},
         distributions=units.split_of(listed),
         metadata=resolved.metadata,
@@ -144,52 +172,66 @@ def derive(request: PackageRequest, work: Path, *, transitive: bool = True) -> D
         _check_handler(what, request.handler, planned, sources)
     holds_files = bool(planned.units or planned.first_party)
     contents.check_not_empty(what, request.kind, holds_files, fix="give it sources")
-
     prefix = actions.package_prefix(request.kind)
     compiler = _compiler(what, request) if request.compile_bytecode else None
     parts = _parts(request, wheels, _listed(listed, planned), work, cache, prefix, compiler)
-    compressed = sum(1 for part in parts if part.built)
-
-    merged = work / "merged.zip"
-    members = [part.cached.path for part in parts]
     first_party = {path: sources[path] for path in planned.first_party}
-    if first_party:
-        members.append(_first_party_part(work, prefix, first_party, request.level, compiler))
-    summary = merge_zips(members, merged)
+    return BuiltParts(
+        planned=planned,
+        parts=tuple(part.cached.path for part in parts),
+        first_party=_first_party_part(work, prefix, first_party, request.level, compiler)
+        if first_party
+        else None,
+        lock=lock,
+        compressed=sum(1 for part in parts if part.built),
+        damaged=tuple(cache.damaged),
+        compiled_by=compiler.version if compiler is not None else None,
+        layer_contents=layer_contents,
+        prefix=prefix,
+    )
+
+
+def sbom_template(request: PackageRequest, built: BuiltParts) -> str:
+    """The SBOM of the package's distributions, the package's digest and name left to fill in."""
     from lambda_rules import sbom  # needs cyclonedx-python-lib, a dependency of `package` only
 
-    template = sbom.generate_sbom_template(
-        members[: len(parts)],
-        lock,
-        platform=platform,
+    return sbom.generate_sbom_template(
+        list(built.parts),
+        built.lock,
+        platform=request.platform,
         kind=request.kind,
         layers=[sbom.layer_reference_from_archive(name, path) for name, path in request.layers],
         source_date_epoch=None,
     )
+
+
+def derive(request: PackageRequest, work: Path, *, transitive: bool = True) -> Derivation:
+    """Build the package in `work` (see `build_parts`): its parts merged into one zip, and the
+    manifest and SBOM beside it."""
+    built = build_parts(request, work, transitive=transitive)
+    merged = work / "merged.zip"
+    summary = merge_zips(built.members, merged)
     written = outputs.package_outputs(
-        what=what,
+        what=request.name,
         kind=request.kind,
-        platform=platform,
+        platform=request.platform,
         output_path=request.output.name,
         summary=summary,
         handler=request.handler,
-        distributions=planned.distributions,
-        sbom_template=template,
-        layer_contents=layer_contents,
-        bytecode_compiled_by=compiler.version if compiler is not None else None,
+        distributions=built.planned.distributions,
+        sbom_template=sbom_template(request, built),
+        layer_contents=built.layer_contents,
+        bytecode_compiled_by=built.compiled_by,
     )
-    origins: dict[str, str | None] = {prefix + path: None for path in planned.first_party}
-    for unit in planned.units:
-        origins.update((prefix + path, unit.label) for path in unit.paths)
     return Derivation(
         archive=merged,
         outputs=written,
         zipped_size=summary.zipped_size,
-        distributions=len(parts),
-        compressed=compressed,
-        damaged=tuple(cache.damaged),
-        warnings=(*planned.warnings, *written.warnings),
-        origins=origins,
+        distributions=len(built.parts),
+        compressed=built.compressed,
+        damaged=built.damaged,
+        warnings=(*built.planned.warnings, *written.warnings),
+        origins=built.origins(),
     )
 
 

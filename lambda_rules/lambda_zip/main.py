@@ -23,6 +23,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     verbs.add_tool_commands(commands)
     _add_package_command(commands)
+    _add_image_command(commands)
     _add_verify_command(commands)
     # Sources may follow the options (`verify A.zip --lockfile L --source-root fn fn/app.py`),
     # which argparse does not take for a positional list once options came between.
@@ -53,6 +54,18 @@ that resolve today, so lambda-zip refuses. Any of these, told apart by content:
 """
 
 
+_IMAGE_DESCRIPTION = """\
+The function `package` would build, as a Lambda container image on a base image, without Docker:
+the same parts as layers under /var/task (each large distribution alone, the small ones together,
+the function's code last, so an edit changes only the top layer), each a canonical tar gzipped by
+the pinned libdeflate. Writes an OCI image layout at DIR (one single-platform manifest, as Lambda
+requires), DIR.json (image, base and layer digests) and DIR.cdx.json. The base is an OCI layout
+copied once from AWS's image, pinned by digest:
+  skopeo copy docker://public.ecr.aws/lambda/python:3.12@sha256:... oci:base:3.12
+Push with `skopeo copy oci:DIR:latest docker://REGISTRY/REPO:TAG`.
+"""
+
+
 def _add_source_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "sources", metavar="SOURCE", type=Path, nargs="*", help="first-party files or folders"
@@ -73,10 +86,36 @@ def _add_package_command(commands: argparse._SubParsersAction) -> None:
         description=_PACKAGE_DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    add = package_parser.add_argument
-    _add_source_arguments(package_parser)
+    package_parser.add_argument(
+        "--kind", choices=[k.value for k in Kind], default=Kind.FUNCTION.value
+    )
+    _add_inputs(package_parser)
+    _add_package_options(package_parser)
+    package_parser.add_argument("-o", "--output", type=Path, required=True, metavar="OUT.zip")
+    package_parser.set_defaults(run=_run_package)
+
+
+def _add_image_command(commands: argparse._SubParsersAction) -> None:
+    image_parser = commands.add_parser(
+        "image",
+        help="the same function as a reproducible Lambda container image (an OCI layout)",
+        description=_IMAGE_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_inputs(image_parser)
+    _add_package_options(image_parser)
+    add = image_parser.add_argument
+    add("--base", type=Path, required=True, metavar="DIR", help="the base image's OCI layout")
+    add("--tag", default="latest", help="the image's name in the layout's index (default latest)")
+    add("-o", "--output", type=Path, required=True, metavar="DIR", help="the OCI layout to write")
+    image_parser.set_defaults(run=_run_image)
+
+
+def _add_inputs(parser: argparse.ArgumentParser) -> None:
+    """The sources, handler, runtime and requirements: what every kind of package is built of."""
+    add = parser.add_argument
+    _add_source_arguments(parser)
     add("--handler", help="module.function, as Lambda's handler setting (a function needs it)")
-    add("--kind", choices=[k.value for k in Kind], default=Kind.FUNCTION.value)
     add("--runtime", required=True, help=f"the Lambda runtime: {', '.join(RUNTIMES)}")
     add(
         "--architecture",
@@ -114,8 +153,6 @@ def _add_package_command(commands: argparse._SubParsersAction) -> None:
         help="a folder that may hold locked wheels (checked like a download; repeatable; "
         "$PIP_FIND_LINKS too)",
     )
-    _add_package_options(package_parser)
-    package_parser.set_defaults(run=_run_package)
 
 
 def _add_package_options(package_parser: argparse.ArgumentParser) -> None:
@@ -147,7 +184,6 @@ def _add_package_options(package_parser: argparse.ArgumentParser) -> None:
         help="the package's name in messages and the SBOM (Pants: the target address; "
         "default: OUT's stem)",
     )
-    add("-o", "--output", type=Path, required=True, metavar="OUT.zip")
     add(
         "--cache-dir",
         type=Path,
@@ -163,7 +199,7 @@ def _add_package_options(package_parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _run_package(args: argparse.Namespace) -> int:
+def _request(args: argparse.Namespace, kind: Kind) -> PackageRequest:
     requirements = list(args.requirement)
     for path in args.requirements:
         try:
@@ -173,9 +209,9 @@ def _run_package(args: argparse.Namespace) -> int:
         requirements += [
             line.split("#", 1)[0].strip() for line in lines if line.split("#", 1)[0].strip()
         ]
-    request = PackageRequest(
+    return PackageRequest(
         name=args.name or args.output.stem,
-        kind=Kind(args.kind),
+        kind=kind,
         platform=lambda_platform(args.runtime, args.architecture),
         output=args.output,
         sources=tuple(args.sources),
@@ -190,7 +226,22 @@ def _run_package(args: argparse.Namespace) -> int:
         find_links=tuple(args.find_links),
         level=args.level,
     )
-    result = package(request)
+
+
+def _run_image(args: argparse.Namespace) -> int:
+    from lambda_rules.lambda_zip import local_image
+
+    result = local_image.build_image(_request(args, Kind.FUNCTION), args.base, args.tag)
+    for warning in result.warnings:
+        print(f"{zipper_cli.PROG}: warning: {warning}", file=sys.stderr)
+    print(args.output)
+    print(f"image {result.manifest_digest}  layers: {len(result.layers)} of ours, compressed "
+          f"{result.compressed} distributions")  # fmt: skip
+    return 0
+
+
+def _run_package(args: argparse.Namespace) -> int:
+    result = package(_request(args, Kind(args.kind)))
     for warning in result.warnings:
         print(f"{zipper_cli.PROG}: warning: {warning}", file=sys.stderr)
     for damaged in result.damaged:
