@@ -170,8 +170,8 @@ def test_invalid_field_values_fail_clearly_and_leave_nothing(clone, build, expec
 
 
 def test_a_tool_resolve_without_the_zippers_requirements_fails_clearly(clone):
-    """`[lambda-zip].install_from_resolve` naming a resolve without deflate (the example's): the
-    zipper cannot run, and the error says what is missing and where to add it."""
+    """`[lambda-zip].install_from_resolve` naming a resolve without deflate and installer (the
+    example's): the tool cannot run, and the error says what is missing and where to add it."""
     result = clone.pants(
         "--lambda-zip-install-from-resolve=python-default",
         "package",
@@ -180,7 +180,7 @@ def test_a_tool_resolve_without_the_zippers_requirements_fails_clearly(clone):
         check=False,
     )
     assert result.returncode != 0, result.stderr
-    assert "the lambda-zip tool's requirements lack deflate" in result.stderr
+    assert "the lambda-zip tool's requirements lack deflate, installer" in result.stderr
     assert "install_from_resolve" in result.stderr
     assert clone.dist_files() == [], "a failed build must leave nothing in dist/"
 

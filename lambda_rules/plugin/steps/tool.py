@@ -246,16 +246,17 @@ def _with_bytecode(file_set: sandbox_files.FileSet) -> PathGlobs:
 
 def _installed(requirements: ToolRequirements, names: tuple[str, ...], who: str) -> tuple[str, ...]:
     """The directories of the tool's requirements that install `names`, all of them, or an error
-    that says what to add where."""
+    that names what is missing and where to add it."""
     needed = {canonicalize_name(name) for name in names}
     directories = tuple(
         directory
         for directory in requirements.installed
         if parse_wheel_filename(directory.rpartition("/")[2])[0] in needed
     )
-    if len(directories) != len(needed):
+    found = {parse_wheel_filename(d.rpartition("/")[2])[0] for d in directories}
+    if found != needed:
         raise ToolLayoutError(
-            f"the lambda-zip tool's requirements lack {', '.join(sorted(needed))} (found "
+            f"the lambda-zip tool's requirements lack {', '.join(sorted(needed - found))} (found "
             f"{', '.join(d.rpartition('/')[2] for d in requirements.installed)}); {who} "
             "needs them: add them to the resolve `[lambda-zip].install_from_resolve` names."
         )
@@ -281,7 +282,11 @@ async def zipper_tool() -> ZipperTool:
 @rule(desc="Build the lambda-zip tool", level=LogLevel.DEBUG)
 async def lambda_zip_tool() -> LambdaZipTool:
     requirements, compiled = await MultiGet(Get(ToolRequirements), Get(CompiledToolSources))
-    _installed(requirements, sandbox_files.WHEEL_UNPACKER_REQUIREMENTS, "installing locked wheels")
+    _installed(
+        requirements,
+        (*sandbox_files.ZIPPER_REQUIREMENTS, *sandbox_files.WHEEL_UNPACKER_REQUIREMENTS),
+        "lambda_rules",
+    )
     installed = await Get(Digest, RemovePrefix(requirements.digest, _TOOL_DIR))
     return LambdaZipTool(
         requirements.python,
