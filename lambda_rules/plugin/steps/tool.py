@@ -184,7 +184,14 @@ async def tool_requirements(
             "version lays out loose PEXes differently than lambda_rules expects."
         )
     deps = await Get(Digest, DigestSubset(requirements.digest, PathGlobs([f"{prefix}**"])))
-    return ToolRequirements(requirements.python.path, deps, tuple(installed))
+    tool = ToolRequirements(requirements.python.path, deps, tuple(installed))
+    # Checked once, here: every process of ours runs one of these.
+    _installed(
+        tool,
+        (*sandbox_files.ZIPPER_REQUIREMENTS, *sandbox_files.WHEEL_UNPACKER_REQUIREMENTS),
+        "lambda_rules",
+    )
+    return tool
 
 
 @rule(desc="Compile the lambda-zip tool", level=LogLevel.DEBUG)
@@ -282,11 +289,6 @@ async def zipper_tool() -> ZipperTool:
 @rule(desc="Build the lambda-zip tool", level=LogLevel.DEBUG)
 async def lambda_zip_tool() -> LambdaZipTool:
     requirements, compiled = await MultiGet(Get(ToolRequirements), Get(CompiledToolSources))
-    _installed(
-        requirements,
-        (*sandbox_files.ZIPPER_REQUIREMENTS, *sandbox_files.WHEEL_UNPACKER_REQUIREMENTS),
-        "lambda_rules",
-    )
     installed = await Get(Digest, RemovePrefix(requirements.digest, _TOOL_DIR))
     return LambdaZipTool(
         requirements.python,
