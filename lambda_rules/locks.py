@@ -15,7 +15,7 @@ import json
 import posixpath
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 from urllib.parse import unquote, urlsplit
 
 from packaging.markers import InvalidMarker, Marker
@@ -219,23 +219,12 @@ def _read_pylock(path: str, document: dict[str, Any]) -> Lock:
         packages = []
         for i, package in enumerate(_get(document, "packages", list, "$")):
             where = f"packages[{i}]"
-            name = _get(package, "name", str, where)
-            version = str(package.get("version", ""))
-            wheels = []
-            for j, wheel in enumerate(package.get("wheels", [])):
-                hashes = _get(wheel, "hashes", dict, f"{where}.wheels[{j}]")
-                location = wheel.get("url") or wheel.get("path")
-                if not isinstance(location, str) or "sha256" not in hashes:
-                    raise _Malformed(f"{where}.wheels[{j}].url")
-                found = _wheel(name, version, _location_url(path, location), hashes["sha256"])
-                if found:
-                    wheels.append(found)
             dependencies = package.get("dependencies")
             packages.append(
                 LockedPackage(
-                    canonicalize_name(name),
-                    version,
-                    tuple(wheels),
+                    canonicalize_name(_get(package, "name", str, where)),
+                    str(package.get("version", "")),
+                    _toml_wheels(path, package, where, _pylock_sha256),
                     None if dependencies is None else _uv_edges(dependencies, f"{where}"),
                     (),
                     marker=package.get("marker"),
@@ -257,6 +246,40 @@ def _read_pylock(path: str, document: dict[str, Any]) -> Lock:
     return Lock(path, fmt, tuple(packages))
 
 
+def _toml_wheels(
+    path: str, package: Any, where: str, sha256_of: Callable[[Any, str], str]
+) -> tuple[LockedWheel, ...]:
+    """A TOML lock's wheels of one package; `sha256_of` reads a wheel's digest as its format
+    states it."""
+    name, version = _get(package, "name", str, where), str(package.get("version", ""))
+    wheels = []
+    for j, wheel in enumerate(package.get("wheels", [])):
+        at = f"{where}.wheels[{j}]"
+        location = wheel.get("url") or wheel.get("path") if isinstance(wheel, dict) else None
+        if not isinstance(location, str):
+            raise _Malformed(f"{at}.url")
+        found = _wheel(name, version, _location_url(path, location), sha256_of(wheel, at))
+        if found:
+            wheels.append(found)
+    return tuple(wheels)
+
+
+def _pylock_sha256(wheel: Any, at: str) -> str:
+    """PEP 751: `hashes = { sha256 = "..." }`."""
+    digest = _get(wheel, "hashes", dict, at).get("sha256")
+    if not isinstance(digest, str):
+        raise _Malformed(f"{at}.hashes.sha256")
+    return digest
+
+
+def _uv_sha256(wheel: Any, at: str) -> str:
+    """uv.lock: `hash = "sha256:..."`."""
+    algorithm, _, digest = _get(wheel, "hash", str, at).partition(":")
+    if algorithm != "sha256":
+        raise _Malformed(f"{at}.hash")
+    return digest
+
+
 def _location_url(lock_path: str, location: str) -> str:
     """A wheel's `url`, or its `path` (relative to the lock) as a file:// URL."""
     if "://" in location:
@@ -270,25 +293,12 @@ def _read_uv_lock(path: str, document: dict[str, Any]) -> Lock:
         packages = []
         for i, package in enumerate(_get(document, "package", list, "$")):
             where = f"package[{i}]"
-            name = _get(package, "name", str, where)
-            version = str(package.get("version", ""))
-            wheels = []
-            for j, wheel in enumerate(package.get("wheels", [])):
-                algorithm, _, digest = _get(wheel, "hash", str, f"{where}.wheels[{j}]").partition(
-                    ":"
-                )
-                location = wheel.get("url") or wheel.get("path")
-                if algorithm != "sha256" or not isinstance(location, str):
-                    raise _Malformed(f"{where}.wheels[{j}].hash")
-                found = _wheel(name, version, _location_url(path, location), digest)
-                if found:
-                    wheels.append(found)
             optional = package.get("optional-dependencies", {})
             packages.append(
                 LockedPackage(
-                    canonicalize_name(name),
-                    version,
-                    tuple(wheels),
+                    canonicalize_name(_get(package, "name", str, where)),
+                    str(package.get("version", "")),
+                    _toml_wheels(path, package, where, _uv_sha256),
                     _uv_edges(package.get("dependencies", []), where),
                     tuple(
                         (e, _uv_edges(deps, f"{where}.{e}")) for e, deps in sorted(optional.items())
