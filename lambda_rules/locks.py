@@ -11,6 +11,7 @@ build here and could give a wheel for this machine instead of for Lambda.
 
 from __future__ import annotations
 
+import functools
 import json
 import posixpath
 from dataclasses import dataclass
@@ -391,11 +392,18 @@ def select_wheels(
 def _applies(marker: str | None, environment: Mapping[str, str], extras: Iterable[str]) -> bool:
     if not marker:
         return True
-    try:
-        parsed = Marker(marker)
-    except InvalidMarker as error:
-        raise LockError(f"invalid marker {marker!r} in the lock: {error}") from None
+    parsed = _marker(marker)
     return any(parsed.evaluate({**environment, "extra": extra}) for extra in ("", *extras))
+
+
+@functools.lru_cache(maxsize=4096)
+def _marker(text: str) -> Marker:
+    """A lock repeats the same markers across packages and targets; parsing one (pyparsing, in
+    older `packaging`) costs more than evaluating it."""
+    try:
+        return Marker(text)
+    except InvalidMarker as error:
+        raise LockError(f"invalid marker {text!r} in the lock: {error}") from None
 
 
 def _edges(

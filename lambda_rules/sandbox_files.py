@@ -40,6 +40,21 @@ class FileSet:
         return {path: (SOURCE_ROOT / path).read_bytes() for path in self.paths()}
 
 
+def installed_sources(package: str) -> dict[str, bytes]:
+    """The `.py` files of an installed pure-Python package, as a sandbox gets them (paths relative
+    to the directory that holds the package)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec(package)
+    if spec is None or spec.origin is None:
+        raise ModuleNotFoundError(f"{package} is not installed beside Pants (see ./pants)")
+    root = Path(spec.origin).parent
+    return {
+        path.relative_to(root.parent).as_posix(): path.read_bytes()
+        for path in sorted(root.rglob("*.py"))
+    }
+
+
 def entry_program(module: str, sys_path: tuple[str, ...]) -> str:
     """A `python -c` program that runs `module`'s `main` with `sys_path` (the directories a
     sandbox holds a file set in) in front of the interpreter's own."""
@@ -119,6 +134,8 @@ WHEEL_UNPACKER = FileSet(
     )
 )
 WHEEL_UNPACKER_MODULE = "lambda_rules.scripts.unpack_wheels"
+# Beside our files, the wheel step gets PyPA's installer's sources (pure Python): it runs on Pants'
+# own interpreter, so it need not wait for the tool's environment to be built.
 WHEEL_UNPACKER_REQUIREMENTS = ("installer",)
 
 # `lambda-zip verify` run by the Pants rules: the whole Pants-free core (it packages again).

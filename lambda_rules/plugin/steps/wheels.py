@@ -26,6 +26,7 @@ from pants.backend.python.util_rules.pex_requirements import (
     PexRequirements,
     Resolve,
 )
+from pants.core.util_rules.adhoc_binaries import PythonBuildStandaloneBinary
 from pants.engine.addresses import Address
 from pants.engine.env_vars import EnvironmentVars, EnvironmentVarsRequest
 from pants.engine.fs import (
@@ -44,7 +45,7 @@ from pants.util.logging import LogLevel
 
 from lambda_rules import fetch, locks, sandbox_files
 from lambda_rules.platforms import LambdaPlatform
-from lambda_rules.plugin.steps.tool import LambdaZipTool
+from lambda_rules.plugin.steps.cache import REMOTE_CACHE_SPECULATION_DELAY_MILLIS
 
 _UNITS_DIR = "units"
 _UNPACKER_DIR = "__lambda_unpacker"
@@ -98,6 +99,25 @@ class ParsedLock:
     lock: locks.Lock
 
 
+@dataclass(frozen=True)
+class ChooseWheelsRequest:
+    lock: ParsedLockRequest
+    requirements: tuple[str, ...]
+    platform: LambdaPlatform
+
+
+@dataclass(frozen=True)
+class ChosenWheels:
+    """The wheels, or why there are none: a message that names `TARGET` where the target goes
+    (the choice is shared by every target on the same requirements)."""
+
+    wheels: tuple[locks.LockedWheel, ...]
+    error: str | None = None
+
+
+TARGET = "<target>"
+
+
 @rule(desc="Read a lock", level=LogLevel.DEBUG)
 async def parse_lambda_lock(request: ParsedLockRequest) -> ParsedLock:
     """Parsed once per lock and run, whatever number of targets select from it."""
@@ -140,13 +160,32 @@ async def resolve_lambda_distributions(
         )
     lockfile = await Get(Lockfile, Resolve, requirements.from_superset)
     loaded = await Get(LoadedLockfile, LoadedLockfileRequest(lockfile))
-    parsed = await Get(ParsedLock, ParsedLockRequest(loaded.lockfile_digest, lockfile.url))
-    with _quiet_packaging():
-        wheels = locks.select_wheels(parsed.lock, strings, platform, what=str(request.address))
+    chosen = await Get(
+        ChosenWheels,
+        ChooseWheelsRequest(
+            ParsedLockRequest(loaded.lockfile_digest, lockfile.url), tuple(strings), platform
+        ),
+    )
+    if chosen.error is not None:
+        raise locks.LockError(chosen.error.replace(TARGET, str(request.address), 1))
     return await Get(
         LambdaDistributions,
-        UnpackWheelsRequest(wheels, str(request.address), platform.description),
+        UnpackWheelsRequest(chosen.wheels, str(request.address), platform.description),
     )
+
+
+@rule(desc="Choose locked wheels", level=LogLevel.DEBUG)
+async def choose_wheels(request: ChooseWheelsRequest) -> ChosenWheels:
+    """Chosen once per lock, requirements and platform, however many targets share them."""
+    parsed = await Get(ParsedLock, ParsedLockRequest, request.lock)
+    try:
+        with _quiet_packaging():
+            wheels = locks.select_wheels(
+                parsed.lock, request.requirements, request.platform, what=TARGET
+            )
+    except locks.LockError as error:
+        return ChosenWheels((), str(error))
+    return ChosenWheels(wheels)
 
 
 class NetworkEnvironment(FrozenDict[str, str]):
@@ -170,40 +209,38 @@ async def network_environment(global_options: GlobalOptions) -> NetworkEnvironme
 
 @rule(desc="Fetch and unpack locked wheels", level=LogLevel.DEBUG)
 async def unpack_wheels(
-    request: UnpackWheelsRequest, tool: LambdaZipTool, network_environment: NetworkEnvironment
+    request: UnpackWheelsRequest,
+    network_environment: NetworkEnvironment,
+    pants_python: PythonBuildStandaloneBinary,
 ) -> LambdaDistributions:
-    """One process for the wheels a target needs, keyed by their URLs and sha256s alone."""
+    """One process for the wheels a target needs, keyed by their URLs and sha256s alone. It runs
+    on Pants' own interpreter with the standard library, installer's sources and ours, so it
+    starts at once instead of after the tool's environment is built."""
     listed = [{"url": w.url, "sha256": w.sha256} for w in request.wheels]
-    network_environment = await Get(NetworkEnvironment)
+    sources = {
+        **sandbox_files.WHEEL_UNPACKER.read(),
+        **sandbox_files.installed_sources(sandbox_files.WHEEL_UNPACKER_REQUIREMENTS[0]),
+    }
     inputs = await Get(
         Digest,
         CreateDigest(
             [
                 FileContent(_WHEELS_JSON, json.dumps(listed, sort_keys=True).encode()),
-                *(
-                    FileContent(f"{_UNPACKER_DIR}/{path}", content)
-                    for path, content in sandbox_files.WHEEL_UNPACKER.read().items()
-                ),
+                *(FileContent(f"{_UNPACKER_DIR}/{p}", content) for p, content in sources.items()),
             ]
         ),
     )
-    process = tool.process(
-        argv=(
-            "--wheels",
-            _WHEELS_JSON,
-            "--cache",
-            f"{NAMED_CACHE_DIR}/wheels",
-            "--out",
-            _UNITS_DIR,
-        ),
-        module=sandbox_files.WHEEL_UNPACKER_MODULE,
-        sources_first=(_UNPACKER_DIR,),
+    program = sandbox_files.entry_program(sandbox_files.WHEEL_UNPACKER_MODULE, (_UNPACKER_DIR,))
+    argv = ("--wheels", _WHEELS_JSON, "--cache", f"{NAMED_CACHE_DIR}/wheels", "--out", _UNITS_DIR)
+    process = Process(
+        argv=(pants_python.path, "-I", "-S", "-B", "-c", program, *argv),
         input_digest=inputs,
         output_directories=(_UNITS_DIR,),
         append_only_caches=NAMED_CACHE,
         env=network_environment,
         description=f"Unpack {len(listed)} wheels of {request.address} for {request.platform}",
         level=LogLevel.DEBUG,
+        remote_cache_speculation_delay_millis=REMOTE_CACHE_SPECULATION_DELAY_MILLIS,
     )
     try:
         result = await Get(ProcessResult, Process, process)
