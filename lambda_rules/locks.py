@@ -159,8 +159,16 @@ def _malformed(path: str, fmt: str, error: Exception) -> LockError:
     return LockError(f"{path}: malformed {fmt}: {detail}")
 
 
-def _requirement(text: str) -> LockedDependency:
-    requirement = Requirement(text)
+def _requirement(what: str, text: str) -> tuple[LockedDependency, Any]:
+    """A requirement of the target's as an edge into the lock, and its version specifier."""
+    try:
+        requirement = Requirement(text)
+    except InvalidRequirement as error:
+        raise LockError(f"{what}: invalid requirement {text!r}: {error}") from None
+    return _dependency(requirement), requirement.specifier
+
+
+def _dependency(requirement: Requirement) -> LockedDependency:
     return LockedDependency(
         canonicalize_name(requirement.name),
         frozenset(requirement.extras),
@@ -207,7 +215,7 @@ def _pex_package(locked: Any, where: str) -> LockedPackage:
         canonicalize_name(name),
         version,
         tuple(wheels),
-        tuple(_requirement(r) for r in locked.get("requires_dists", [])),
+        tuple(_dependency(Requirement(r)) for r in locked.get("requires_dists", [])),
         (),
         requires_python=locked.get("requires_python"),
         sdists=tuple(sdists),
@@ -353,18 +361,13 @@ def select_wheels(
     chosen: dict[NormalizedName, LockedPackage] = {}
     # Each chosen distribution's first dependent (or its requirement), for messages.
     via_of: dict[NormalizedName, str] = {}
-    pending: list[tuple[LockedDependency, str]] = []
-    for text in requirements:
-        try:
-            pending.append((_requirement(text), text))
-        except InvalidRequirement as error:
-            raise LockError(f"{what}: invalid requirement {text!r}: {error}") from None
-    specifiers = {
-        canonicalize_name(requirement.name): requirement.specifier
-        for requirement in map(Requirement, requirements)
-    }
-    while pending:
-        dependency, via = pending.pop(0)
+    # What was expanded already, with which extras: a lock's graph may have cycles.
+    expanded: set[tuple[NormalizedName, frozenset[str]]] = set()
+    parsed = [(_requirement(what, text), text) for text in requirements]
+    specifiers = {dependency.name: specifier for (dependency, specifier), _ in parsed}
+    queue = [(dependency, text) for (dependency, _), text in parsed]
+    while queue:
+        dependency, via = queue.pop(0)
         if not _applies(dependency.marker, environment, ()):
             continue
         package = _locked(lock, dependency, specifiers.get(dependency.name), environment, what, via)
@@ -375,10 +378,9 @@ def select_wheels(
                 f"{what}: the lock {lock.path} pins {package.name} at both {previous.version} and "
                 f"{package.version} for {platform.description}; make one lock per platform"
             )
-        if transitive:
-            pending.extend(
-                (edge, package.name) for edge in _edges(package, dependency, environment)
-            )
+        if transitive and (package.name, dependency.extras) not in expanded:
+            expanded.add((package.name, dependency.extras))
+            queue.extend((edge, package.name) for edge in _edges(package, dependency, environment))
     if transitive and any(p.dependencies is None for p in lock.packages):
         for package in lock.packages:
             if _applies(package.marker, environment, ()):

@@ -74,3 +74,28 @@ def test_the_wheels_chosen_are_the_ones_pex_chooses(tmp_path, name):
     # The bench locks are made for python3.12 only: on the other runtimes both refuse. Both
     # architectures of at least one runtime must be compared, or this test compares nothing.
     assert compared >= 2
+
+
+def test_a_cycle_in_the_locks_graph_ends(tmp_path):
+    """Real locks hold cycles (a plugin and its host requiring each other): each distribution is
+    expanded once, with each set of extras."""
+    (tmp_path / "uv.lock").write_text(
+        "version = 1\n"
+        + "".join(
+            f'\n[[package]]\nname = "{name}"\nversion = "1.0"\n'
+            f'dependencies = [{{ name = "{other}" }}]\n'
+            f'wheels = [{{ url = "https://example.invalid/{name}-1.0-py3-none-any.whl", '
+            f'hash = "sha256:{name * 64}" }}]\n'
+            for name, other in (("a", "b"), ("b", "a"))
+        )
+    )
+    chosen = locks.select_wheels(
+        locks.read_lock(tmp_path / "uv.lock"),
+        ["a"],
+        lambda_platform("python3.12", "x86_64"),
+        what="cycle",
+    )
+    assert [(w.name, w.filename) for w in chosen] == [
+        ("a", "a-1.0-py3-none-any.whl"),
+        ("b", "b-1.0-py3-none-any.whl"),
+    ]
