@@ -15,10 +15,14 @@ no index; at most 10 GB uncompressed).
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import io
 import json
+import os
+import shutil
 import tarfile
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -235,8 +239,6 @@ def check_size(base: BaseImage, layers: Sequence[Layer], limit: int) -> None:
 
 
 def _unpacked_size(blob: Path) -> int:
-    import gzip
-
     size = 0
     with gzip.open(blob, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -249,10 +251,6 @@ def write_layout(
 ) -> None:
     """The OCI image layout at `out`: the base's layers, ours, the config and the one manifest,
     named `tag` in index.json. Written beside `out` and renamed into place: all or nothing."""
-    import os
-    import shutil
-    import tempfile
-
     out.parent.mkdir(parents=True, exist_ok=True)
     staged = Path(tempfile.mkdtemp(prefix=f".{out.name}-", dir=out.parent))
     try:

@@ -11,6 +11,7 @@ build here and could give a wheel for this machine instead of for Lambda.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import posixpath
@@ -77,7 +78,6 @@ class LockedPackage:
     # Per extra, its additional dependencies (uv.lock's `optional-dependencies`).
     extras: tuple[tuple[str, tuple[LockedDependency, ...]], ...]
     marker: str | None = None
-    requires_python: str | None = None
     # File names of what the lock offers besides wheels (sdists), never installed: named in the
     # error when no wheel fits.
     sdists: tuple[str, ...] = ()
@@ -92,10 +92,6 @@ class Lock:
     def named(self, name: str) -> list[LockedPackage]:
         wanted = canonicalize_name(name)
         return [p for p in self.packages if p.name == wanted]
-
-    def wheel_sha256s(self) -> dict[str, str]:
-        """Each locked wheel's file name -> its sha256 (what the SBOM states per distribution)."""
-        return {w.filename: w.sha256 for p in self.packages for w in p.wheels}
 
 
 def read_lock(path: str | Path) -> Lock:
@@ -217,7 +213,6 @@ def _pex_package(locked: Any, where: str) -> LockedPackage:
         tuple(wheels),
         tuple(_dependency(Requirement(r)) for r in locked.get("requires_dists", [])),
         (),
-        requires_python=locked.get("requires_python"),
         sdists=tuple(sdists),
     )
 
@@ -237,7 +232,6 @@ def _read_pylock(path: str, document: dict[str, Any]) -> Lock:
                     None if dependencies is None else _uv_edges(dependencies, f"{where}"),
                     (),
                     marker=package.get("marker"),
-                    requires_python=package.get("requires-python"),
                     sdists=_sdist(package),
                 )
             )
@@ -246,12 +240,7 @@ def _read_pylock(path: str, document: dict[str, Any]) -> Lock:
     # PEP 751's `dependencies` is not a graph every tool writes, nor one every tool writes fully:
     # a lock without it on every package is installed by markers, as installers do.
     if any(p.dependencies is None for p in packages):
-        packages = [
-            LockedPackage(
-                p.name, p.version, p.wheels, None, (), p.marker, p.requires_python, p.sdists
-            )
-            for p in packages
-        ]
+        packages = [dataclasses.replace(p, dependencies=None) for p in packages]
     return Lock(path, fmt, tuple(packages))
 
 

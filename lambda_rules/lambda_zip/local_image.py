@@ -29,6 +29,8 @@ from lambda_rules.lambda_zip.local_build import (
 )
 
 MANIFEST_VERSION = 1
+# Where the layers put the package: Lambda's task root, as a path inside the image.
+_TASK_ROOT = facts.TASK_ROOT.strip("/")
 
 
 @dataclass(frozen=True)
@@ -77,15 +79,11 @@ def _layers(request: PackageRequest, built: BuiltParts) -> list[image.Layer]:
     for group in image.group_units([sum(len(d) for _, _, d in files) for files in parts]):
         names = ", ".join(labels[i] for i in group)
         files = [entry for i in group for entry in parts[i]]
-        layers.append(image.tar_layer(files, _root(), f"distributions {names}"))
+        layers.append(image.tar_layer(files, _TASK_ROOT, f"distributions {names}"))
     if built.first_party is not None:
-        code = image.tar_layer(_files(built.first_party), _root(), f"{request.name} code")
+        code = image.tar_layer(_files(built.first_party), _TASK_ROOT, f"{request.name} code")
         layers.append(code)
     return layers
-
-
-def _root() -> str:
-    return facts.TASK_ROOT.strip("/")
 
 
 def _files(part: Path) -> list[tuple[str, bool, bytes]]:
