@@ -303,7 +303,8 @@ def _write_units(request: PackageRequest, wheels: Sequence[locks.LockedWheel], w
     once per run."""
     out = work / "units"
     if not out.exists():
-        from lambda_rules import wheel_units  # needs `installer`, a dependency of `package` only
+        # Imported here: a warm run, whose layouts are all cached, reads no wheel.
+        from lambda_rules import wheel_units
 
         root = request.wheel_cache or request.cache_dir / "wheels"
         wheel_cache = fetch.WheelCache(root, request.find_links)
