@@ -30,6 +30,9 @@ from lambda_rules.zipper.diff import diff_archives
 from lambda_rules.zipper.repack import safe_entries
 from lambda_rules.zipper.summary import file_sha256
 
+# What the installer writes into a distribution's .dist-info, derived rather than shipped.
+_INSTALLER_FILES = ("RECORD", "INSTALLER", "REQUESTED", "direct_url.json")
+
 
 class VerifyError(LambdaRulesError):
     """The inputs do not let `verify` decide (no manifest, an unreadable SBOM, ...)."""
@@ -53,8 +56,8 @@ class VerifyRequest:
 class VerifyReport:
     archive: Path
     problems: list[str] = field(default_factory=list)
-    # Entries checked, by origin: "distribution files" (RECORD included: it ships as the wheel
-    # holds it), ".pyc", "first-party files".
+    # Entries checked, by origin: "distribution files", "installer metadata", ".pyc",
+    # "first-party files".
     counts: dict[str, int] = field(default_factory=dict)
     distributions: int = 0
 
@@ -178,6 +181,8 @@ def _origin(name: str, origins: dict[str, str | None]) -> tuple[str, str]:
     owner = origins.get(name)
     if owner is None:
         return "first-party files", "first-party source"
+    if posixpath.basename(directory).endswith(".dist-info") and base in _INSTALLER_FILES:
+        return "installer metadata", f"{owner}, written by the installer"
     return "distribution files", owner
 
 
@@ -190,7 +195,7 @@ def _compare_entries(
     for name in sorted(set(actual) | set(expected)):
         if name not in expected:
             report.problems.append(
-                f"{name}: unexplained; no locked wheel or source gives it"
+                f"{name}: unexplained; no locked wheel, installer record or source gives it"
             )
             continue
         kind, origin = _origin(name, origins)
@@ -208,7 +213,7 @@ def _compare_entries(
             report.problems.append(
                 f"{name} ({origin}): mode differs (executable {got_exec}, expected {want_exec})"
             )
-    for kind in ("distribution files", ".pyc", "first-party files"):
+    for kind in ("distribution files", "installer metadata", ".pyc", "first-party files"):
         report.counts.setdefault(kind, 0)
 
 
