@@ -124,12 +124,29 @@ class BaseImage:
         return self.layout / "blobs" / algorithm / hexdigest
 
 
-def read_base(layout: Path, architecture: str) -> BaseImage:
+def parse_base(value: str) -> tuple[Path, str | None]:
+    """`DIR` or `DIR@sha256:<64 hex>`: the layout and the digest it is pinned to, if any."""
+    layout, at, digest = value.rpartition("@")
+    if not at or not digest.startswith("sha256:"):
+        return Path(value), None
+    if len(digest) != 71 or not all(c in "0123456789abcdef" for c in digest[7:]):
+        raise ImageError(f"base {value}: the pin must be sha256: and 64 lowercase hex digits")
+    return Path(layout), digest
+
+
+def read_base(layout: Path, architecture: str, pinned: str | None = None) -> BaseImage:
     """The base image in the OCI layout `layout` for `architecture`: its one manifest, or the
-    entry of its index for linux/<architecture>. Raises naming what is wrong and what to do."""
+    entry of its index for linux/<architecture>, which must be `pinned` (the manifest's digest,
+    or the index's) if given. Raises naming what is wrong and what to do."""
     wanted = OCI_ARCHITECTURES[architecture]
     index = _read_json(layout / "index.json", f"--base {layout}: not an OCI image layout")
     descriptor = _platform_manifest(layout, index, wanted)
+    held = {descriptor["digest"], *(m.get("digest") for m in index.get("manifests", []))}
+    if pinned is not None and pinned not in held:
+        raise ImageError(
+            f"--base {layout}: it holds {descriptor['digest']}, not the pinned {pinned}; copy the "
+            "pinned image again, or pin what it holds"
+        )
     manifest_path = layout / "blobs" / descriptor["digest"].replace(":", "/", 1)
     manifest = _read_json(manifest_path, f"--base {layout}: its manifest blob is missing")
     config_digest = manifest.get("config", {}).get("digest", "")
@@ -257,7 +274,7 @@ def write_layout(
         blobs = staged / "blobs" / "sha256"
         blobs.mkdir(parents=True)
         for descriptor in base.manifest.get("layers", []):
-            shutil.copyfile(base.blob_path(descriptor["digest"]), blobs / descriptor["digest"][7:])
+            copy_blob(base, descriptor["digest"], blobs)
         for blob in (*(layer.blob for layer in layers), config, manifest):
             (blobs / blob.digest[7:]).write_bytes(blob.data)
         index = {
@@ -275,3 +292,45 @@ def write_layout(
     except BaseException:
         shutil.rmtree(staged, ignore_errors=True)
         raise
+
+
+def copy_blob(base: BaseImage, digest: str, blobs: Path) -> None:
+    """One blob of the base into `blobs`, checked against its digest on the way: a layout is
+    pinned by digest, so a blob that changed under it is an error, never a silent new base."""
+    target = blobs / digest[7:]
+    hasher = hashlib.sha256()
+    try:
+        with open(base.blob_path(digest), "rb") as source, open(target, "wb") as copy:
+            for chunk in iter(lambda: source.read(1 << 20), b""):
+                hasher.update(chunk)
+                copy.write(chunk)
+    except FileNotFoundError:
+        raise ImageError(f"--base {base.layout}: blob {digest} is missing") from None
+    if f"sha256:{hasher.hexdigest()}" != digest:
+        raise ImageError(
+            f"--base {base.layout}: blob {digest} holds sha256:{hasher.hexdigest()}; the layout "
+            "is damaged: copy the base again"
+        )
+
+
+def copy_base(base: BaseImage, out: Path) -> None:
+    """The base alone as an OCI layout at `out` (its manifest, config and layers, each checked),
+    so a sandbox can hold it under a content-derived key instead of its path on this machine."""
+    blobs = out / "blobs" / "sha256"
+    blobs.mkdir(parents=True)
+    digests = [base.manifest_digest, base.manifest["config"]["digest"]]
+    for digest in [*digests, *(d["digest"] for d in base.manifest.get("layers", []))]:
+        copy_blob(base, digest, blobs)
+    index = {
+        "schemaVersion": 2,
+        "mediaType": INDEX_MEDIA_TYPE,
+        "manifests": [
+            {
+                "mediaType": base.manifest.get("mediaType", MANIFEST_MEDIA_TYPE),
+                "digest": base.manifest_digest,
+                "size": (blobs / base.manifest_digest[7:]).stat().st_size,
+            }
+        ],
+    }
+    (out / "index.json").write_bytes(canonical_json(index))
+    (out / "oci-layout").write_bytes(canonical_json(OCI_LAYOUT))

@@ -105,7 +105,12 @@ def _add_image_command(commands: argparse._SubParsersAction) -> None:
     _add_inputs(image_parser)
     _add_package_options(image_parser)
     add = image_parser.add_argument
-    add("--base", type=Path, required=True, metavar="DIR", help="the base image's OCI layout")
+    add(
+        "--base",
+        required=True,
+        metavar="DIR[@sha256:...]",
+        help="the base image's OCI layout, pinned by its manifest's digest if given",
+    )
     add("--tag", default="latest", help="the image's name in the layout's index (default latest)")
     add("-o", "--output", type=Path, required=True, metavar="DIR", help="the OCI layout to write")
     image_parser.set_defaults(run=_run_image)
@@ -235,8 +240,7 @@ def _run_image(args: argparse.Namespace) -> int:
     for warning in result.warnings:
         print(f"{zipper_cli.PROG}: warning: {warning}", file=sys.stderr)
     print(args.output)
-    print(f"image {result.manifest_digest}  layers: {len(result.layers)} of ours, compressed "
-          f"{result.compressed} distributions")  # fmt: skip
+    print(f"image {result.manifest_digest}  layers: {len(result.layers)} of ours")
     return 0
 
 

@@ -38,6 +38,46 @@ def add_tool_commands(commands: argparse._SubParsersAction) -> None:
     """The zipper's verbs and `sbom`."""
     zipper_cli.add_zipper_commands(commands)
     _add_sbom_command(commands)
+    _add_image_commands(commands)
+
+
+def _add_image_commands(commands: argparse._SubParsersAction) -> None:
+    """The image step's two actions, as the Pants rules run them."""
+    base = commands.add_parser(
+        "image-base",
+        help="copy a base image's OCI layout for one architecture, checked against its pin",
+    )
+    base.add_argument("base", metavar="DIR@sha256:...")
+    base.add_argument("--architecture", required=True, choices=list(ARCHITECTURES))
+    base.add_argument("-o", "--output", type=Path, required=True, metavar="DIR")
+    base.set_defaults(run=_run_image_base)
+    layout = commands.add_parser(
+        "image-layout", help="write an image layout, its manifest and SBOM from an image action"
+    )
+    layout.add_argument("action", type=Path, metavar="ACTION.json")
+    layout.set_defaults(run=_run_image_layout)
+
+
+def _run_image_base(args: argparse.Namespace) -> int:
+    from lambda_rules import image
+
+    layout, pinned = image.parse_base(args.base)
+    if pinned is None:
+        raise image.ImageError(
+            f"base {args.base}: pin it by digest, `{args.base}@sha256:...` (`skopeo inspect "
+            f"oci:{args.base}` prints the digest)"
+        )
+    image.copy_base(image.read_base(layout, args.architecture, pinned), args.output)
+    return 0
+
+
+def _run_image_layout(args: argparse.Namespace) -> int:
+    from lambda_rules import image_outputs
+
+    action = image_outputs.ImageAction.from_json(args.action.read_text(encoding="utf-8"))
+    result = image_outputs.write_image(action)
+    print(f"{action.output}  {result.manifest_digest}")
+    return 0
 
 
 def _add_sbom_command(commands: argparse._SubParsersAction) -> None:

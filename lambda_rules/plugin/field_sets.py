@@ -1,4 +1,5 @@
-"""What the `package` and `run` goals read from `lambda_function` and `lambda_layer` targets."""
+"""What the `package` and `run` goals read from `lambda_function`, `lambda_layer` and
+`lambda_image` targets."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from lambda_rules.plugin.target_types import (
     LambdaExcludeDistributionsField,
     LambdaFunctionHandlerField,
     LambdaFunctionOutputPathField,
+    LambdaImageOutputPathField,
     LambdaLayerDependencies,
     LambdaLayerOutputPathField,
     LambdaLayersField,
@@ -23,7 +25,12 @@ from lambda_rules.plugin.target_types import (
 
 @dataclass(frozen=True)
 class LambdaFunctionFieldSet(PackageFieldSet):
-    required_fields = (LambdaFunctionHandlerField, LambdaRuntimeField)
+    # The output path tells a `lambda_function` from a `lambda_image`, which has a handler too.
+    required_fields = (
+        LambdaFunctionOutputPathField,
+        LambdaFunctionHandlerField,
+        LambdaRuntimeField,
+    )
 
     handler: LambdaFunctionHandlerField
     runtime: LambdaRuntimeField
@@ -47,6 +54,23 @@ class LambdaLayerFieldSet(PackageFieldSet):
     architecture: LambdaArchitectureField
     resolve: PythonResolveField
     output_path: LambdaLayerOutputPathField
+    compile_bytecode: LambdaCompileBytecodeField
+    exclude_distributions: LambdaExcludeDistributionsField
+
+    @property
+    def platform(self) -> LambdaPlatform:
+        return lambda_platform(self.runtime.value, self.architecture.value)
+
+
+@dataclass(frozen=True)
+class LambdaImageFieldSet(PackageFieldSet):
+    required_fields = (LambdaImageOutputPathField, LambdaFunctionHandlerField, LambdaRuntimeField)
+
+    handler: LambdaFunctionHandlerField
+    runtime: LambdaRuntimeField
+    architecture: LambdaArchitectureField
+    resolve: PythonResolveField
+    output_path: LambdaImageOutputPathField
     compile_bytecode: LambdaCompileBytecodeField
     exclude_distributions: LambdaExcludeDistributionsField
 

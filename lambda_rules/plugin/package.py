@@ -1,6 +1,8 @@
-"""`package` on `lambda_function` and `lambda_layer`: the steps, in the order of the data flow.
+"""`package` on `lambda_function`, `lambda_layer` and `lambda_image`: the steps, in the order of
+the data flow.
 
-wheels -> stage -> (tool) -> parts -> assemble, each a module of `lambda_rules.plugin.steps`.
+wheels -> stage -> (tool) -> parts -> assemble (a zip) or image (an OCI layout), each a module of
+`lambda_rules.plugin.steps`.
 """
 
 from __future__ import annotations
@@ -13,9 +15,14 @@ from pants.engine.unions import UnionRule
 from pants.util.logging import LogLevel
 
 from lambda_rules.facts import Kind
-from lambda_rules.plugin.field_sets import LambdaFunctionFieldSet, LambdaLayerFieldSet
+from lambda_rules.plugin.field_sets import (
+    LambdaFunctionFieldSet,
+    LambdaImageFieldSet,
+    LambdaLayerFieldSet,
+)
 from lambda_rules.plugin.steps import (
     assemble,
+    image,
     layer_contents,
     parts,
     stage,
@@ -29,6 +36,7 @@ from lambda_rules.plugin.steps.assemble import (
     UniqueOutputPath,
     UniqueOutputPathRequest,
 )
+from lambda_rules.plugin.steps.image import BuiltLambdaImage
 from lambda_rules.plugin.steps.layer_contents import (
     BuiltLambdaLayer,
     LambdaFunctionLayers,
@@ -42,6 +50,12 @@ from lambda_rules.plugin.steps.tool import ZipperTool
 async def package_lambda_layer(field_set: LambdaLayerFieldSet) -> BuiltPackage:
     layer = await Get(BuiltLambdaLayer, LambdaLayerFieldSet, field_set)
     return layer.package
+
+
+@rule(desc="Package Lambda image", level=LogLevel.DEBUG)
+async def package_lambda_image(field_set: LambdaImageFieldSet) -> BuiltPackage:
+    built = await Get(BuiltLambdaImage, LambdaImageFieldSet, field_set)
+    return built.package
 
 
 @rule(desc="Package Lambda function", level=LogLevel.DEBUG)
@@ -93,8 +107,10 @@ def rules():
         *parts.rules(),
         *assemble.rules(),
         *layer_contents.rules(),
+        *image.rules(),
         *verify.rules(),
         *faas_rules(),
         UnionRule(PackageFieldSet, LambdaFunctionFieldSet),
         UnionRule(PackageFieldSet, LambdaLayerFieldSet),
+        UnionRule(PackageFieldSet, LambdaImageFieldSet),
     )

@@ -286,3 +286,45 @@ class LambdaLayerTarget(Target):
         leave out what it holds; a layer shared by many functions is built once.
         """
     )
+
+
+class LambdaImageOutputPathField(OutputPathField):
+    help = help_text(
+        """
+        Where the image's OCI layout (a folder) goes, relative to the dist directory; beside it
+        go `<name>.json`, a manifest with the image, base and layer digests, and a CycloneDX SBOM
+        `<name>.cdx.json`. Push it with `skopeo copy oci:dist/<name>:latest
+        docker://REGISTRY/REPO:TAG`.
+
+        If unset, `path.to.dir/target_name`.
+        """
+    )
+
+
+class LambdaImageTarget(Target):
+    alias = "lambda_image"
+    core_fields = (
+        *COMMON_TARGET_FIELDS,
+        LambdaImageOutputPathField,
+        LambdaFunctionDependencies,
+        LambdaFunctionHandlerField,
+        LambdaRuntimeField,
+        LambdaArchitectureField,
+        PythonResolveField,
+        LambdaTimeoutField,
+        LambdaMemorySizeField,
+        LambdaExtraEnvVarsField,
+        LambdaCompileBytecodeField,
+        LambdaExcludeDistributionsField,
+    )
+    help = help_text(
+        f"""
+        A Python AWS Lambda function as a container image, for functions past the
+        {_UNZIPPED_LIMIT_MB} MB of a zip (up to {facts.IMAGE_LIMIT_BYTES >> 30} GiB): the same
+        files as `lambda_function` would package, as byte-for-byte reproducible layers under
+        `{facts.TASK_ROOT}` on a base image from `[lambda-base-images].layouts`, written by
+        `package` as an OCI image layout without Docker. Each large distribution has a layer of
+        its own and the small ones share one, so functions on the same requirements share those
+        layers in a registry; the first-party code is the top layer, so an edit changes only it.
+        """
+    )

@@ -62,6 +62,7 @@ from lambda_rules.plugin.steps.verify import LayerArchive, VerifiedLambda, Verif
 from lambda_rules.plugin.subsystems.lambda_zip import LambdaZipSubsystem
 from lambda_rules.plugin.target_types import (
     LambdaFunctionOutputPathField,
+    LambdaImageOutputPathField,
     LambdaLayerOutputPathField,
 )
 from lambda_rules.zipper.summary import ZipTotals
@@ -253,14 +254,22 @@ async def write_sbom_template(request: SbomTemplateRequest, tool: LambdaZipTool)
     return SbomTemplate(content.content.decode("utf-8"))
 
 
+# Each kind's output path field, and the ending of its default (an image is a folder).
+_OUTPUT_PATH_FIELDS = (
+    (LambdaFunctionOutputPathField, "zip"),
+    (LambdaLayerOutputPathField, "zip"),
+    (LambdaImageOutputPathField, None),
+)
+
+
 @rule(desc="Find Lambda output paths", level=LogLevel.DEBUG)
 async def lambda_output_paths(all_targets: AllTargets) -> LambdaOutputPaths:
     """Once per run, not once per packaged target: `package ::` would otherwise be quadratic."""
     by_path: dict[str, list[str]] = {}
     for target in all_targets:
-        for field in (LambdaFunctionOutputPathField, LambdaLayerOutputPathField):
+        for field, ending in _OUTPUT_PATH_FIELDS:
             if target.has_field(field):
-                path = target[field].value_or_default(file_ending="zip")
+                path = target[field].value_or_default(file_ending=ending)
                 by_path.setdefault(path, []).append(str(target.address))
     return LambdaOutputPaths(FrozenDict((p, tuple(sorted(a))) for p, a in by_path.items()))
 
