@@ -360,7 +360,8 @@ def combined_size_check(
         f"{function_address}: the function and its layers unzip to {total:,} bytes together, "
         f"above Lambda's limit of {UNZIPPED_LIMIT_BYTES:,} bytes:\n" + "\n".join(parts) + "\n"
         "Drop dependencies, leave out what the runtime provides with `exclude_distributions`, "
-        "or move the function to a container image (`lambda-zip image`, up to 10 GB)."
+        "or build the function as a container image, up to 10 GB: a `lambda_image` target, or "
+        "`lambda-zip image`."
     )
 
 

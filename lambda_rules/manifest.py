@@ -178,6 +178,6 @@ def check_unzipped_size(unzipped_size: int, *, what: str) -> None:
     if unzipped_size > UNZIPPED_LIMIT_BYTES:
         raise PackageTooLargeError(
             f"{what}: the unzipped package is {unzipped_size:,} bytes, above Lambda's limit of "
-            f"{UNZIPPED_LIMIT_BYTES:,} bytes. Drop dependencies or move them to a container image "
-            "(`lambda-zip image`, up to 10 GB)."
+            f"{UNZIPPED_LIMIT_BYTES:,} bytes. Drop dependencies or build the function as a "
+            "container image, up to 10 GB: a `lambda_image` target, or `lambda-zip image`."
         )

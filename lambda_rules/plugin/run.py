@@ -1,4 +1,5 @@
-"""`run` on `lambda_function`: package the function, then invoke it locally as Lambda would.
+"""`run` on `lambda_function` and `lambda_image`: package the function, then invoke it locally as
+Lambda would (from the zip, or from the image's layers).
 
 The rule only wires Pants to the Pants-free invoker (`lambda_rules.scripts.invoke`): it builds the
 package with the `package` rule, puts the zip and the scripts (as file contents) into the run's
@@ -18,13 +19,22 @@ from pants.backend.python.util_rules.faas import (
 )
 from pants.core.goals.package import BuiltPackage
 from pants.core.goals.run import RunFieldSet, RunInSandboxBehavior, RunRequest
-from pants.engine.fs import CreateDigest, Digest, DigestEntries, FileContent, FileEntry
+from pants.engine.fs import (
+    AddPrefix,
+    CreateDigest,
+    Digest,
+    DigestEntries,
+    FileContent,
+    FileEntry,
+    MergeDigests,
+)
 from pants.engine.rules import Get, MultiGet, collect_rules, rule
-from pants.engine.target import WrappedTarget, WrappedTargetRequest
+from pants.engine.target import Target, WrappedTarget, WrappedTargetRequest
 from pants.util.logging import LogLevel
 
 from lambda_rules import sandbox_files
-from lambda_rules.plugin.field_sets import LambdaFunctionFieldSet
+from lambda_rules.plugin.field_sets import LambdaFunctionFieldSet, LambdaImageFieldSet
+from lambda_rules.plugin.steps.image import BuiltLambdaImage
 from lambda_rules.plugin.steps.layer_contents import (
     LambdaFunctionLayers,
     LambdaFunctionLayersRequest,
@@ -68,26 +78,26 @@ def _package_zip(entries: DigestEntries, expected_path: str) -> FileEntry:
     return min(zips, key=lambda e: (len(e.path), e.path))
 
 
-@rule(desc="Prepare a local Lambda invoke", level=LogLevel.DEBUG)
-async def run_lambda_function(
-    field_set: LambdaFunctionRunFieldSet, subsystem: LambdaRunSubsystem
-) -> RunRequest:
-    wrapped = await Get(
-        WrappedTarget,
-        WrappedTargetRequest(field_set.address, description_of_origin="the `run` goal"),
-    )
-    package_field_set = LambdaFunctionFieldSet.create(wrapped.target)
-    built, handler, function_layers = await MultiGet(
-        Get(BuiltPackage, LambdaFunctionFieldSet, package_field_set),
-        Get(ResolvedPythonFaaSHandler, ResolvePythonFaaSHandlerRequest(field_set.handler)),
-        Get(LambdaFunctionLayers, LambdaFunctionLayersRequest(package_field_set)),
+@dataclass(frozen=True)
+class _RunInputs:
+    """The package in the run's digest: where it is, and the layers' zips beside it."""
+
+    digest: Digest
+    archive_path: str
+    layer_paths: tuple[str, ...] = ()
+
+
+async def _zip_inputs(target: Target) -> _RunInputs:
+    """A function's zip, and each layer's zip, extracted by the invoker under /opt as Lambda
+    does."""
+    field_set = LambdaFunctionFieldSet.create(target)
+    built, function_layers = await MultiGet(
+        Get(BuiltPackage, LambdaFunctionFieldSet, field_set),
+        Get(LambdaFunctionLayers, LambdaFunctionLayersRequest(field_set)),
     )
     entries = await Get(DigestEntries, Digest, built.digest)
-    archive = _package_zip(
-        entries, package_field_set.output_path.value_or_default(file_ending="zip")
-    )
+    archive = _package_zip(entries, field_set.output_path.value_or_default(file_ending="zip"))
     archive_path = f"{_RUN_DIR}/{Path(archive.path).name}"
-    # Each layer's zip, extracted by the invoker under /opt as Lambda does.
     layer_zips = await MultiGet(
         Get(DigestEntries, Digest, layer.archive.digest) for layer in function_layers.layers
     )
@@ -97,21 +107,42 @@ async def run_lambda_function(
         if isinstance(entry, FileEntry)
     ]
     digest = await Get(
+        Digest, CreateDigest([FileEntry(archive_path, archive.file_digest), *layer_files])
+    )
+    return _RunInputs(digest, archive_path, tuple(f.path for f in layer_files))
+
+
+async def _image_inputs(target: Target) -> _RunInputs:
+    """An image's OCI layout: the invoker extracts its layers' /var/task."""
+    built = await Get(BuiltLambdaImage, LambdaImageFieldSet, LambdaImageFieldSet.create(target))
+    digest = await Get(Digest, AddPrefix(built.package.digest, _RUN_DIR))
+    return _RunInputs(digest, f"{_RUN_DIR}/{built.layout}")
+
+
+@rule(desc="Prepare a local Lambda invoke", level=LogLevel.DEBUG)
+async def run_lambda_function(
+    field_set: LambdaFunctionRunFieldSet, subsystem: LambdaRunSubsystem
+) -> RunRequest:
+    wrapped = await Get(
+        WrappedTarget,
+        WrappedTargetRequest(field_set.address, description_of_origin="the `run` goal"),
+    )
+    target = wrapped.target
+    is_image = LambdaImageFieldSet.is_applicable(target)
+    handler = await Get(
+        ResolvedPythonFaaSHandler, ResolvePythonFaaSHandlerRequest(field_set.handler)
+    )
+    inputs = await (_image_inputs(target) if is_image else _zip_inputs(target))
+    scripts = await Get(
         Digest,
         CreateDigest(
-            [
-                FileEntry(archive_path, archive.file_digest),
-                *(
-                    FileContent(f"{_SCRIPTS_DIR}/{path}", content)
-                    for path, content in sandbox_files.INVOKER.read().items()
-                ),
-                *layer_files,
-            ]
+            FileContent(f"{_SCRIPTS_DIR}/{path}", content)
+            for path, content in sandbox_files.INVOKER.read().items()
         ),
     )
     env_args = [arg for item in field_set.extra_env_vars.value or () for arg in ("--env", item)]
     return RunRequest(
-        digest=digest,
+        digest=await Get(Digest, MergeDigests([inputs.digest, scripts])),
         args=(
             # Pants' own interpreter runs the stdlib-only invoker; the handler runs in a CPython
             # of the runtime's version that the invoker finds.
@@ -122,7 +153,7 @@ async def run_lambda_function(
             sandbox_files.entry_program(
                 sandbox_files.INVOKER_MODULE, (f"{{chroot}}/{_SCRIPTS_DIR}",)
             ),
-            f"{{chroot}}/{archive_path}",
+            f"{{chroot}}/{inputs.archive_path}",
             "--runtime",
             field_set.runtime.value,
             "--handler",
@@ -138,7 +169,7 @@ async def run_lambda_function(
             "--region",
             subsystem.region,
             *env_args,
-            *(arg for f in layer_files for arg in ("--layer", f"{{chroot}}/{f.path}")),
+            *(arg for path in inputs.layer_paths for arg in ("--layer", f"{{chroot}}/{path}")),
         ),
     )
 

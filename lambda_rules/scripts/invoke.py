@@ -215,7 +215,7 @@ def invoke(
     if not os.access(interpreter, os.X_OK):
         raise InvokeError(f"interpreter {interpreter} is not an executable file")
     for path in [archive, *layers]:
-        if not Path(path).is_file():
+        if not Path(path).is_file() and not (Path(path) / "oci-layout").is_file():
             raise InvokeError(f"{path} does not exist")
 
     work = Path(tempfile.mkdtemp(prefix="lambda-invoke-"))
@@ -401,7 +401,9 @@ def _parser() -> argparse.ArgumentParser:
         + "\nExit status: 0 the handler returned (its JSON on stdout); 1 a function error "
         "(Lambda's\nerror payload on stdout); 2 nothing was invoked (the reason on stderr).\n",
     )
-    parser.add_argument("archive", type=Path, help="the deployment package (.zip)")
+    parser.add_argument(
+        "archive", type=Path, help="the deployment package (.zip), or an image's OCI layout"
+    )
     parser.add_argument(
         "event",
         nargs="?",

@@ -9,9 +9,12 @@ here as on Lambda.
 
 from __future__ import annotations
 
+import gzip
+import json
 import os
 import shutil
 import stat
+import tarfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,6 +66,60 @@ def extract_archive(archive: Path, destination: Path) -> int:
     return count
 
 
+# Where an image holds the function: Lambda's task root, as a path inside the image.
+_IMAGE_TASK_ROOT = "var/task/"
+
+
+def extract_image(layout: Path, destination: Path) -> int:
+    """Extract what the OCI image layout `layout` holds under /var/task into `destination`,
+    applying its layers in order (a later layer's file replaces an earlier one's; whiteouts
+    delete), as the image's file system would show it; returns the file count."""
+    try:
+        (descriptor,) = json.loads((layout / "index.json").read_bytes())["manifests"]
+        manifest = json.loads(_blob(layout, descriptor["digest"]).read_bytes())
+        for layer in manifest["layers"]:
+            with gzip.open(_blob(layout, layer["digest"])) as raw:
+                with tarfile.open(fileobj=raw, mode="r|") as tar:
+                    for member in tar:
+                        _apply_member(tar, member, destination)
+    except (OSError, ValueError, KeyError, tarfile.TarError, EOFError) as e:
+        raise ArchiveError(f"cannot read the image {layout}: {e}") from None
+    return sum(len(files) for _, _, files in os.walk(destination))
+
+
+def _blob(layout: Path, digest: str) -> Path:
+    algorithm, _, hexdigest = digest.partition(":")
+    return layout / "blobs" / algorithm / hexdigest
+
+
+def _apply_member(tar: tarfile.TarFile, member: tarfile.TarInfo, destination: Path) -> None:
+    name = member.name.lstrip("./")
+    if not name.startswith(_IMAGE_TASK_ROOT):
+        return
+    target = _safe_member_path(destination, name[len(_IMAGE_TASK_ROOT) :])
+    if target.name.startswith(".wh."):
+        whited = target.with_name(target.name[len(".wh.") :])
+        for path in [*target.parent.iterdir()] if whited.name == ".wh..opq" else [whited]:
+            shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink(True)
+        return
+    if member.isdir():
+        target.mkdir(parents=True, exist_ok=True)
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.exists() or target.is_symlink():
+        target.unlink()
+    if member.issym():
+        if member.linkname.startswith("/") or ".." in member.linkname.split("/"):
+            raise ArchiveError(f"unsafe symlink in image: {member.name} -> {member.linkname}")
+        os.symlink(member.linkname, target)
+    elif member.isfile():
+        source = tar.extractfile(member)
+        assert source is not None, "a regular file has content"
+        with open(target, "wb") as out:
+            shutil.copyfileobj(source, out)
+        os.chmod(target, 0o555 if member.mode & 0o111 else 0o444)
+
+
 def make_read_only(root: Path) -> None:
     """Drop every write bit under `root` (symlinks are left alone: their modes mean nothing)."""
     for directory, _, files in os.walk(root):
@@ -106,7 +163,10 @@ class Sandbox:
         scratch_dir, control_dir = work / "tmp", work / "control"
         for directory in (task_root, opt_dir, runtime_dir, scratch_dir, control_dir):
             directory.mkdir()
-        extract_archive(archive, task_root)
+        if archive.is_dir():
+            extract_image(archive, task_root)
+        else:
+            extract_archive(archive, task_root)
         for layer in layers:
             extract_archive(layer, opt_dir)
         (runtime_dir / bootstrap.name).write_bytes(bootstrap.read_bytes())
