@@ -119,14 +119,14 @@ class ImageResult:
 def write_image(action: ImageAction) -> ImageResult:
     """The layout at `action.output`, and its manifest and SBOM beside it, all or nothing."""
     base = image.read_base(action.base, action.platform.architecture)
-    layers = _layers(action)
+    layers = image_layers(action)
     image.check_size(base, layers, facts.IMAGE_LIMIT_BYTES)
     config = image.image_config(base, layers, action.handler)
     manifest = image.image_manifest(base, config, layers)
     sbom = sbom_identity.complete_sbom(
         action.sbom_template, manifest.digest[7:], action.name
     ).encode()
-    document = _manifest_document(action, base, manifest, layers, sbom)
+    document = manifest_document(action, base, manifest, layers, sbom)
     _write(action, base, layers, config, manifest, document, sbom)
     lifecycle = facts.lifecycle_warning(action.name, action.platform.runtime)
     return ImageResult(
@@ -136,8 +136,9 @@ def write_image(action: ImageAction) -> ImageResult:
     )
 
 
-def _layers(action: ImageAction) -> list[image.Layer]:
-    """The distribution layers (grouped) and the first-party layer, from the parts' files."""
+def image_layers(action: ImageAction) -> list[image.Layer]:
+    """The distribution layers (grouped) and the first-party layer, from the parts' files (what
+    `verify` derives again to check an image's layers)."""
     parts = [_files(path) for _, path in action.parts]
     labels = [label for label, _ in action.parts]
     layers = []
@@ -160,13 +161,15 @@ def _files(part: Path) -> list[tuple[str, bool, bytes]]:
         ]
 
 
-def _manifest_document(
+def manifest_document(
     action: ImageAction,
     base: image.BaseImage,
     manifest: image.Blob,
     layers: Sequence[image.Layer],
     sbom: bytes,
 ) -> bytes:
+    """The `.json` beside the layout: what the image holds and its digests (`verify` derives it
+    again to compare)."""
     document: dict[str, Any] = {
         "manifest_version": MANIFEST_VERSION,
         "kind": "image",

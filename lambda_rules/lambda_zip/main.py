@@ -272,6 +272,12 @@ else. It packages the archive again from those inputs alone (no cache of parts i
 compares every byte, and the manifest and SBOM beside it too. Nothing in the archive is executed;
 a hostile archive gets the same refusal as `repack`.
 
+Given an image layout DIR (what `image` wrote) instead, it does the same for the layers of ours:
+every blob checked against its digest, every file they put under /var/task against the layers
+made again from the same inputs, and DIR.json and DIR.cdx.json beside it. The handler, runtime and
+architecture come from DIR.json; no --base is needed: the base's layers are the base's, and none
+may put a file under /var/task.
+
 Exit status: 0 verified (a summary of the entries by origin on stdout); 1 not verified (every
 unexplained, altered or missing entry named, with its distribution, on stderr); 2 bad input.
 """
@@ -280,22 +286,27 @@ unexplained, altered or missing entry named, with its distribution, on stderr); 
 def _add_verify_command(commands: argparse._SubParsersAction) -> None:
     verify_parser = commands.add_parser(
         "verify",
-        help="check an archive against its lockfile's wheels and its sources",
+        help="check an archive or an image layout against its lockfile's wheels and sources",
         description=_VERIFY_DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add = verify_parser.add_argument
-    add("archive", metavar="ARCHIVE.zip", type=Path)
+    add(
+        "archive",
+        metavar="ARCHIVE.zip|DIR",
+        type=Path,
+        help="the zip `package` wrote, or the OCI image layout `image` wrote",
+    )
     _add_source_arguments(verify_parser)
     add("--lockfile", type=Path, required=True, metavar="LOCK")
-    add("--manifest", type=Path, help="the manifest (default: ARCHIVE's .json beside it)")
-    add("--sbom", type=Path, help="the SBOM (default: ARCHIVE's .cdx.json beside it, if any)")
+    add("--manifest", type=Path, help="the manifest (default: ARCHIVE's or DIR's .json beside it)")
+    add("--sbom", type=Path, help="the SBOM (default: the .cdx.json beside it, if any)")
     add(
         "--layer",
         action="append",
         default=[],
         metavar="NAME=LAYER.zip",
-        help="a layer the function is deployed with; it is verified too (repeatable)",
+        help="a layer the function (a zip) is deployed with; it is verified too (repeatable)",
     )
     add("--name", help="the package's name in its SBOM (default: the SBOM's own)")
     add(

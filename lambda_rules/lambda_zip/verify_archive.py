@@ -60,6 +60,9 @@ class VerifyReport:
     # "first-party files".
     counts: dict[str, int] = field(default_factory=dict)
     distributions: int = 0
+    # What was counted, and what else was checked (an image's files, in its layers).
+    counted: str = "entries"
+    also: str = ""
 
     @property
     def ok(self) -> bool:
@@ -68,8 +71,9 @@ class VerifyReport:
     def summary(self) -> str:
         checked = ", ".join(f"{n:,} {what}" for what, n in self.counts.items() if n)
         return (
-            f"verified {self.archive}: {sum(self.counts.values()):,} entries, every one accounted "
-            f"for ({checked}; {self.distributions} distributions from the lockfile's wheels)"
+            f"verified {self.archive}: {sum(self.counts.values()):,} {self.counted}, every one "
+            f"accounted for ({checked}; {self.distributions} distributions from the lockfile's "
+            f"wheels){self.also}"
         )
 
 
@@ -96,7 +100,7 @@ def verify(request: VerifyRequest) -> VerifyReport:
         work = Path(scratch)
         derived = local_build.derive(
             local_build.PackageRequest(
-                name=request.name or _sbom_name(sbom_path) or archive.stem,
+                name=request.name or sbom_name(sbom_path) or archive.stem,
                 kind=claims.kind,
                 platform=platform,
                 output=Path(archive.name),
@@ -116,7 +120,7 @@ def verify(request: VerifyRequest) -> VerifyReport:
         )
         expected = _entries(derived.archive)
         report.distributions = derived.distributions
-        _compare_entries(report, actual, expected, derived.origins)
+        compare_entries(report, actual, expected, derived.origins)
         if not report.problems and actual_sha256 != file_sha256(derived.archive)[0]:
             report.problems += [
                 f"{archive}: every entry matches, yet the archive is not the canonical one: {line}"
@@ -132,9 +136,9 @@ def verify(request: VerifyRequest) -> VerifyReport:
                     f"note: the archive's .pyc were compiled by CPython {compiled_by}, and this "
                     f"machine's is {local}: .pyc differences may come from that"
                 )
-        _compare_document(report, "manifest", manifest_path, derived.outputs.manifest)
+        compare_document(report, "manifest", manifest_path, derived.outputs.manifest)
         if sbom_path is not None:
-            _compare_document(report, "SBOM", sbom_path, derived.outputs.sbom)
+            compare_document(report, "SBOM", sbom_path, derived.outputs.sbom)
     return report
 
 
@@ -161,7 +165,7 @@ def _beside(archive: Path, suffix: str) -> Path | None:
     return path if path.exists() else None
 
 
-def _sbom_name(sbom: Path | None) -> str | None:
+def sbom_name(sbom: Path | None) -> str | None:
     """The root component's name: what the package was called (the Pants target address)."""
     if sbom is None:
         return None
@@ -186,12 +190,15 @@ def _origin(name: str, origins: dict[str, str | None]) -> tuple[str, str]:
     return "distribution files", owner
 
 
-def _compare_entries(
+def compare_entries(
     report: VerifyReport,
     actual: dict[str, tuple[str, bool]],
     expected: dict[str, tuple[str, bool]],
     origins: dict[str, str | None],
+    where: str = "the archive",
 ) -> None:
+    """Each package path (name -> (sha256, executable)) the package holds, against the derived:
+    every one unexplained, altered or missing named with its origin, and counted by origin."""
     for name in sorted(set(actual) | set(expected)):
         if name not in expected:
             report.problems.append(
@@ -201,7 +208,7 @@ def _compare_entries(
         kind, origin = _origin(name, origins)
         report.counts[kind] = report.counts.get(kind, 0) + 1
         if name not in actual:
-            report.problems.append(f"{name} ({origin}): missing from the archive")
+            report.problems.append(f"{name} ({origin}): missing from {where}")
             continue
         (got, got_exec), (want, want_exec) = actual[name], expected[name]
         if got != want:
@@ -217,24 +224,42 @@ def _compare_entries(
         report.counts.setdefault(kind, 0)
 
 
-def _compare_document(report: VerifyReport, what: str, path: Path, expected: bytes) -> None:
+def compare_document(
+    report: VerifyReport, what: str, path: Path, expected: bytes, where: str = "the archive"
+) -> None:
+    """The manifest or SBOM given, against the derived one, byte for byte."""
     try:
         given = path.read_bytes()
     except OSError as error:
         raise VerifyError(f"{path}: cannot read the {what} ({error.strerror})") from None
-    if given == expected:
-        return
+    if given != expected:
+        detail = differing(given, expected)
+        report.problems.append(f"{path}: the {what} does not agree with {where} ({detail})")
+
+
+def differing(given: bytes, expected: bytes) -> str:
+    """What differs between two JSON documents: their top-level fields, or else their bytes."""
     try:
         got, want = json.loads(given), json.loads(expected)
         fields = sorted(k for k in set(got) | set(want) if got.get(k) != want.get(k))
     except (ValueError, AttributeError):
         fields = []
-    detail = f"fields {', '.join(fields)} differ" if fields else "its bytes differ"
-    report.problems.append(f"{path}: the {what} does not agree with the archive ({detail})")
+    return f"fields {', '.join(fields)} differ" if fields else "its bytes differ"
 
 
 def verify_all(request: VerifyRequest) -> list[VerifyReport]:
-    """The archive, then each of its layers (with the same lockfile, without sources)."""
+    """The archive, then each of its layers (with the same lockfile, without sources); or the
+    image layout, when `request.archive` is one (a folder holding `oci-layout`)."""
+    if (request.archive / "oci-layout").is_file():
+        # Imported here: verify_image builds on this module.
+        from lambda_rules.lambda_zip import verify_image
+
+        return [verify_image.verify_image(request)]
+    if request.archive.is_dir():
+        raise VerifyError(
+            f"{request.archive}: a folder, yet not an OCI image layout (it holds no oci-layout); "
+            "give the zip `package` wrote or the layout `image` wrote"
+        )
     reports = [verify(request)]
     for _, layer in request.layers:
         reports.append(
