@@ -221,6 +221,10 @@ def layer_sizes(layout: Path) -> tuple[int, int]:
     return compressed, unpacked
 
 
+def _size(count: int) -> str:
+    return f"{count / 1e6:.1f} MB" if count >= 1e6 else f"{count / 1e3:.1f} kB"
+
+
 def _time_rows(results: Dict[str, List[Build]]) -> List[tuple]:
     rows = []
     for variant, label in (("first", "cold"), ("second", "warm: a second function")):
@@ -263,9 +267,7 @@ def section(tools, workdir: Path, runs: int) -> str:
     sizes = {tool: layer_sizes(results[tool][-1].layouts["first"]) for tool in TOOLS}
     part_files = workdir.glob("run-*/lambda-zip-image/caches/parts/parts/*/*.zip")
     parts = sum(p.stat().st_size for p in part_files)
-    push_rows = [
-        (variant, *(f"{pushes[tool][variant] / 1e6:.1f}" for tool in TOOLS)) for variant in VARIANTS
-    ]
+    push_rows = [(variant, *(_size(pushes[tool][variant]) for tool in TOOLS)) for variant in VARIANTS]
     return "\n".join(
         [
             "## Container images of a function over 250 MB (numpy, pandas, scipy, scikit-learn; "
@@ -287,7 +289,7 @@ def section(tools, workdir: Path, runs: int) -> str:
                 _time_rows(results),
             ),  # fmt: skip
             "",
-            "Bytes each push added to the registry's blob store (MB), pushed in this order:",
+            "What each push added to the registry's blob store, pushed in this order:",
             "",
             markdown_table(("image", *TOOLS), push_rows),
             "",

@@ -25,7 +25,7 @@ import tarfile
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence, Union
 
 from lambda_rules.errors import LambdaRulesError
 
@@ -78,7 +78,12 @@ def canonical_json(document: Any) -> bytes:
     return json.dumps(document, sort_keys=True, separators=(",", ":")).encode("utf-8")
 
 
-def tar_layer(files: Iterable[tuple[str, bool, bytes]], root: str, description: str) -> Layer:
+# A layer file's content: its bytes, or a function reading them when the tar is written, so a
+# layer of hundreds of MB is held once (in the tar), not also as the files it is made of.
+Content = Union[bytes, Callable[[], bytes]]
+
+
+def tar_layer(files: Iterable[tuple[str, bool, Content]], root: str, description: str) -> Layer:
     """A layer of `files` (path, executable, content) under `root` (e.g. `var/task`), with every
     ancestor directory as an entry of its own, so no unpacker decides their modes."""
     entries = {f"{root}/{path}": (executable, data) for path, executable, data in files}
@@ -97,11 +102,12 @@ def tar_layer(files: Iterable[tuple[str, bool, bytes]], root: str, description: 
                 info.type, info.mode = tarfile.DIRTYPE, DIRECTORY_MODE
                 tar.addfile(info)
                 continue
-            executable, data = entries[name]
+            executable, content = entries[name]
+            data = content() if callable(content) else content
             info.mode, info.size = (EXECUTABLE_MODE if executable else FILE_MODE), len(data)
             size += len(data)
             tar.addfile(info, io.BytesIO(data))
-    raw = buffer.getvalue()
+    raw = buffer.getbuffer()
     import deflate  # the pinned libdeflate: the same gzip bytes on every machine
 
     gzipped = deflate.gzip_compress(raw, GZIP_LEVEL)

@@ -10,6 +10,8 @@ layer and functions on the same requirements share every other layer by digest.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
 import json
 import shutil
@@ -138,27 +140,29 @@ def write_image(action: ImageAction) -> ImageResult:
 
 def image_layers(action: ImageAction) -> list[image.Layer]:
     """The distribution layers (grouped) and the first-party layer, from the parts' files (what
-    `verify` derives again to check an image's layers)."""
-    parts = [_files(path) for _, path in action.parts]
+    `verify` derives again to check an image's layers). Each file is read when its layer's tar
+    is written: a layer's files are in memory once, and one layer's at a time."""
     labels = [label for label, _ in action.parts]
     layers = []
-    for group in image.group_units([sum(len(d) for _, _, d in files) for files in parts]):
-        names = ", ".join(labels[i] for i in group)
-        files = [entry for i in group for entry in parts[i]]
-        layers.append(image.tar_layer(files, TASK_ROOT, f"distributions {names}"))
-    if action.first_party is not None:
-        code = _files(action.first_party)
-        layers.append(image.tar_layer(code, TASK_ROOT, f"{action.name} code"))
+    with contextlib.ExitStack() as stack:
+        parts = [stack.enter_context(zipfile.ZipFile(path)) for _, path in action.parts]
+        sizes = [sum(info.file_size for info in part.infolist()) for part in parts]
+        for group in image.group_units(sizes):
+            names = ", ".join(labels[i] for i in group)
+            files = [entry for i in group for entry in _files(parts[i])]
+            layers.append(image.tar_layer(files, TASK_ROOT, f"distributions {names}"))
+        if action.first_party is not None:
+            code = _files(stack.enter_context(zipfile.ZipFile(action.first_party)))
+            layers.append(image.tar_layer(code, TASK_ROOT, f"{action.name} code"))
     return layers
 
 
-def _files(part: Path) -> list[tuple[str, bool, bytes]]:
-    """A part's entries: (path, executable, content)."""
-    with zipfile.ZipFile(part) as opened:
-        return [
-            (info.filename, bool((info.external_attr >> 16) & 0o111), opened.read(info))
-            for info in opened.infolist()
-        ]
+def _files(part: zipfile.ZipFile) -> list[tuple[str, bool, image.Content]]:
+    """A part's entries: (path, executable, a function reading the content)."""
+    return [
+        (info.filename, bool(info.external_attr >> 16 & 0o111), functools.partial(part.read, info))
+        for info in part.infolist()
+    ]
 
 
 def manifest_document(
