@@ -267,7 +267,7 @@ def section(tools, workdir: Path, runs: int) -> str:
     sizes = {tool: layer_sizes(results[tool][-1].layouts["first"]) for tool in TOOLS}
     part_files = workdir.glob("run-*/lambda-zip-image/caches/parts/parts/*/*.zip")
     parts = sum(p.stat().st_size for p in part_files)
-    push_rows = [(variant, *(_size(pushes[tool][variant]) for tool in TOOLS)) for variant in VARIANTS]
+    push_rows = [(v, *(_size(pushes[tool][v]) for tool in TOOLS)) for v in VARIANTS]
     return "\n".join(
         [
             "## Container images of a function over 250 MB (numpy, pandas, scipy, scikit-learn; "
