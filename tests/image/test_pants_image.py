@@ -30,37 +30,58 @@ def pinned(layout: Path) -> str:
     return f"{layout}@{manifest['digest']}"
 
 
-def with_base(clone: Clone, reference: str, key: str = "python3.12/x86_64") -> None:
+def with_base(clone: Clone, reference: str, arm64: str | None = None) -> None:
+    arm64_line = "" if arm64 is None else f'"python3.12/arm64" = "{arm64}"\n'
     with open(clone.root / "pants.toml", "a") as config:
-        config.write(f'\n[lambda-base-images.layouts]\n"{key}" = "{reference}"\n')
+        config.write(
+            f'\n[lambda-base-images.layouts]\n"python3.12/x86_64" = "{reference}"\n{arm64_line}'
+        )
 
 
 def files_of(root: Path) -> dict[str, bytes]:
     return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
 
 
+# A second image with every input a function has: bytecode, an exclusion, arm64 (on its base).
+OPTIONS_BUILD = """
+lambda_image(
+    name="image_pyc", handler="app.py:handler", runtime="python3.12", architecture="arm64",
+    compile_bytecode=True, exclude_distributions=["orjson"],
+)
+"""
+OPTIONS_FLAGS = (
+    "--architecture", "arm64", "--compile-bytecode", "--exclude-distribution", "orjson"
+)  # fmt: skip
+
+
 def test_two_clones_and_lambda_zip_write_the_same_image(clone_factory, tmp_path):
     base = pinned(write_base(tmp_path / "base"))
+    arm64 = pinned(write_base(tmp_path / "arm64", ("arm64",)))
     first, second = clone_factory("image-a"), clone_factory("image-b-deeper", reverse_order=True)
     for clone in (first, second):
-        clone.write("fn/BUILD", (clone.root / "fn/BUILD").read_text() + IMAGE_BUILD)
-        with_base(clone, base)
+        text = (clone.root / "fn/BUILD").read_text()
+        clone.write("fn/BUILD", text + IMAGE_BUILD + OPTIONS_BUILD)
+        with_base(clone, base, arm64)
     os.utime(second.root / "fn/app.py", (1_000_000_000, 1_000_000_000))
-    first.pants("package", "//fn:image")
-    second.pants("package", "//fn:image", umask=0o077)
-    cli = lambda_zip(
-        "image", first.root / "fn/app.py", "--source-root", first.root / "fn",
-        "--handler", "app.handler", "--runtime", "python3.12",
-        "-r", first.root / "3rdparty/python/requirements.txt",
-        "--lockfile", first.root / "3rdparty/python/default.lock", "--name", "fn:image",
-        "--base", base, "-o", tmp_path / "cli/image", "--cache-dir", tmp_path / "cache",
-    )  # fmt: skip
-    assert cli.returncode == 0, cli.stderr
+    first.pants("package", "//fn:image", "//fn:image_pyc")
+    second.pants("package", "//fn:image", "//fn:image_pyc", umask=0o077)
+    for name, flags, layout in (("image", (), base), ("image_pyc", OPTIONS_FLAGS, arm64)):
+        cli = lambda_zip(
+            "image", first.root / "fn/app.py", "--source-root", first.root / "fn",
+            "--handler", "app.handler", "--runtime", "python3.12", *flags,
+            "-r", first.root / "3rdparty/python/requirements.txt",
+            "--lockfile", first.root / "3rdparty/python/default.lock", "--name", f"fn:{name}",
+            "--base", layout, "-o", tmp_path / "cli" / name, "--cache-dir", tmp_path / "cache",
+        )  # fmt: skip
+        assert cli.returncode == 0, cli.stderr
     built = [files_of(root) for root in (first.root / "dist/fn", second.root / "dist/fn")]
     assert built[0] == built[1]
     assert files_of(tmp_path / "cli") == built[0]
     document = json.loads(built[0]["image.json"])
     assert document["kind"] == "image" and len(document["layers"]) == 2
+    options = json.loads(built[0]["image_pyc.json"])
+    assert options["architecture"] == "arm64" and options["bytecode_compiled_by"]
+    assert "orjson" not in {d["name"] for d in options["distributions"]}
 
 
 def test_pants_run_invokes_the_handler_from_the_image(clone_factory, tmp_path):
