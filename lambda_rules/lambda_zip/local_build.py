@@ -192,10 +192,23 @@ def build_parts(request: PackageRequest, work: Path, *, transitive: bool = True)
 
 
 def sbom_template(request: PackageRequest, built: BuiltParts) -> str:
-    """The SBOM of the package's distributions, the package's digest and name left to fill in."""
+    """The SBOM of the package's distributions, the package's digest and name left to fill in;
+    kept in the cache by the parts it describes (each part's file is named by its key)."""
+    cache = local_cache.PartsCache(request.cache_dir)
+    key = local_cache.sbom_template_key(
+        parts=[part.stem for part in built.parts],
+        lock=file_sha256(built.lock)[0],
+        runtime=request.platform.runtime.name,
+        architecture=request.platform.architecture,
+        kind=request.kind.value,
+        layers=[[name, file_sha256(path)[0]] for name, path in request.layers],
+    )
+    cached = cache.get_document(local_cache.SBOM_TEMPLATES, key)
+    if cached is not None:
+        return cached.decode("utf-8")
     from lambda_rules import sbom  # needs cyclonedx-python-lib, a dependency of `package` only
 
-    return sbom.generate_sbom_template(
+    template = sbom.generate_sbom_template(
         list(built.parts),
         built.lock,
         platform=request.platform,
@@ -203,6 +216,8 @@ def sbom_template(request: PackageRequest, built: BuiltParts) -> str:
         layers=[sbom.layer_reference_from_archive(name, path) for name, path in request.layers],
         source_date_epoch=None,
     )
+    cache.put_document(local_cache.SBOM_TEMPLATES, key, template.encode("utf-8"))
+    return template
 
 
 def derive(request: PackageRequest, work: Path, *, transitive: bool = True) -> Derivation:

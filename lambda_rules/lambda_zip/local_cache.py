@@ -9,7 +9,9 @@ the same requirements, or a CI runner that keeps the folder, compresses nothing 
 
 Beside the parts it keeps how each set of locked wheels was laid out into units (`units.json`
 and the METADATA files), keyed by the wheels' sha256s and the layout's own sources: a second
-function on the same wheels then reads no wheel, only the parts.
+function on the same wheels then reads no wheel, only the parts. And each SBOM template, keyed
+by the parts it describes, as the Pants rules cache it: a second function on the same parts
+writes no SBOM template again (nor imports cyclonedx-python-lib).
 
 Entries are written atomically (a temporary file renamed into place), so concurrent runs sharing
 the folder see a whole entry or none; both write the same bytes. Each entry records its own
@@ -32,6 +34,9 @@ from lambda_rules.zipper.summary import file_sha256
 
 # Bump when the meaning of a key changes.
 _FORMAT = 2
+# Where documents are kept beside the parts: layouts of locked wheels, and SBOM templates.
+_RESOLUTIONS = "resolutions"
+SBOM_TEMPLATES = "sbom-templates"
 
 
 def default_cache_dir() -> Path:
@@ -108,8 +113,23 @@ class PartsCache:
         return CachedPart(part, meta.get("compiled_by"))
 
     def get_resolution(self, key: str) -> Resolution | None:
-        """A resolve's record, if present and whole (its sha256 is its file's name's pair)."""
-        path = self.root / "resolutions" / f"{key}.json"
+        """A resolve's record, if present and whole."""
+        data = self.get_document(_RESOLUTIONS, key)
+        if data is None:
+            return None
+        try:
+            return Resolution.from_json(data)
+        except (ValueError, KeyError, TypeError) as error:
+            self.damaged.append(f"{self.root / _RESOLUTIONS / key}.json: {error}")
+            return None
+
+    def put_resolution(self, key: str, resolution: Resolution) -> None:
+        self.put_document(_RESOLUTIONS, key, resolution.to_json())
+
+    def get_document(self, folder: str, key: str) -> bytes | None:
+        """A document kept under `folder`, if present and whole (its sha256 is recorded beside
+        it)."""
+        path = self.root / folder / f"{key}.json"
         try:
             data = path.read_bytes()
             expected = path.with_suffix(".sha256").read_text(encoding="utf-8").strip()
@@ -118,16 +138,11 @@ class PartsCache:
         if hashlib.sha256(data).hexdigest() != expected:
             self.damaged.append(f"{path}: its sha256 is not the one recorded beside it")
             return None
-        try:
-            return Resolution.from_json(data)
-        except (ValueError, KeyError, TypeError) as error:
-            self.damaged.append(f"{path}: {error}")
-            return None
+        return data
 
-    def put_resolution(self, key: str, resolution: Resolution) -> None:
-        path = self.root / "resolutions" / f"{key}.json"
+    def put_document(self, folder: str, key: str, data: bytes) -> None:
+        path = self.root / folder / f"{key}.json"
         path.parent.mkdir(parents=True, exist_ok=True)
-        data = resolution.to_json()
         _replace_atomically(path, data)
         _replace_atomically(path.with_suffix(".sha256"), hashlib.sha256(data).hexdigest().encode())
 
@@ -173,6 +188,19 @@ def resolution_key(**inputs: object) -> str:
         layout.update(f"{path} {hashlib.sha256(content).hexdigest()}\n".encode())
     document = {"format": _FORMAT, "layout": layout.hexdigest(), **inputs}
     document["installer"] = _installer_version()
+    text = json.dumps(document, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def sbom_template_key(**inputs: object) -> str:
+    """The key of an SBOM template: its inputs (the parts' keys, the lock, the platform), and
+    the SBOM writer's sources and cyclonedx-python-lib's version."""
+    from importlib.metadata import version
+
+    writer = hashlib.sha256(f"cyclonedx-python-lib {version('cyclonedx-python-lib')}\n".encode())
+    for path, content in sandbox_files.TOOL.read().items():
+        writer.update(f"{path} {hashlib.sha256(content).hexdigest()}\n".encode())
+    document = {"format": _FORMAT, "writer": writer.hexdigest(), **inputs}
     text = json.dumps(document, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()
 

@@ -133,12 +133,23 @@ def test_second_function_compresses_nothing_and_a_damaged_part_is_rebuilt(cli, t
     other = tmp_path / "src/other"
     other.mkdir(parents=True)
     shutil.copy2(REPO_ROOT / "fn/app.py", other / "orders.py")
-    second = run([lambda_zip, "package", other / "orders.py", "--source-root", other,
-                  "--handler", "orders.handler", "--runtime", "python3.12",
-                  "-r", REPO_ROOT / "3rdparty/python/requirements.txt",
-                  "--lockfile", REPO_ROOT / "3rdparty/python/default.lock",
-                  "--cache-dir", cache, "-o", tmp_path / "b/orders.zip"], tmp_path)  # fmt: skip
+
+    def orders(cache: Path, out: str):
+        return run([lambda_zip, "package", other / "orders.py", "--source-root", other,
+                    "--handler", "orders.handler", "--runtime", "python3.12",
+                    "-r", REPO_ROOT / "3rdparty/python/requirements.txt",
+                    "--lockfile", REPO_ROOT / "3rdparty/python/default.lock",
+                    "--cache-dir", cache, "-o", tmp_path / out / "orders.zip"], tmp_path,
+                   env={**os.environ, "PYTHONPROFILEIMPORTTIME": "1"})  # fmt: skip
+
+    second = orders(cache, "b")
     assert second.stdout.splitlines()[-1].endswith("compressed 0, from the cache 6")
+    # Its SBOM template comes from the cache too (no SBOM writer imported), and is the one a
+    # fresh cache writes.
+    assert "cyclonedx" not in second.stderr
+    assert "cyclonedx" in orders(tmp_path / "fresh-cache", "fresh").stderr
+    for name in ("orders.cdx.json", "orders.json"):
+        assert (tmp_path / "b" / name).read_bytes() == (tmp_path / "fresh" / name).read_bytes()
 
     part = sorted((cache / "parts").glob("*/*.zip"))[0]
     data = bytearray(part.read_bytes())
