@@ -31,7 +31,7 @@ from packaging.utils import (
 from packaging.version import Version
 
 from lambda_rules.errors import LambdaRulesError
-from lambda_rules.platforms import LambdaPlatform
+from lambda_rules.platforms import WheelPlatform
 
 
 class LockError(LambdaRulesError):
@@ -338,7 +338,7 @@ def _uv_edges(dependencies: Any, where: str) -> tuple[LockedDependency, ...]:
 def select_wheels(
     lock: Lock,
     requirements: Sequence[str],
-    platform: LambdaPlatform,
+    platform: WheelPlatform,
     *,
     what: str,
     transitive: bool = True,
@@ -443,7 +443,7 @@ def _locked(
 
 
 def _best_wheel(
-    lock: Lock, package: LockedPackage, platform: LambdaPlatform, what: str, via: str
+    lock: Lock, package: LockedPackage, platform: WheelPlatform, what: str, via: str
 ) -> LockedWheel:
     ranks = {str(tag): rank for rank, tag in enumerate(platform.compatible_tags())}
     best: tuple[int, LockedWheel] | None = None
@@ -453,15 +453,14 @@ def _best_wheel(
         if rank is not None and (best is None or rank < best[0]):
             best = (rank, wheel)
     if best is None:
-        runtime, architecture = platform.runtime.name, platform.architecture
         offered = f"{len(package.wheels)} wheel(s) for other platforms" + "".join(
             f" and the source distribution {sdist}" for sdist in package.sdists[:1]
         )
         raise LockError(
             f"{what}: {package.name} {package.version} (required via {via}) has no wheel for "
-            f"{runtime} on {architecture} in the lock {lock.path}, which offers {offered}. "
+            f"{platform.description} in the lock {lock.path}, which offers {offered}. "
             "Pin a version that publishes a "
-            f"wheel for {runtime} on {architecture} ({platform.tag_summary()}), or build that "
+            f"wheel for it ({platform.tag_summary()}), or build that "
             "wheel yourself and serve it from a find-links repository. Source distributions are "
             "never built: that would run their build code here and can give a wheel for this "
             "machine instead of for Lambda."

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Iterator, Protocol
 
 from packaging import tags
 
@@ -118,3 +118,48 @@ def lambda_platform(runtime: str, architecture: str) -> LambdaPlatform:
             f"choose one of {', '.join(ARCHITECTURES)}."
         )
     return LambdaPlatform(RUNTIMES[runtime], architecture)
+
+
+class WheelPlatform(Protocol):
+    """What choosing wheels from a lock needs of a platform."""
+
+    @property
+    def description(self) -> str: ...
+
+    def compatible_tags(self) -> Iterator[tags.Tag]: ...
+
+    def marker_environment(self) -> dict[str, str]: ...
+
+    def tag_summary(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class InterpreterPlatform:
+    """The interpreter running this process: the one that runs the Pants rules' tool, whose
+    wheels are chosen from the tool's lock for it as an installer on it would choose them."""
+
+    description: str
+    wheel_tags: tuple[tags.Tag, ...]
+    environment: tuple[tuple[str, str], ...]
+
+    @classmethod
+    def current(cls) -> InterpreterPlatform:
+        from packaging.markers import default_environment
+
+        environment = default_environment()
+        return cls(
+            f"CPython {environment['python_full_version']} on {environment['platform_machine']}"
+            " (the interpreter running Pants)",
+            tuple(tags.sys_tags()),
+            tuple(sorted(environment.items())),
+        )
+
+    def compatible_tags(self) -> Iterator[tags.Tag]:
+        return iter(self.wheel_tags)
+
+    def marker_environment(self) -> dict[str, str]:
+        return dict(self.environment)
+
+    def tag_summary(self) -> str:
+        first, count = self.wheel_tags[0], len(self.wheel_tags) - 1
+        return f"{first}, or one of {count} more"

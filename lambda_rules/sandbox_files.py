@@ -91,6 +91,9 @@ TOOL = FileSet(
     )
 )
 TOOL_MODULE = "lambda_rules.lambda_zip.verbs"
+# What the tool's processes import beyond the standard library, installed from the tool's lock
+# (`lambda_rules/plugin/subsystems/lambda_zip.lock`) with their dependencies.
+TOOL_REQUIREMENTS = ("cyclonedx-python-lib", "deflate", "installer", "packaging")
 
 INVOKER = FileSet(
     patterns=(

@@ -149,3 +149,17 @@ def write_units(wheels: Sequence[tuple[Path, str]], out: Path) -> None:
     (out / units.UNITS_JSON).write_text(
         json.dumps({"units": listed}, sort_keys=True), encoding="utf-8"
     )
+
+
+def install_each(wheels: Sequence[tuple[Path, str]], out: Path) -> None:
+    """Install each (wheel, shown) as `pip install --target` would, into a folder of its own,
+    `out/<wheel filename>/`, importable as it is: pex's loose layout, which the Pants rules' tool
+    runs from."""
+    with ThreadPoolExecutor(max_workers=_THREADS) as pool:
+        laid_out = list(pool.map(lambda pair: lay_out(pair[0], shown=pair[1]), wheels))
+    for (wheel, _), installed in zip(wheels, laid_out):
+        for path, (executable, content) in installed.files.items():
+            target = out / wheel.name / path
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(content)
+            target.chmod(0o755 if executable else 0o644)

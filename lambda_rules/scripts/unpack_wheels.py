@@ -4,6 +4,8 @@ cache) and write one unit per wheel (`wheel_units.write_units`).
     --wheels FILE   JSON: [{"url": ..., "sha256": ...}, ...], chosen from the lock by the rule
     --cache DIR     the content-addressed wheel cache (`fetch.WheelCache`)
     --out DIR       units.json, each unit's stored archive as pieces, the dist-info files
+    --installed     instead, each wheel installed in `DIR/<wheel filename>/` (the tool's own
+                    requirements, from its lock)
 
 A bad wheel or a failed download is one line on stderr and exit status 1, with nothing in --out.
 """
@@ -25,11 +27,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--wheels", type=Path, required=True)
     parser.add_argument("--cache", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--installed", action="store_true")
     args = parser.parse_args(argv)
     wanted = [fetch.Wanted(w["url"], w["sha256"]) for w in json.loads(args.wheels.read_text())]
     try:
         paths = fetch.WheelCache(args.cache).fetch_all(wanted)
-        wheel_units.write_units([(paths[w.sha256], w.url) for w in wanted], args.out)
+        write = wheel_units.install_each if args.installed else wheel_units.write_units
+        write([(paths[w.sha256], w.url) for w in wanted], args.out)
     except LambdaRulesError as error:
         shutil.rmtree(args.out, ignore_errors=True)
         sys.stderr.write(f"lambda_rules: {error}\n")

@@ -122,7 +122,7 @@ TARGET = "<target>"
 async def parse_lambda_lock(request: ParsedLockRequest) -> ParsedLock:
     """Parsed once per lock and run, whatever number of targets select from it."""
     contents = await Get(DigestContents, Digest, request.digest)
-    with _quiet_packaging():
+    with quiet_packaging():
         return ParsedLock(locks.parse_lock(contents[0].content.decode("utf-8"), request.path))
 
 
@@ -179,7 +179,7 @@ async def choose_wheels(request: ChooseWheelsRequest) -> ChosenWheels:
     """Chosen once per lock, requirements and platform, however many targets share them."""
     parsed = await Get(ParsedLock, ParsedLockRequest, request.lock)
     try:
-        with _quiet_packaging():
+        with quiet_packaging():
             wheels = locks.select_wheels(
                 parsed.lock, request.requirements, request.platform, what=TARGET
             )
@@ -207,16 +207,40 @@ async def network_environment(global_options: GlobalOptions) -> NetworkEnvironme
     return NetworkEnvironment(env)
 
 
-@rule(desc="Fetch and unpack locked wheels", level=LogLevel.DEBUG)
-async def unpack_wheels(
-    request: UnpackWheelsRequest,
-    network_environment: NetworkEnvironment,
-    pants_python: PythonBuildStandaloneBinary,
-) -> LambdaDistributions:
-    """One process for the wheels a target needs, keyed by their URLs and sha256s alone. It runs
-    on Pants' own interpreter with the standard library, installer's sources and ours, so it
-    starts at once instead of after the tool's environment is built."""
-    listed = [{"url": w.url, "sha256": w.sha256} for w in request.wheels]
+def _unpack_process(
+    wheels: tuple[locks.LockedWheel, ...],
+    network: NetworkEnvironment,
+    python: str,
+    description: str,
+    inputs: Digest,
+    *extra_args: str,
+) -> Process:
+    program = sandbox_files.entry_program(sandbox_files.WHEEL_UNPACKER_MODULE, (_UNPACKER_DIR,))
+    argv = ("--wheels", _WHEELS_JSON, "--cache", f"{NAMED_CACHE_DIR}/wheels", "--out", _UNITS_DIR)
+    return Process(
+        argv=(python, "-I", "-S", "-B", "-c", program, *argv, *extra_args),
+        input_digest=inputs,
+        output_directories=(_UNITS_DIR,),
+        append_only_caches=NAMED_CACHE,
+        env=network,
+        description=description,
+        level=LogLevel.DEBUG,
+        remote_cache_speculation_delay_millis=REMOTE_CACHE_SPECULATION_DELAY_MILLIS,
+    )
+
+
+async def _unpacked(
+    wheels: tuple[locks.LockedWheel, ...],
+    network: NetworkEnvironment,
+    python: str,
+    description: str,
+    who: str,
+    *extra_args: str,
+) -> Digest:
+    """The wheel step's output for `wheels`: one process keyed by their URLs and sha256s alone.
+    It runs on Pants' own interpreter with the standard library, installer's sources and ours,
+    so it starts at once instead of after the tool's environment is built."""
+    listed = [{"url": w.url, "sha256": w.sha256} for w in wheels]
     sources = {
         **sandbox_files.WHEEL_UNPACKER.read(),
         **sandbox_files.installed_sources(sandbox_files.WHEEL_UNPACKER_REQUIREMENTS[0]),
@@ -230,28 +254,62 @@ async def unpack_wheels(
             ]
         ),
     )
-    program = sandbox_files.entry_program(sandbox_files.WHEEL_UNPACKER_MODULE, (_UNPACKER_DIR,))
-    argv = ("--wheels", _WHEELS_JSON, "--cache", f"{NAMED_CACHE_DIR}/wheels", "--out", _UNITS_DIR)
-    process = Process(
-        argv=(pants_python.path, "-I", "-S", "-B", "-c", program, *argv),
-        input_digest=inputs,
-        output_directories=(_UNITS_DIR,),
-        append_only_caches=NAMED_CACHE,
-        env=network_environment,
-        description=f"Unpack {len(listed)} wheels of {request.address} for {request.platform}",
-        level=LogLevel.DEBUG,
-        remote_cache_speculation_delay_millis=REMOTE_CACHE_SPECULATION_DELAY_MILLIS,
-    )
+    process = _unpack_process(wheels, network, python, description, inputs, *extra_args)
     try:
         result = await Get(ProcessResult, Process, process)
     except ProcessExecutionFailure as e:
         detail = e.stderr.decode(errors="replace").strip().rpartition("lambda_rules: ")[2]
-        raise locks.LockError(f"{request.address}: {detail}") from e
-    return LambdaDistributions(await Get(Digest, RemovePrefix(result.output_digest, _UNITS_DIR)))
+        raise locks.LockError(f"{who}: {detail}") from e
+    return await Get(Digest, RemovePrefix(result.output_digest, _UNITS_DIR))
+
+
+@rule(desc="Fetch and unpack locked wheels", level=LogLevel.DEBUG)
+async def unpack_wheels(
+    request: UnpackWheelsRequest,
+    network_environment: NetworkEnvironment,
+    pants_python: PythonBuildStandaloneBinary,
+) -> LambdaDistributions:
+    """One unit per wheel a target needs."""
+    description = f"Unpack {len(request.wheels)} wheels of {request.address} for {request.platform}"
+    digest = await _unpacked(
+        request.wheels, network_environment, pants_python.path, description, request.address
+    )
+    return LambdaDistributions(digest)
+
+
+@dataclass(frozen=True)
+class InstallWheelsRequest:
+    """Wheels for the interpreter running Pants, each installed in `<wheel filename>/`."""
+
+    wheels: tuple[locks.LockedWheel, ...]
+    description: str
+
+
+@dataclass(frozen=True)
+class InstalledWheels:
+    digest: Digest
+
+
+@rule(desc="Fetch and install locked wheels", level=LogLevel.DEBUG)
+async def install_wheels(
+    request: InstallWheelsRequest,
+    network_environment: NetworkEnvironment,
+    pants_python: PythonBuildStandaloneBinary,
+) -> InstalledWheels:
+    description = f"Install {len(request.wheels)} wheels of {request.description}"
+    digest = await _unpacked(
+        request.wheels,
+        network_environment,
+        pants_python.path,
+        description,
+        request.description,
+        "--installed",
+    )
+    return InstalledWheels(digest)
 
 
 @contextlib.contextmanager
-def _quiet_packaging() -> Iterator[None]:
+def quiet_packaging() -> Iterator[None]:
     """Pants 2.17's `packaging` (21.3) calls pyparsing names that pyparsing 3 deprecates; Pants
     would log each such warning of ours."""
     with warnings.catch_warnings():

@@ -36,7 +36,7 @@ class LambdaZipSubsystem(Subsystem):
         help=softwrap(
             """
             After packaging, check each package with `lambda-zip verify` in a process that is
-            never cached: every entry must come from the lockfile's wheels (fetched by pex and
+            never cached: every entry must come from the lockfile's wheels (fetched and
             checked against the lock's sha256s), from the target's sources, or from the
             runtime's CPython compiling them; the manifest and SBOM must agree. A package that
             fails is not written to `dist/`. Use it where the remote cache may hold results that
