@@ -84,7 +84,7 @@ def test_two_clones_and_lambda_zip_write_the_same_image(clone_factory, tmp_path)
     assert "orjson" not in {d["name"] for d in options["distributions"]}
 
 
-def test_pants_run_invokes_the_handler_from_the_image(clone_factory, tmp_path):
+def test_pants_runs_and_verifies_the_image(clone_factory, tmp_path):
     clone = clone_factory("image-run")
     clone.write("fn/BUILD", (clone.root / "fn/BUILD").read_text() + IMAGE_BUILD)
     with_base(clone, pinned(write_base(tmp_path / "base")))
@@ -92,6 +92,9 @@ def test_pants_run_invokes_the_handler_from_the_image(clone_factory, tmp_path):
     result = clone.pants("run", "//fn:image", "--", "event.json")
     response = json.loads(result.stdout)
     assert json.loads(response["body"]) == {"order_id": "A-1", "total_cents": 750}, response
+    # `[lambda-zip].verify` checks an image as it checks a zip, in a process never cached.
+    verified = clone.pants("--lambda-zip-verify", "package", "//fn:image")
+    assert "fn:image: verified dist/fn/image" in verified.stderr, verified.stderr
 
 
 def _sklearn_project(clone: Clone) -> None:

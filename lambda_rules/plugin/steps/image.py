@@ -57,7 +57,9 @@ from lambda_rules.plugin.steps.parts import (
 )
 from lambda_rules.plugin.steps.stage import StagedLambda, StageLambdaRequest
 from lambda_rules.plugin.steps.tool import LambdaZipTool
+from lambda_rules.plugin.steps.verify import VerifiedLambda, VerifyLambdaRequest
 from lambda_rules.plugin.subsystems.lambda_base_images import LambdaBaseImagesSubsystem, base_key
+from lambda_rules.plugin.subsystems.lambda_zip import LambdaZipSubsystem
 from lambda_rules.units import Distribution
 
 logger = logging.getLogger(__name__)
@@ -204,7 +206,7 @@ async def _built_image(
 
 @rule(desc="Build Lambda image", level=LogLevel.DEBUG)
 async def build_lambda_image(
-    field_set: LambdaImageFieldSet, python_setup: PythonSetup
+    field_set: LambdaImageFieldSet, python_setup: PythonSetup, subsystem: LambdaZipSubsystem
 ) -> BuiltLambdaImage:
     address, platform = field_set.address, field_set.platform
     output_path = field_set.output_path.value_or_default(file_ending=None)
@@ -258,6 +260,13 @@ async def build_lambda_image(
     lifecycle = facts.lifecycle_warning(str(address), platform.runtime)
     if lifecycle:
         logger.warning(lifecycle)
+    if subsystem.verify:
+        await Get(
+            VerifiedLambda,
+            VerifyLambdaRequest(
+                address, result.output_digest, output_path, built.staged.sources, resolve
+            ),
+        )
     return await _built_image(result.output_digest, output_path, manifest_path, sbom_path)
 
 

@@ -1,10 +1,11 @@
 """Verify: check a package just built with `lambda-zip verify`, in a process never cached.
 
-Run when `[lambda-zip].verify` is on. The process gets the package and what it claims to come
-from (the lockfile, the target's sources, its layers), not the parts or the resolve: those are
-what a poisoned cache could have supplied. pex, the one Pants runs, fetches the locked wheels
-again (its downloads are checked against the lock's sha256s); the verifier packages again and
-compares every byte (`lambda_rules/lambda_zip/verify_archive.py`).
+Run when `[lambda-zip].verify` is on, for a zip or an image. The process gets the package and
+what it claims to come from (the lockfile, the target's sources, its layers), not the parts or
+the resolve: those are what a poisoned cache could have supplied. The verifier takes the locked
+wheels from the named wheel cache or fetches them (each checked against the lock's sha256),
+packages again and compares every byte (`lambda_rules/lambda_zip/verify_archive.py`, and
+`verify_image.py` for an image's layers).
 """
 
 from __future__ import annotations
@@ -57,7 +58,8 @@ class LayerArchive:
 @dataclass(frozen=True)
 class VerifyLambdaRequest:
     address: Address
-    # What `package` wrote to dist/ (the zip, its manifest and SBOM) and the zip's path in it.
+    # What `package` wrote to dist/ (the zip or image layout, its manifest and SBOM) and the
+    # zip's or layout's path in it.
     dist: Digest
     archive_path: str
     sources: Digest
