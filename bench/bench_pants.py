@@ -239,7 +239,8 @@ def build_section(workspace: Workspace, runs: int) -> Tuple[str, Tuple[Artifact,
         markdown_table(TIMING_HEADER, rows),
         "",
         "- Cold: a fresh clone, local store and named caches per run, so every distribution is "
-        "downloaded from PyPI again, and every tool PEX is built again. Pants itself is "
+        "downloaded from PyPI again, and every tool is installed again (ours from its lock, the "
+        "built-in's PEXes by pex). Pants itself is "
         "bootstrapped once per machine (`~/.cache/lambda_rules`) and is not part of the time. "
         "The goal row is the duration of the `package` goal's workunit in the workunit logger's "
         "JSON of the same runs: the whole run less Pants' own start.",
