@@ -298,6 +298,21 @@ def _measure(argv: Sequence[str], env: dict) -> Tuple[float, int]:
     return measured.seconds, measured.peak_kib
 
 
+def _units_by_record(tree: Path, bundled: Sequence[str]) -> List[List[str]]:
+    """The tree's files by distribution, as the wheel step makes units: each `*.dist-info/RECORD`
+    claims the bundled files it lists (the first claim wins), and what none lists is one unit."""
+    claimed: set = set()
+    found = []
+    for record in sorted(p for p in bundled if p.endswith(".dist-info/RECORD")):
+        rows = (tree / record).read_text(encoding="utf-8").splitlines()
+        listed = {row.split(",")[0] for row in rows if row}
+        paths = sorted(p for p in bundled if (p in listed or p == record) and p not in claimed)
+        claimed.update(paths)
+        found.append(paths)
+    rest = [p for p in bundled if p not in claimed]
+    return [paths for paths in (*found, rest) if paths]
+
+
 def _merge_peaks(tree: Path, runs: int, workdir: Path) -> dict:
     """Build one part per distribution unit of `tree` (as lambda_rules/units.py splits it), merge
     them and build the whole tree in one go: seconds and peak RSS of each."""
@@ -310,15 +325,14 @@ def _merge_peaks(tree: Path, runs: int, workdir: Path) -> dict:
         if p.is_file() and "__pycache__" not in p.parts
     )
     bundled = [p for p in paths if units.is_bundled_distribution_path(p)]
-    records = {p: (tree / p).read_bytes() for p in bundled if p.endswith(".dist-info/RECORD")}
-    plans = units.split_into_units(bundled, records)
+    plans = _units_by_record(tree, bundled)
     env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), PYTHONDONTWRITEBYTECODE="1")
     env.pop("SOURCE_DATE_EPOCH", None)
     zipper = [sys.executable, "-m", "lambda_rules.zipper"]
     parts, build_peaks = [], []
     for i, plan in enumerate(plans):
         unit_dir = workdir / f"unit-{i}"
-        for path in plan.paths:
+        for path in plan:
             (unit_dir / path).parent.mkdir(parents=True, exist_ok=True)
             os.link(tree / path, unit_dir / path)
         part = workdir / f"part-{i}.zip"
