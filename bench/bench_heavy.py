@@ -40,6 +40,7 @@ from common import (
     TIMING_HEADER,
     WORKUNIT_LOGGER,
     add_bench_resolve,
+    goal_seconds,
     markdown_table,
     measure,
     runtime_python,
@@ -205,6 +206,7 @@ def ten_function_builds(workspace, runs: int, functions: int = FUNCTIONS, pantsd
     clone.pants(*caches, "package", *warm_up, timeout=3600)
     check_contents(clone.root, [a.rpartition(":")[2] for a in warm_up])
     timings: Dict[str, List[float]] = {label: [] for label in groups}
+    goals: Dict[str, List[float]] = {label: [] for label in groups}
     processes: Dict[str, List[dict]] = {}
     options = (*caches, "--no-local-cache", f"--backend-packages=+['{WORKUNIT_LOGGER}']")
     for run in range(runs):
@@ -220,9 +222,11 @@ def ten_function_builds(workspace, runs: int, functions: int = FUNCTIONS, pantsd
                 if pantsd:
                     clone.kill_pantsd()
             timings[label].append(seconds)
+            (log,) = logdir.glob("*.json")
+            goals[label].append(goal_seconds(log))
             processes[label] = logged_processes(logdir)
             check_contents(clone.root, [a.rpartition(":")[2] for a in addresses])
-    return timings, processes
+    return timings, goals, processes
 
 
 def _process_note(label: str, processes: List[dict], functions: int) -> str:
@@ -442,12 +446,16 @@ def _row(scenario: str, timings: Dict[str, List[float]]) -> Tuple[str, ...]:
 def section(workspace, runs: int, ten_runs: int, cache_dir: Path) -> str:
     """The heavy-function tables: pantsd edit, ten functions without process cache, merge memory."""
     noop, edited = edit_builds(workspace, runs)
-    ten, processes = ten_function_builds(workspace, ten_runs)
-    ten_pantsd, _ = ten_function_builds(workspace, ten_runs, pantsd=True)
+    one, one_goal, _ = ten_function_builds(workspace, runs, functions=1)
+    ten, ten_goal, processes = ten_function_builds(workspace, ten_runs)
+    ten_pantsd, _, _ = ten_function_builds(workspace, ten_runs, pantsd=True)
     rows = [
         _row("one function: warm no-op, pantsd", noop),
         _row("one function: one source file edited, pantsd", edited),
+        _row("one function: `--no-local-cache`, named caches warm, no pantsd", one),
+        _row("one function: the same runs, `package` goal", one_goal),
         _row(f"{FUNCTIONS} functions: `--no-local-cache`, named caches warm, no pantsd", ten),
+        _row(f"{FUNCTIONS} functions: the same runs, `package` goal", ten_goal),
         _row(
             f"{FUNCTIONS} functions: `--no-local-cache`, named caches warm, pantsd started first",
             ten_pantsd,
@@ -464,10 +472,12 @@ def section(workspace, runs: int, ten_runs: int, cache_dir: Path) -> str:
         "",
         markdown_table(TIMING_HEADER, rows),
         "",
-        "- one-function rows: one clone, one pantsd, warmed up by one untimed build of both "
-        f"targets; each edit appends a comment line to `{HEAVY_DIR}/fn_0.py`.",
-        f"- {FUNCTIONS}-function row: `./pants --no-local-cache package` of the {FUNCTIONS} "
-        "targets of one kind in one run, in one clone whose named caches (pex's and pip's "
+        "- no-op and edit rows: one clone, one pantsd, warmed up by one untimed build of both "
+        f"targets; each edit appends a comment line to `{HEAVY_DIR}/fn_0.py`. The `package` goal "
+        "rows: the goal's workunit in the workunit logger's JSON of the same runs (the whole run "
+        "less Pants' own start).",
+        f"- `--no-local-cache` rows: `./pants --no-local-cache package` of the one or "
+        f"{FUNCTIONS} targets of one kind in one run, in one clone whose named caches (pex's and pip's "
         "downloads) and local store were warmed by one untimed build of `fn0` and `builtin0`; "
         "no process result is read from or written to the cache, so every process runs unless "
         "Pants memoises an identical one within the run. "
