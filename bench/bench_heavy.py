@@ -478,7 +478,8 @@ def section(workspace, runs: int, ten_runs: int, cache_dir: Path) -> str:
         "less Pants' own start).",
         f"- `--no-local-cache` rows: `./pants --no-local-cache package` of the one or "
         f"{FUNCTIONS} targets of one kind in one run, in one clone whose named caches (pex's and "
-        "pip's downloads) and local store were warmed by one untimed build of `fn0` and `builtin0`; "
+        "pip's downloads) and local store were warmed by one untimed build of `fn0` and "
+        "`builtin0`; "
         "no process result is read from or written to the cache, so every process runs unless "
         "Pants memoises an identical one within the run. "
         "Both kinds run with the workunit logger on. The pantsd row runs the same build after a "
