@@ -211,7 +211,8 @@ def ten_function_builds(workspace, runs: int, functions: int = FUNCTIONS, pantsd
     options = (*caches, "--no-local-cache", f"--backend-packages=+['{WORKUNIT_LOGGER}']")
     for run in range(runs):
         for label, addresses in groups.items():
-            logdir = workspace.root / f"workunits-{label}-{run}{'-pantsd' if pantsd else ''}"
+            name = f"workunits-{functions}-{label}-{run}{'-pantsd' if pantsd else ''}"
+            logdir = workspace.root / name
             logdir.mkdir()
             logger = ("--workunit-logger-enabled", f"--workunit-logger-logdir={logdir}")
             try:
