@@ -23,8 +23,19 @@ from lambda_rules.plugin.target_types import (
 )
 
 
+class _OnPlatform:
+    """A field set's Lambda platform, from its runtime and architecture fields."""
+
+    runtime: LambdaRuntimeField
+    architecture: LambdaArchitectureField
+
+    @property
+    def platform(self) -> LambdaPlatform:
+        return lambda_platform(self.runtime.value, self.architecture.value)
+
+
 @dataclass(frozen=True)
-class LambdaFunctionFieldSet(PackageFieldSet):
+class LambdaFunctionFieldSet(_OnPlatform, PackageFieldSet):
     # The output path tells a `lambda_function` from a `lambda_image`, which has a handler too.
     required_fields = (
         LambdaFunctionOutputPathField,
@@ -41,13 +52,9 @@ class LambdaFunctionFieldSet(PackageFieldSet):
     layers: LambdaLayersField
     exclude_distributions: LambdaExcludeDistributionsField
 
-    @property
-    def platform(self) -> LambdaPlatform:
-        return lambda_platform(self.runtime.value, self.architecture.value)
-
 
 @dataclass(frozen=True)
-class LambdaLayerFieldSet(PackageFieldSet):
+class LambdaLayerFieldSet(_OnPlatform, PackageFieldSet):
     required_fields = (LambdaLayerDependencies, LambdaRuntimeField)
 
     runtime: LambdaRuntimeField
@@ -57,13 +64,9 @@ class LambdaLayerFieldSet(PackageFieldSet):
     compile_bytecode: LambdaCompileBytecodeField
     exclude_distributions: LambdaExcludeDistributionsField
 
-    @property
-    def platform(self) -> LambdaPlatform:
-        return lambda_platform(self.runtime.value, self.architecture.value)
-
 
 @dataclass(frozen=True)
-class LambdaImageFieldSet(PackageFieldSet):
+class LambdaImageFieldSet(_OnPlatform, PackageFieldSet):
     required_fields = (LambdaImageOutputPathField, LambdaFunctionHandlerField, LambdaRuntimeField)
 
     handler: LambdaFunctionHandlerField
@@ -73,7 +76,3 @@ class LambdaImageFieldSet(PackageFieldSet):
     output_path: LambdaImageOutputPathField
     compile_bytecode: LambdaCompileBytecodeField
     exclude_distributions: LambdaExcludeDistributionsField
-
-    @property
-    def platform(self) -> LambdaPlatform:
-        return lambda_platform(self.runtime.value, self.architecture.value)

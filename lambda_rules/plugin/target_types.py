@@ -214,23 +214,25 @@ class LambdaExcludeDistributionsField(StringSequenceField):
     )
 
 
+# What a function is, whether it ships as a zip or as an image.
+_FUNCTION_FIELDS = (
+    *COMMON_TARGET_FIELDS,
+    LambdaFunctionDependencies,
+    LambdaFunctionHandlerField,
+    LambdaRuntimeField,
+    LambdaArchitectureField,
+    PythonResolveField,
+    LambdaTimeoutField,
+    LambdaMemorySizeField,
+    LambdaExtraEnvVarsField,
+    LambdaCompileBytecodeField,
+    LambdaExcludeDistributionsField,
+)
+
+
 class LambdaFunctionTarget(Target):
     alias = "lambda_function"
-    core_fields = (
-        *COMMON_TARGET_FIELDS,
-        LambdaFunctionOutputPathField,
-        LambdaFunctionDependencies,
-        LambdaFunctionHandlerField,
-        LambdaRuntimeField,
-        LambdaArchitectureField,
-        PythonResolveField,
-        LambdaTimeoutField,
-        LambdaMemorySizeField,
-        LambdaExtraEnvVarsField,
-        LambdaCompileBytecodeField,
-        LambdaLayersField,
-        LambdaExcludeDistributionsField,
-    )
+    core_fields = (*_FUNCTION_FIELDS, LambdaFunctionOutputPathField, LambdaLayersField)
     help = help_text(
         """
         A Python AWS Lambda function, packaged by `package` as a byte-for-byte reproducible zip.
@@ -303,20 +305,7 @@ class LambdaImageOutputPathField(OutputPathField):
 
 class LambdaImageTarget(Target):
     alias = "lambda_image"
-    core_fields = (
-        *COMMON_TARGET_FIELDS,
-        LambdaImageOutputPathField,
-        LambdaFunctionDependencies,
-        LambdaFunctionHandlerField,
-        LambdaRuntimeField,
-        LambdaArchitectureField,
-        PythonResolveField,
-        LambdaTimeoutField,
-        LambdaMemorySizeField,
-        LambdaExtraEnvVarsField,
-        LambdaCompileBytecodeField,
-        LambdaExcludeDistributionsField,
-    )
+    core_fields = (*_FUNCTION_FIELDS, LambdaImageOutputPathField)
     help = help_text(
         f"""
         A Python AWS Lambda function as a container image, for functions past the
