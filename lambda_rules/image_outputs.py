@@ -87,28 +87,37 @@ class ImageAction:
 
 @dataclass(frozen=True)
 class ImageManifest:
-    """What the manifest beside a layout says that its readers use."""
+    """The manifest beside a layout, as its readers (the Pants step, `verify`) use it."""
 
     image_digest: str
     base_digest: str
+    platform: LambdaPlatform
     handler: str
-    layers: tuple[str, ...]
-    sbom_file: str
-    sbom_sha256: str
+    distributions: tuple[Distribution, ...]
+    compiled_by: str | None
+    layers: tuple[tuple[str, str], ...]  # (digest, diff_id) of each layer of ours
 
     @classmethod
     def from_json(cls, data: bytes) -> ImageManifest:
+        """Raises `json.JSONDecodeError` for text that is not JSON, `ImageError` for JSON that
+        is not an image's manifest."""
         raw = json.loads(data)
-        if raw.get("kind") != "image":
+        if not isinstance(raw, dict) or raw.get("kind") != "image":
             raise image.ImageError("not the manifest of an image (its kind is not `image`)")
-        return cls(
-            image_digest=raw["image_digest"],
-            base_digest=raw["base_digest"],
-            handler=raw["handler"],
-            layers=tuple(layer["digest"] for layer in raw["layers"]),
-            sbom_file=raw["sbom"]["file"],
-            sbom_sha256=raw["sbom"]["sha256"],
-        )
+        try:
+            return cls(
+                image_digest=str(raw["image_digest"]),
+                base_digest=str(raw["base_digest"]),
+                platform=lambda_platform(raw["runtime"], raw["architecture"]),
+                handler=str(raw["handler"]),
+                distributions=tuple(
+                    Distribution(d["name"], d["version"]) for d in raw["distributions"]
+                ),
+                compiled_by=raw.get("bytecode_compiled_by"),
+                layers=tuple((str(la["digest"]), str(la["diff_id"])) for la in raw["layers"]),
+            )
+        except (KeyError, TypeError, ValueError) as error:
+            raise image.ImageError(f"not a lambda_rules image manifest ({error!r})") from None
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ from typing import Any, Protocol
 
 from lambda_rules import facts, image, image_outputs, sbom_identity
 from lambda_rules.facts import Kind
+from lambda_rules.image_outputs import ImageManifest
 from lambda_rules.lambda_zip import local_build
 from lambda_rules.lambda_zip.verify_archive import (
     VerifyError,
@@ -38,25 +39,11 @@ from lambda_rules.lambda_zip.verify_archive import (
     differing,
     sbom_name,
 )
-from lambda_rules.platforms import LambdaPlatform, lambda_platform
 
 _SHA256_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 TASK_ROOT = image_outputs.TASK_ROOT
 _CHUNK = 1 << 20
 _WHERE = "the image"
-
-
-@dataclass(frozen=True)
-class _Claims:
-    """What the manifest beside the layout says the image is."""
-
-    image_digest: str
-    base_digest: str
-    platform: LambdaPlatform
-    handler: str
-    pins: tuple[str, ...]
-    compiled_by: str | None
-    layers: tuple[tuple[str, str], ...]  # (digest, diff_id) of each layer of ours
 
 
 @dataclass(frozen=True)
@@ -130,29 +117,18 @@ def verify_image(request: VerifyRequest) -> VerifyReport:
     return report
 
 
-def _read_claims(path: Path) -> _Claims:
+def _read_claims(path: Path) -> ImageManifest:
+    """What the manifest beside the layout says the image is."""
     try:
-        raw = json.loads(path.read_bytes())
+        return ImageManifest.from_json(path.read_bytes())
+    except image.ImageError as error:
+        raise VerifyError(f"{path}: {error}") from None
     except (OSError, ValueError) as error:
         detail = getattr(error, "strerror", None) or error
         raise VerifyError(
             f"{path}: cannot read the image's manifest ({detail}); pass --manifest, the .json "
             "that `image` wrote beside the layout"
         ) from None
-    if not isinstance(raw, dict) or raw.get("kind") != "image":
-        raise VerifyError(f"{path}: not the manifest of an image (its kind is not `image`)")
-    try:
-        return _Claims(
-            image_digest=str(raw["image_digest"]),
-            base_digest=str(raw["base_digest"]),
-            platform=lambda_platform(raw["runtime"], raw["architecture"]),
-            handler=str(raw["handler"]),
-            pins=tuple(f"{d['name']}=={d['version']}" for d in raw["distributions"]),
-            compiled_by=raw.get("bytecode_compiled_by"),
-            layers=tuple((str(la["digest"]), str(la["diff_id"])) for la in raw["layers"]),
-        )
-    except (KeyError, TypeError, ValueError) as error:
-        raise VerifyError(f"{path}: not a lambda_rules image manifest ({error!r})") from None
 
 
 def _read_layout(layout: Path, report: VerifyReport) -> _Held:
@@ -236,7 +212,7 @@ def _check_blob(
         )
 
 
-def _check_claims(report: VerifyReport, path: Path, claims: _Claims, held: _Held) -> None:
+def _check_claims(report: VerifyReport, path: Path, claims: ImageManifest, held: _Held) -> None:
     """DIR.json describes this layout: its image, and its layers as the image's last ones."""
     if claims.image_digest != held.digest:
         report.problems.append(
@@ -253,7 +229,7 @@ def _check_claims(report: VerifyReport, path: Path, claims: _Claims, held: _Held
             report.problems.append(f"{path}: the layers it lists are not the {where}, in order")
 
 
-def _derive(request: VerifyRequest, claims: _Claims, name: str, work: Path) -> _Derived:
+def _derive(request: VerifyRequest, claims: ImageManifest, name: str, work: Path) -> _Derived:
     """The parts built again as `image` builds them (no cache of parts is trusted: every part is
     made again here), and the layers the image step makes of them."""
     package = local_build.PackageRequest(
@@ -264,7 +240,7 @@ def _derive(request: VerifyRequest, claims: _Claims, name: str, work: Path) -> _
         sources=request.sources,
         source_root=request.source_root,
         handler=claims.handler,
-        requirements=claims.pins,
+        requirements=tuple(f"{d.name}=={d.version}" for d in claims.distributions),
         lockfile=request.lockfile,
         compile_bytecode=bool(claims.compiled_by),
         cache_dir=work / "parts",
