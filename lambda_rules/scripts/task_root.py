@@ -34,6 +34,13 @@ def _safe_member_path(root: Path, name: str) -> Path:
     return root.joinpath(*[p for p in parts if p not in ("", ".")])
 
 
+def _safe_link(name: str, link: str, where: str = "archive") -> str:
+    """A symlink's target, refused when it could point out of its directory."""
+    if link.startswith("/") or ".." in link.split("/"):
+        raise ArchiveError(f"unsafe symlink in {where}: {name} -> {link}")
+    return link
+
+
 def extract_archive(archive: Path, destination: Path) -> int:
     """Extract `archive` into `destination`, keeping execute bits and symlinks; returns the
     file count."""
@@ -54,10 +61,7 @@ def extract_archive(archive: Path, destination: Path) -> int:
                 # A later layer replaces an earlier one's file, as Lambda merges layers into /opt.
                 target.unlink()
             if stat.S_ISLNK(mode):
-                link = zf.read(info).decode("utf-8")
-                if link.startswith("/") or ".." in link.split("/"):
-                    raise ArchiveError(f"unsafe symlink in archive: {info.filename} -> {link}")
-                os.symlink(link, target)
+                os.symlink(_safe_link(info.filename, zf.read(info).decode("utf-8")), target)
             else:
                 with zf.open(info) as src, open(target, "wb") as dst:
                     shutil.copyfileobj(src, dst)
@@ -100,7 +104,10 @@ def _apply_member(tar: tarfile.TarFile, member: tarfile.TarInfo, destination: Pa
     if target.name.startswith(".wh."):
         whited = target.with_name(target.name[len(".wh.") :])
         for path in [*target.parent.iterdir()] if whited.name == ".wh..opq" else [whited]:
-            shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink(True)
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink(missing_ok=True)
         return
     if member.isdir():
         target.mkdir(parents=True, exist_ok=True)
@@ -109,9 +116,7 @@ def _apply_member(tar: tarfile.TarFile, member: tarfile.TarInfo, destination: Pa
     if target.exists() or target.is_symlink():
         target.unlink()
     if member.issym():
-        if member.linkname.startswith("/") or ".." in member.linkname.split("/"):
-            raise ArchiveError(f"unsafe symlink in image: {member.name} -> {member.linkname}")
-        os.symlink(member.linkname, target)
+        os.symlink(_safe_link(member.name, member.linkname, "image"), target)
     elif member.isfile():
         source = tar.extractfile(member)
         assert source is not None, "a regular file has content"
