@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import gzip
 import json
-import os
 import shutil
 import socket
 import statistics
@@ -35,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Iterator, List
 
+from bench_package import Caches
 from common import REPO_ROOT, RUNTIME, Measured, markdown_table, measure, spread
 
 FIXTURES = REPO_ROOT / "tests/image/fixtures"
@@ -72,34 +72,16 @@ def _source(workdir: Path, variant: str) -> Path:
     return source
 
 
-def _env(tools, caches: Path) -> Dict[str, str]:
-    from bench_package import ca_bundle
-
-    env = {
-        "PATH": f"{tools.bin}:/usr/sbin:/usr/bin:/sbin:/bin",
-        "HOME": str(caches / "home"),
-        "LANG": "C.UTF-8",
-        "TMPDIR": os.environ.get("TMPDIR", "/tmp"),
-        "UV_CACHE_DIR": str(caches / "uv"),
-        "UV_NO_CONFIG": "1",
-        "UV_PYTHON_DOWNLOADS": "never",
-    }
-    bundle = ca_bundle()
-    if bundle:
-        env["SSL_CERT_FILE"] = bundle
-    return env
-
-
-def ours(tools, workdir: Path, base: str, variant: str, caches: Path) -> tuple[Measured, Path]:
+def ours(tools, workdir: Path, base: str, variant: str, caches: Caches) -> tuple[Measured, Path]:
     out = workdir / f"out-{variant}" / "image"
     argv = [
         tools.bin / "lambda-zip", "image", _source(workdir, variant) / "app.py",
         "--source-root", workdir / f"src-{variant}", "--handler", "app.handler",
         "--runtime", RUNTIME, "-r", FIXTURES / "requirements.txt",
         "--lockfile", FIXTURES / "sklearn.lock", "--name", "sk:image", "--base", base,
-        "-o", out, "--cache-dir", caches / "parts",
+        "-o", out, "--cache-dir", caches.root / "parts",
     ]  # fmt: skip
-    return measure(argv, env=_env(tools, caches)), out
+    return measure(argv, env=caches.env(tools)), out
 
 
 BUILDAH_SCRIPT = """set -e
@@ -114,7 +96,7 @@ $B push --quiet "fn:$VARIANT" "oci:$OUT:latest"
 """
 
 
-def buildah(tools, workdir: Path, base: str, variant: str, caches: Path) -> tuple[Measured, Path]:
+def buildah(tools, workdir: Path, base: str, variant: str, caches: Caches) -> tuple[Measured, Path]:
     out = workdir / f"out-{variant}" / "image"
     out.parent.mkdir(parents=True)
     extra = {
@@ -123,12 +105,14 @@ def buildah(tools, workdir: Path, base: str, variant: str, caches: Path) -> tupl
         "REQUIREMENTS": str(FIXTURES / "requirements.txt"),
         "SOURCE": str(_source(workdir, variant) / "app.py"),
         "BASE": base.split("@")[0],
-        "STORAGE": str(caches / "buildah"),
+        "STORAGE": str(caches.root / "buildah"),
         "VARIANT": variant,
         "OUT": str(out),
     }
+    env = caches.env(tools)
+    env["PATH"] += ":/usr/sbin:/sbin"  # buildah's helpers
     argv = ["/bin/sh", "-c", BUILDAH_SCRIPT]
-    return measure(argv, env={**_env(tools, caches), **extra}), out
+    return measure(argv, env={**env, **extra}), out
 
 
 def manifest_digest(layout: Path) -> str:
@@ -144,9 +128,7 @@ def build_all(tools, workdir: Path, base: str, runs: int) -> Dict[str, List[Buil
         for tool in order:
             build = Build()
             root = workdir / f"run-{run}" / tool.replace(" ", "-")
-            caches = root / "caches"
-            for name in ("home", "uv", "parts", "buildah"):
-                (caches / name).mkdir(parents=True)
+            caches = Caches(root / "caches")
             for variant in VARIANTS:
                 step = ours if tool == TOOLS[0] else buildah
                 measured, layout = step(tools, root / variant, base, variant, caches)
@@ -154,7 +136,7 @@ def build_all(tools, workdir: Path, base: str, runs: int) -> Dict[str, List[Buil
                 build.digests[variant] = manifest_digest(layout)
             results[tool].append(build)
             if tool == TOOLS[1]:  # buildah's vfs storage is a full copy per layer: gigabytes
-                shutil.rmtree(caches / "buildah", ignore_errors=True)
+                shutil.rmtree(caches.root / "buildah", ignore_errors=True)
     return results
 
 
