@@ -374,8 +374,10 @@ def select_wheels(
         for package in lock.packages:
             if _applies(package.marker, environment, ()):
                 chosen.setdefault(package.name, package)
+    # Ranked once per choice: the platform's tags number about a thousand.
+    ranks = {str(tag): rank for rank, tag in enumerate(platform.compatible_tags())}
     return tuple(
-        _best_wheel(lock, chosen[name], platform, what, via_of.get(name, "the lock"))
+        _best_wheel(lock, chosen[name], platform, ranks, what, via_of.get(name, "the lock"))
         for name in sorted(chosen)
     )
 
@@ -443,9 +445,15 @@ def _locked(
 
 
 def _best_wheel(
-    lock: Lock, package: LockedPackage, platform: WheelPlatform, what: str, via: str
+    lock: Lock,
+    package: LockedPackage,
+    platform: WheelPlatform,
+    ranks: Mapping[str, int],
+    what: str,
+    via: str,
 ) -> LockedWheel:
-    ranks = {str(tag): rank for rank, tag in enumerate(platform.compatible_tags())}
+    """The wheel of `package` whose best tag ranks first in `ranks` (the platform's tags, most
+    preferred first)."""
     best: tuple[int, LockedWheel] | None = None
     for wheel in package.wheels:
         _, _, _, tags = parse_wheel_filename(wheel.filename)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 import posixpath
 import re
+import subprocess
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -41,6 +42,13 @@ LIB_SCHEMES = ("purelib", "platlib")
 _METADATA = re.compile(r"[^/]+\.dist-info/(METADATA|WHEEL)")
 # Wheels read at once: zlib and sha256 release the GIL while they work on large entries.
 _THREADS = 4
+# How the Pants rules compile the tool where it runs, its sources and its installed requirements
+# alike (`python ARGS DIRECTORY`, with `TOOL_BYTECODE_ENV`). Unchecked-hash bytecode (PEP 552)
+# stays valid whatever mtimes a sandbox gives the files, so no run of the tool compiles a module
+# again; a fixed hash seed keeps set constants in one order, so every machine writes the same
+# bytes and the same cache keys downstream (-S rather than -I, which would ignore PYTHONHASHSEED).
+TOOL_BYTECODE_ARGS = ("-S", "-m", "compileall", "-q", "--invalidation-mode=unchecked-hash")
+TOOL_BYTECODE_ENV = {"PYTHONHASHSEED": "0"}
 
 
 class WheelError(LambdaRulesError):
@@ -163,3 +171,9 @@ def install_each(wheels: Sequence[tuple[Path, str]], out: Path) -> None:
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(content)
             target.chmod(0o755 if executable else 0o644)
+
+
+def compile_installed(python: str, out: Path) -> None:
+    """Compile what `install_each` wrote, as the tool's sources are compiled: every process of the
+    tool imports it (the SBOM writer's requirements took 0.15 s of its 0.37 s to compile)."""
+    subprocess.run([python, *TOOL_BYTECODE_ARGS, str(out)], env=TOOL_BYTECODE_ENV, check=True)

@@ -21,7 +21,6 @@ from typing import Iterator, Sequence
 from lambda_rules import (
     actions,
     contents,
-    fetch,
     layers,
     locks,
     outputs,
@@ -318,8 +317,9 @@ def _write_units(request: PackageRequest, wheels: Sequence[locks.LockedWheel], w
     once per run."""
     out = work / "units"
     if not out.exists():
-        # Imported here: a warm run, whose layouts are all cached, reads no wheel.
-        from lambda_rules import wheel_units
+        # Imported here: a warm run, whose layouts are all cached, reads no wheel (nor imports
+        # urllib and ssl).
+        from lambda_rules import fetch, wheel_units
 
         root = request.wheel_cache or request.cache_dir / "wheels"
         wheel_cache = fetch.WheelCache(root, request.find_links)

@@ -4,8 +4,8 @@ cache) and write one unit per wheel (`wheel_units.write_units`).
     --wheels FILE   JSON: [{"url": ..., "sha256": ...}, ...], chosen from the lock by the rule
     --cache DIR     the content-addressed wheel cache (`fetch.WheelCache`)
     --out DIR       units.json, each unit's stored archive as pieces, the dist-info files
-    --installed     instead, each wheel installed in `DIR/<wheel filename>/` (the tool's own
-                    requirements, from its lock)
+    --installed     instead, each wheel installed in `DIR/<wheel filename>/` and compiled (the
+                    tool's own requirements, from its lock)
 
 A bad wheel or a failed download is one line on stderr and exit status 1, with nothing in --out.
 """
@@ -32,8 +32,12 @@ def main(argv: list[str] | None = None) -> int:
     wanted = [fetch.Wanted(w["url"], w["sha256"]) for w in json.loads(args.wheels.read_text())]
     try:
         paths = fetch.WheelCache(args.cache).fetch_all(wanted)
-        write = wheel_units.install_each if args.installed else wheel_units.write_units
-        write([(paths[w.sha256], w.url) for w in wanted], args.out)
+        wheels = [(paths[w.sha256], w.url) for w in wanted]
+        if args.installed:
+            wheel_units.install_each(wheels, args.out)
+            wheel_units.compile_installed(sys.executable, args.out)
+        else:
+            wheel_units.write_units(wheels, args.out)
     except LambdaRulesError as error:
         shutil.rmtree(args.out, ignore_errors=True)
         sys.stderr.write(f"lambda_rules: {error}\n")

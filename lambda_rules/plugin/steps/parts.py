@@ -5,10 +5,10 @@ resolves the same wheel for the same platform shares its cached part. A distribu
 the stored archive its resolve packed: without bytecode, `repack` compresses it (byte-identical to
 a `build` of its files, as `lambda-zip package` makes the part); with bytecode, the compiler
 unpacks it first. A process costs
-about 0.1 s to start whatever it does, more than compressing a small distribution takes, so units
-below `SMALL_UNIT_BYTES` are compiled and compressed together, one process for all of a
-function's small units, each still into a part of its own: the merged archive does not change,
-and functions on the same requirements still share the group's cached result.
+about 0.1 s to start whatever it does, more than compressing a small distribution takes, so all
+but a function's largest units are compiled and compressed together, one process for all of them,
+each still into a part of its own: the merged archive does not change, and functions on the same
+requirements still share the group's cached result.
 """
 
 from __future__ import annotations
@@ -51,6 +51,12 @@ _PARALLEL_UNIT_BYTES = 8 << 20
 # Units below this size are compressed together (workunits of the README example on 2 cores:
 # 106-135 ms per "Compress" process of a unit under 1 MB, 189 ms for pydantic-core's 4 MB).
 SMALL_UNIT_BYTES = 2 << 20
+# So are units below this share of all the units' bytes, leaving at most this many units a process
+# of their own. Pants hands out process slots in the order processes reach it, not by size: with
+# more processes than slots, the largest unit could wait behind small ones (an API function's
+# botocore waited 0.2 s for aws-lambda-powertools on 2 cores), and the phase ends when the
+# largest ends. A function of the unit set alone, so every machine makes the same processes.
+_LARGE_UNIT_SHARE = 4
 _GROUP_PARTS_DIR = "parts"
 # Where a group's processes hold its units' archives: outside `STAGED_DIR`, which a compile
 # process outputs.
@@ -391,12 +397,17 @@ async def zip_part_group(
 
 @rule(desc="Compress distribution units", level=LogLevel.DEBUG)
 async def zip_parts(request: ZipPartsRequest) -> ZipParts:
-    small = tuple(unit for unit in request.units if unit.size < SMALL_UNIT_BYTES)
+    total = sum(unit.size for unit in request.units)
+    small = tuple(
+        unit
+        for unit in request.units
+        if unit.size < SMALL_UNIT_BYTES or unit.size * _LARGE_UNIT_SHARE < total
+    )
     if len(small) < 2:
         small = ()
     jobs = [(unit,) for unit in request.units if unit not in small] + ([small] if small else [])
-    # Largest first: Pants hands out process slots in the order processes ask for them, and the
-    # phase ends when its longest process does.
+    # Largest first, in case the engine asks for slots in this order (it need not: see
+    # `_LARGE_UNIT_SHARE`).
     jobs.sort(key=lambda units: -sum(unit.size for unit in units))
     results = await MultiGet(
         Get(ZipParts, ZipPartGroupRequest(job, request.bytecode)) for job in jobs
