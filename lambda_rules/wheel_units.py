@@ -19,11 +19,13 @@ and `sandbox_files.WHEEL_UNPACKER`) and in `lambda-zip package`.
 from __future__ import annotations
 
 import json
+import multiprocessing
 import posixpath
 import re
-import subprocess
+import shutil
+import sys
 import zipfile
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -36,19 +38,18 @@ from lambda_rules import units
 from lambda_rules.errors import LambdaRulesError
 from lambda_rules.zipper import pieces
 from lambda_rules.zipper.archive import PlannedEntry, write_archive_to
+from lambda_rules.zipper.pipeline import resolve_workers
 
 # The `.data/` schemes `pip install --target` keeps, at the top of the layout.
 LIB_SCHEMES = ("purelib", "platlib")
 _METADATA = re.compile(r"[^/]+\.dist-info/(METADATA|WHEEL)")
 # Wheels read at once: zlib and sha256 release the GIL while they work on large entries.
 _THREADS = 4
-# How the Pants rules compile the tool where it runs, its sources and its installed requirements
-# alike (`python ARGS DIRECTORY`, with `TOOL_BYTECODE_ENV`). Unchecked-hash bytecode (PEP 552)
-# stays valid whatever mtimes a sandbox gives the files, so no run of the tool compiles a module
-# again; a fixed hash seed keeps set constants in one order, so every machine writes the same
-# bytes and the same cache keys downstream (-S rather than -I, which would ignore PYTHONHASHSEED).
-TOOL_BYTECODE_ARGS = ("-S", "-m", "compileall", "-q", "--invalidation-mode=unchecked-hash")
-TOOL_BYTECODE_ENV = {"PYTHONHASHSEED": "0"}
+# At most this many worker processes, each holding the wheel it lays out in memory. Under Pants
+# the workers are not Pants' `concurrency_available`: Pants restarts a process that asks for more
+# than one core when it re-balances cores in its first 200 ms, which cost numpy + pandas 0.25 s
+# of a 0.84 s step; being a core over for a moment costs less.
+_PROCESSES = 4
 
 
 class WheelError(LambdaRulesError):
@@ -120,43 +121,111 @@ def _one_line(error: BaseException) -> str:
     return "; ".join(issues) if issues else " ".join(str(error).split())
 
 
+@dataclass(frozen=True)
+class _WrittenUnit:
+    """A wheel's unit as a worker wrote it, whole: every path a package may hold."""
+
+    wheel: Path
+    shown: str
+    distribution: units.Distribution
+    archive: Path
+    sizes: dict[str, int]
+    metadata: dict[str, bytes]
+    sha256: str
+
+
+def _write_unit(wheel: Path, shown: str, archive: Path) -> _WrittenUnit:
+    """Lay out one wheel and write its stored archive, as pieces, at `archive`; what it holds."""
+    laid_out = lay_out(wheel, shown=shown)
+    paths = sorted(
+        (p for p in laid_out.files if units.is_bundled_distribution_path(p)),
+        key=lambda p: p.encode("utf-8"),
+    )
+    return _WrittenUnit(
+        wheel,
+        shown,
+        laid_out.distribution,
+        archive,
+        {p: len(laid_out.files[p][1]) for p in paths},
+        {p: laid_out.files[p][1] for p in paths if _METADATA.fullmatch(p)},
+        _write_archive(archive, laid_out, paths),
+    )
+
+
+def _write_archive(archive: Path, laid_out: LaidOutWheel, paths: Sequence[str]) -> str:
+    entries = [PlannedEntry(p, laid_out.files[p][0], _Bytes(laid_out.files[p][1])) for p in paths]
+    with pieces.create(archive) as written:
+        stored = write_archive_to(written, entries, level=None, timestamp=None, workers=1)
+    return stored.sha256_hex
+
+
+def _executor(wheels: Sequence[tuple[Path, str]]) -> Executor:
+    """Worker processes from `PARALLEL_MIN_BYTES` of wheels on: installer's reading holds the
+    GIL, so threads share one core (numpy + pandas on 2 cores: 0.87 s with threads, 0.52 s with
+    two processes). Else threads, which overlap what releases the GIL (inflating, hashing)."""
+    total = sum(wheel.stat().st_size for wheel, _ in wheels)
+    workers = min(len(wheels), resolve_workers(None, total, _PROCESSES))
+    if workers == 1:
+        return ThreadPoolExecutor(max_workers=_THREADS)
+    # Forked where that is safe (Linux; no other thread runs here, the fetches are done): a
+    # spawned worker starts a new interpreter and imports installer, 0.12-0.19 s before it reads.
+    method = "fork" if sys.platform == "linux" else "spawn"
+    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method))
+
+
 def write_units(wheels: Sequence[tuple[Path, str]], out: Path) -> None:
     """Lay out each (wheel, shown) and write its unit into `out`, as the steps after read it."""
-    with ThreadPoolExecutor(max_workers=_THREADS) as pool:
-        laid_out = list(pool.map(lambda pair: lay_out(pair[0], shown=pair[1]), wheels))
-    laid_out.sort(key=lambda w: (w.distribution.name, w.distribution.version))
     out.mkdir(parents=True)
+    scratch = [out / f"wheel-{k}.zip{pieces.SUFFIX}" for k in range(len(wheels))]
+    # The largest wheels first: the last to finish decides when all are.
+    order = sorted(range(len(wheels)), key=lambda k: -wheels[k][0].stat().st_size)
+    with _executor(wheels) as pool:
+        futures = [pool.submit(_write_unit, *wheels[k], scratch[k]) for k in order]
+        try:
+            written = [future.result() for future in futures]
+        except BaseException:
+            for future in futures:  # a bad wheel: the others need not be read
+                future.cancel()
+            raise
+    written.sort(key=lambda w: (w.distribution.name, w.distribution.version))
     listed: list[dict[str, object]] = []
     claimed: set[str] = set()
-    for wheel in laid_out:
-        paths = sorted(
-            (p for p in wheel.files if units.is_bundled_distribution_path(p) and p not in claimed),
-            key=lambda p: p.encode("utf-8"),
-        )
-        if not paths:
-            continue
+    for unit in written:
+        paths = [p for p in unit.sizes if p not in claimed]
         claimed.update(paths)
-        index = len(listed)
-        entries = [PlannedEntry(p, wheel.files[p][0], _Bytes(wheel.files[p][1])) for p in paths]
-        with pieces.create(out / f"{index}.zip{pieces.SUFFIX}") as written:
-            stored = write_archive_to(written, entries, level=None, timestamp=None, workers=1)
-        distribution = wheel.distribution
+        archive = out / f"{len(listed)}.zip{pieces.SUFFIX}"
+        sha256 = _keep(unit, paths, archive)
+        if sha256 is None:
+            continue
         listed.append(
             {
-                "distribution": [distribution.name, distribution.version],
+                "distribution": [unit.distribution.name, unit.distribution.version],
                 "paths": sorted(paths),
-                "size": sum(len(wheel.files[p][1]) for p in paths),
-                "sha256": stored.sha256_hex,
+                "size": sum(unit.sizes[p] for p in paths),
+                "sha256": sha256,
             }
         )
-        for path in paths:
-            if _METADATA.fullmatch(path):
+        for path, content in unit.metadata.items():
+            if path in paths:
                 target = out / units.METADATA_DIR / path
                 target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_bytes(wheel.files[path][1])
+                target.write_bytes(content)
     (out / units.UNITS_JSON).write_text(
         json.dumps({"units": listed}, sort_keys=True), encoding="utf-8"
     )
+
+
+def _keep(unit: _WrittenUnit, paths: list[str], archive: Path) -> str | None:
+    """Move the unit's archive to `archive` holding only `paths`: a path two wheels ship (a
+    namespace `__init__.py`) stays with the first distribution in name order, so the later one's
+    archive is written again without it. None when nothing is left."""
+    if len(paths) == len(unit.sizes):
+        unit.archive.rename(archive)
+        return unit.sha256
+    shutil.rmtree(unit.archive)
+    if not paths:
+        return None
+    return _write_archive(archive, lay_out(unit.wheel, shown=unit.shown), paths)
 
 
 def install_each(wheels: Sequence[tuple[Path, str]], out: Path) -> None:
@@ -171,9 +240,3 @@ def install_each(wheels: Sequence[tuple[Path, str]], out: Path) -> None:
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(content)
             target.chmod(0o755 if executable else 0o644)
-
-
-def compile_installed(python: str, out: Path) -> None:
-    """Compile what `install_each` wrote, as the tool's sources are compiled: every process of the
-    tool imports it (the SBOM writer's requirements took 0.15 s of its 0.37 s to compile)."""
-    subprocess.run([python, *TOOL_BYTECODE_ARGS, str(out)], env=TOOL_BYTECODE_ENV, check=True)

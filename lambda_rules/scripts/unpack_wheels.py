@@ -4,8 +4,8 @@ cache) and write one unit per wheel (`wheel_units.write_units`).
     --wheels FILE   JSON: [{"url": ..., "sha256": ...}, ...], chosen from the lock by the rule
     --cache DIR     the content-addressed wheel cache (`fetch.WheelCache`)
     --out DIR       units.json, each unit's stored archive as pieces, the dist-info files
-    --installed     instead, each wheel installed in `DIR/<wheel filename>/` and compiled (the
-                    tool's own requirements, from its lock)
+    --installed     instead, each wheel installed in `DIR/<wheel filename>/` (the tool's own
+                    requirements, from its lock)
 
 A bad wheel or a failed download is one line on stderr and exit status 1, with nothing in --out.
 """
@@ -35,7 +35,6 @@ def main(argv: list[str] | None = None) -> int:
         wheels = [(paths[w.sha256], w.url) for w in wanted]
         if args.installed:
             wheel_units.install_each(wheels, args.out)
-            wheel_units.compile_installed(sys.executable, args.out)
         else:
             wheel_units.write_units(wheels, args.out)
     except LambdaRulesError as error:

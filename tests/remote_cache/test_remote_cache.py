@@ -22,7 +22,7 @@ SERVE = REPO_ROOT / "tools/buildgrid/serve"
 # "Unpack" that fetches the locked wheels and lays each out as a unit, the tool (its requirements
 # installed from its lock by the same wheel step, and the bytecode of our sources, compiled
 # meanwhile), a "Compress" per large distribution unit
-# and one for all the small ones together (plugin/steps/parts.py: SMALL_UNIT_BYTES), then "Zip"
+# and one for all the small ones together (plugin/steps/parts.py: `zip_parts`), then "Zip"
 # merges the parts and zips the first-party code, and "Write SBOM template" describes the
 # distributions (the rules add the archive's digest and the target's name).
 CACHED_PROCESSES = (
