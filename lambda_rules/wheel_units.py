@@ -219,7 +219,7 @@ def _keep(unit: _WrittenUnit, paths: list[str], archive: Path) -> str | None:
     """Move the unit's archive to `archive` holding only `paths`: a path two wheels ship (a
     namespace `__init__.py`) stays with the first distribution in name order, so the later one's
     archive is written again without it. None when nothing is left."""
-    if len(paths) == len(unit.sizes):
+    if paths and len(paths) == len(unit.sizes):
         unit.archive.rename(archive)
         return unit.sha256
     shutil.rmtree(unit.archive)
