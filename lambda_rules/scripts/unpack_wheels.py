@@ -32,11 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     wanted = [fetch.Wanted(w["url"], w["sha256"]) for w in json.loads(args.wheels.read_text())]
     try:
         paths = fetch.WheelCache(args.cache).fetch_all(wanted)
-        wheels = [(paths[w.sha256], w.url) for w in wanted]
-        if args.installed:
-            wheel_units.install_each(wheels, args.out)
-        else:
-            wheel_units.write_units(wheels, args.out)
+        write = wheel_units.install_each if args.installed else wheel_units.write_units
+        write([(paths[w.sha256], w.url) for w in wanted], args.out)
     except LambdaRulesError as error:
         shutil.rmtree(args.out, ignore_errors=True)
         sys.stderr.write(f"lambda_rules: {error}\n")
