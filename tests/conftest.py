@@ -6,6 +6,7 @@ import functools
 import hashlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -28,6 +29,13 @@ def pyenv_python(minor: int) -> Path:
         return interpreters.find_interpreter(facts.RUNTIMES[f"python3.{minor}"])
     except interpreters.InterpreterNotFoundError as e:
         pytest.fail(str(e))
+
+
+def interrupts_as_in_a_terminal() -> None:
+    """`preexec_fn` of a command a test interrupts: SIGINT at its default, as Ctrl-C finds it in
+    a terminal. A suite run as a background job (`./test &`) hands its children SIGINT ignored,
+    and Python then leaves it ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def file_sha256_hex(path: str | os.PathLike[str]) -> str:

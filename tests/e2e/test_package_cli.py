@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO_ROOT, file_sha256_hex
+from tests.conftest import REPO_ROOT, file_sha256_hex, interrupts_as_in_a_terminal
 from tests.e2e.test_package import EXAMPLE_GOLDEN_SHA256
 
 pytestmark = pytest.mark.e2e
@@ -277,9 +277,7 @@ def test_interrupted_run_writes_nothing(cli, tmp_path):
         [str(cli(9)), *readme_command()[1:], "--compile-bytecode", "--cache-dir", str(cache),
          "-o", str(out / "fn/lambda.zip")],
         cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        # As Ctrl-C finds it in a terminal: a suite run as a background job (`./test &`) hands
-        # its children SIGINT ignored, and Python then leaves it ignored.
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        preexec_fn=interrupts_as_in_a_terminal,
     )  # fmt: skip
     # Interrupted while it compiles and compresses: once the first part is in the cache.
     deadline = time.monotonic() + 120

@@ -18,7 +18,7 @@ from lambda_rules.zipper.build import build_zip
 from lambda_rules.zipper.cli import main
 from lambda_rules.zipper.errors import InputTreeError
 from lambda_rules.zipper.tree import SourceFile
-from tests.conftest import write_tree, zipper_refuses
+from tests.conftest import interrupts_as_in_a_terminal, write_tree, zipper_refuses
 
 
 def test_dangling_symlink_is_an_error_naming_it(tmp_path, capsys):
@@ -202,6 +202,7 @@ def test_sigint_to_the_cli_mid_build_leaves_nothing(tmp_path):
         env=env,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=interrupts_as_in_a_terminal,
     )
     deadline = time.monotonic() + 30
     while not any(p.name.endswith(".partial") for p in out_dir.iterdir()):
