@@ -13,6 +13,8 @@ tests/test_sandbox_files.py follows every import of every listed file.
 
 from __future__ import annotations
 
+import glob
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,11 +29,14 @@ class FileSet:
     patterns: tuple[str, ...]
 
     def paths(self) -> list[str]:
-        """The files, sorted, as '/'-separated paths relative to `SOURCE_ROOT`."""
+        """The files, sorted, as '/'-separated paths relative to `SOURCE_ROOT`. (`glob.glob`
+        rather than `Path.glob`: a tenth of the time, and every `lambda-zip package` hashes
+        these sets for its cache keys.)"""
+        root = os.fspath(SOURCE_ROOT)
         found = {
-            path.relative_to(SOURCE_ROOT).as_posix()
+            os.path.relpath(path, root).replace(os.sep, "/")
             for pattern in self.patterns
-            for path in SOURCE_ROOT.glob(pattern)
+            for path in glob.glob(os.path.join(glob.escape(root), pattern))
         }
         return sorted(found)
 

@@ -20,6 +20,7 @@ from lambda_rules.plugin.field_sets import (
     LambdaImageFieldSet,
     LambdaLayerFieldSet,
 )
+from lambda_rules.plugin.heap import freeze_startup_heap
 from lambda_rules.plugin.steps import (
     assemble,
     image,
@@ -48,12 +49,14 @@ from lambda_rules.plugin.steps.tool import ZipperTool
 
 @rule(desc="Package Lambda layer", level=LogLevel.DEBUG)
 async def package_lambda_layer(field_set: LambdaLayerFieldSet) -> BuiltPackage:
+    freeze_startup_heap()
     layer = await Get(BuiltLambdaLayer, LambdaLayerFieldSet, field_set)
     return layer.package
 
 
 @rule(desc="Package Lambda image", level=LogLevel.DEBUG)
 async def package_lambda_image(field_set: LambdaImageFieldSet) -> BuiltPackage:
+    freeze_startup_heap()
     built = await Get(BuiltLambdaImage, LambdaImageFieldSet, field_set)
     return built.package
 
@@ -62,13 +65,14 @@ async def package_lambda_image(field_set: LambdaImageFieldSet) -> BuiltPackage:
 async def package_lambda_function(
     field_set: LambdaFunctionFieldSet, python_setup: PythonSetup
 ) -> BuiltPackage:
+    freeze_startup_heap()
     platform = field_set.platform
     output_path = field_set.output_path.value_or_default(file_ending="zip")
-    _, function_layers = await MultiGet(
+    function_layers = await Get(LambdaFunctionLayers, LambdaFunctionLayersRequest(field_set))
+    # The check reads every target of the repository (0.05-0.1 s with a hundred): beside the
+    # staging, not before it.
+    _, staged, _ = await MultiGet(
         Get(UniqueOutputPath, UniqueOutputPathRequest(field_set.address, output_path)),
-        Get(LambdaFunctionLayers, LambdaFunctionLayersRequest(field_set)),
-    )
-    staged, _ = await MultiGet(
         Get(
             StagedLambda,
             StageLambdaRequest(

@@ -9,6 +9,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from lambda_rules import facts, locks
 from lambda_rules.platforms import lambda_platform
@@ -99,3 +101,33 @@ def test_a_cycle_in_the_locks_graph_ends(tmp_path):
         ("a", "a-1.0-py3-none-any.whl"),
         ("b", "b-1.0-py3-none-any.whl"),
     ]
+
+
+def test_a_pex_locks_dependencies_read_as_packaging_reads_them_whole():
+    """`requires_dists` entries are split at the marker's `;` so each marker is parsed once: every
+    entry of the repository's and bench locks, a URL with a `;` in it, and extras under a marker
+    give what `packaging` makes of the whole entry."""
+    entries = [
+        "tricky @ https://example.invalid/t;v=1/tricky-1.0-py3-none-any.whl ; os_name == 'posix'",
+        "Some.Name[B,a] >=1,<2 ; extra == 'X' and python_version >= \"3.9\"",
+        "plain",
+    ]
+    for lock_path, _ in LOCKS.values():
+        body = "\n".join(
+            line
+            for line in (REPO_ROOT / lock_path).read_text().splitlines()
+            if not line.startswith("//")
+        )
+        for resolve in json.loads(body)["locked_resolves"]:
+            for locked in resolve["locked_requirements"]:
+                entries += locked.get("requires_dists", [])
+    locked = {"project_name": "p", "version": "1", "artifacts": [], "requires_dists": entries}
+    document = {"locked_resolves": [{"locked_requirements": [locked]}]}
+    (package,) = locks.parse_lock(json.dumps(document), "lock.json").packages
+    expected = []
+    for entry in entries:
+        whole = Requirement(entry)
+        marker = str(whole.marker) if whole.marker else None
+        expected.append((canonicalize_name(whole.name), frozenset(whole.extras), marker))
+    assert [(d.name, d.extras, d.marker) for d in package.dependencies] == expected
+    assert len(entries) > 100

@@ -31,6 +31,7 @@ from pants.engine.fs import (
 )
 from pants.engine.process import Process, ProcessExecutionFailure, ProcessResult
 from pants.engine.rules import Get, MultiGet, collect_rules, rule
+from pants.option.global_options import GlobalOptions
 from pants.util.logging import LogLevel
 
 from lambda_rules import actions, facts, sandbox_files
@@ -110,8 +111,11 @@ class CompiledBytecode:
 
 @dataclass(frozen=True)
 class PrepareUnitRequest:
+    """`cores`: what the unit's processes ask of Pants (`_cores_for`), by default by its size."""
+
     unit: DistributionUnit
     bytecode: BytecodeCompiler | None = None
+    cores: int | None = None
 
 
 @dataclass(frozen=True)
@@ -221,9 +225,11 @@ async def compile_bytecode(request: CompileBytecodeRequest) -> CompiledBytecode:
     return CompiledBytecode(result.output_digest, json.loads(result.stdout)["python"])
 
 
-def _cores_for(unit: DistributionUnit) -> int:
+def _cores_for(request: PrepareUnitRequest) -> int:
     """Small units compile and zip in one process; large ones may use the cores Pants grants."""
-    return 1 if unit.size < _PARALLEL_UNIT_BYTES else 8
+    if request.unit.size < _PARALLEL_UNIT_BYTES:
+        return 1
+    return request.cores or 8
 
 
 @rule(desc="List executable files", level=LogLevel.DEBUG)
@@ -266,7 +272,7 @@ async def prepare_unit(request: PrepareUnitRequest) -> PreparedUnit:
             unit.description,
             unit.first_party,
             request.bytecode,
-            _cores_for(unit),
+            _cores_for(request),
             unpack,
         ),
     )
@@ -314,7 +320,7 @@ async def zip_part(
             output_files=(PART_FILE,),
             description=f"Compress {unit.description}",
             level=LogLevel.DEBUG,
-            concurrency_available=_cores_for(unit),
+            concurrency_available=_cores_for(request),
         ),
     )
     return ZipPart(result.output_digest, prepared.compiled_by)
@@ -327,6 +333,7 @@ class ZipPartGroupRequest:
 
     units: tuple[DistributionUnit, ...]
     bytecode: BytecodeCompiler | None = None
+    cores: int | None = None
 
 
 @rule(desc="Compress small distribution units together", level=LogLevel.DEBUG)
@@ -334,9 +341,8 @@ async def zip_part_group(
     request: ZipPartGroupRequest, tool: ZipperTool, subsystem: LambdaZipSubsystem
 ) -> ZipParts:
     if len(request.units) == 1:
-        return ZipParts(
-            (await Get(ZipPart, PrepareUnitRequest(request.units[0], request.bytecode)),)
-        )
+        prepare = PrepareUnitRequest(request.units[0], request.bytecode, request.cores)
+        return ZipParts((await Get(ZipPart, PrepareUnitRequest, prepare),))
     described = f"{len(request.units)} small distributions: " + ", ".join(
         unit.description for unit in request.units
     )
@@ -395,8 +401,16 @@ async def zip_part_group(
     return ZipParts(tuple(ZipPart(digest, compiled_by) for digest in unprefixed))
 
 
+def _large_unit_cores(jobs: list[tuple[DistributionUnit, ...]], parallelism: int) -> int:
+    """What each large unit's process asks of Pants: the cores the others leave it. Asking more
+    than the slots free makes Pants take cores back from a process in its first 200 ms by
+    restarting it (0.1 s of an API function's botocore in traces). Not part of a cache key."""
+    grouped = sum(1 for job in jobs if len(job) > 1)
+    return max(1, (parallelism - grouped) // max(1, len(jobs) - grouped))
+
+
 @rule(desc="Compress distribution units", level=LogLevel.DEBUG)
-async def zip_parts(request: ZipPartsRequest) -> ZipParts:
+async def zip_parts(request: ZipPartsRequest, global_options: GlobalOptions) -> ZipParts:
     total = sum(unit.size for unit in request.units)
     small = tuple(
         unit
@@ -412,8 +426,9 @@ async def zip_parts(request: ZipPartsRequest) -> ZipParts:
     # another order small.
     jobs.sort(key=lambda units: -sum(unit.size for unit in units))
     jobs = [*jobs[1:], *jobs[:1]]
+    cores = _large_unit_cores(jobs, global_options.process_execution_local_parallelism)
     results = await MultiGet(
-        Get(ZipParts, ZipPartGroupRequest(job, request.bytecode)) for job in jobs
+        Get(ZipParts, ZipPartGroupRequest(job, request.bytecode, cores)) for job in jobs
     )
     by_unit = {
         unit: part for job, result in zip(jobs, results) for unit, part in zip(job, result.parts)
