@@ -159,12 +159,12 @@ def _write_archive(archive: Path, laid_out: LaidOutWheel, paths: Sequence[str]) 
     return stored.sha256_hex
 
 
-def _executor(wheels: Sequence[tuple[Path, str]]) -> Executor:
-    """Worker processes from `PARALLEL_MIN_BYTES` of wheels on: installer's reading holds the
-    GIL, so threads share one core (numpy + pandas on 2 cores: 0.87 s with threads, 0.52 s with
-    two processes). Else threads, which overlap what releases the GIL (inflating, hashing)."""
-    total = sum(wheel.stat().st_size for wheel, _ in wheels)
-    workers = min(len(wheels), resolve_workers(None, total, _PROCESSES))
+def _executor(sizes: Sequence[int]) -> Executor:
+    """For wheels of `sizes`, worker processes from `PARALLEL_MIN_BYTES` on: installer's reading
+    holds the GIL, so threads share one core (numpy + pandas on 2 cores: 0.87 s with threads,
+    0.52 s with two processes). Else threads, which overlap what releases the GIL (inflating,
+    hashing)."""
+    workers = min(len(sizes), resolve_workers(None, sum(sizes), _PROCESSES))
     if workers == 1:
         return ThreadPoolExecutor(max_workers=_THREADS)
     # Forked where that is safe (Linux; no other thread runs here, the fetches are done): a
@@ -177,9 +177,10 @@ def write_units(wheels: Sequence[tuple[Path, str]], out: Path) -> None:
     """Lay out each (wheel, shown) and write its unit into `out`, as the steps after read it."""
     out.mkdir(parents=True)
     scratch = [out / f"wheel-{k}.zip{pieces.SUFFIX}" for k in range(len(wheels))]
+    sizes = [wheel.stat().st_size for wheel, _ in wheels]
     # The largest wheels first: the last to finish decides when all are.
-    order = sorted(range(len(wheels)), key=lambda k: -wheels[k][0].stat().st_size)
-    with _executor(wheels) as pool:
+    order = sorted(range(len(wheels)), key=lambda k: -sizes[k])
+    with _executor(sizes) as pool:
         futures = [pool.submit(_write_unit, *wheels[k], scratch[k]) for k in order]
         try:
             written = [future.result() for future in futures]

@@ -62,7 +62,7 @@ def test_a_path_two_wheels_ship_stays_with_the_first_in_name_order(tmp_path, blo
     )
     wheels = [(beta, "https://example/beta"), (alpha, "https://example/alpha")]
     if blob is LARGE and available_cpus() > 1:
-        with wheel_units._executor(wheels) as executor:
+        with wheel_units._executor([w.stat().st_size for w, _ in wheels]) as executor:
             assert isinstance(executor, ProcessPoolExecutor)
     out = tmp_path / "units"
     wheel_units.write_units(wheels, out)
