@@ -13,26 +13,36 @@ the rules stay thin and every decision is unit-tested on real wheel metadata.
 
 from __future__ import annotations
 
-import difflib
 import warnings
 from dataclasses import dataclass
-from email.parser import BytesParser
-from email.policy import compat32
-from typing import Any, Iterable, Iterator, Mapping, Sequence
-
-# Pants 2.17 runs on packaging 21.3, whose grammar uses pyparsing names that newer pyparsing
-# deprecates: importing it would print deprecation warnings on every Pants run.
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore", DeprecationWarning)
-    from packaging.markers import Marker, UndefinedComparison, UndefinedEnvironmentName
-    from packaging.requirements import InvalidRequirement, Requirement
-from packaging.utils import canonicalize_name
-from packaging.version import InvalidVersion, Version
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping, Sequence
 
 from lambda_rules.errors import LambdaRulesError
 from lambda_rules.facts import MAX_LAYERS_PER_FUNCTION, UNZIPPED_LIMIT_BYTES
 from lambda_rules.manifest import ManifestLayer, PackageTooLargeError
 from lambda_rules.platforms import LambdaPlatform
+
+if TYPE_CHECKING:
+    from packaging.requirements import Requirement
+
+# `packaging` and `email` are imported by the functions that parse metadata and requirements:
+# a function without layers or exclusions needs neither, and a warm `lambda-zip package` would
+# otherwise spend about a third of its time importing them.
+
+
+def _canonical(name: str) -> str:
+    from packaging.utils import canonicalize_name
+
+    return canonicalize_name(name)
+
+
+def _requirements_module() -> Any:
+    # Pants 2.17 runs on packaging 21.3, whose grammar uses pyparsing names that newer pyparsing
+    # deprecates: importing it would print deprecation warnings on every Pants run.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from packaging import requirements
+    return requirements  # also imports packaging.markers, under the same filter
 
 
 class LayerError(LambdaRulesError):
@@ -52,15 +62,19 @@ class CombinedSizeError(LayerError, PackageTooLargeError):
 
 
 def _metadata_fields(metadata: bytes) -> tuple[str, list[str]]:
+    from email.parser import BytesParser
+    from email.policy import compat32
+
     message = BytesParser(policy=compat32).parsebytes(metadata, headersonly=True)
     name = message.get("Name") or "<a distribution without a Name>"
     return str(name), [str(value) for value in message.get_all("Requires-Dist") or []]
 
 
 def _parse_requirement(value: str, owner: str) -> Requirement:
+    requirements = _requirements_module()
     try:
-        return Requirement(value)
-    except InvalidRequirement as e:
+        return requirements.Requirement(value)
+    except requirements.InvalidRequirement as e:
         where = f"the METADATA of {owner} has a `Requires-Dist`" if owner else "a requirement"
         raise LayerError(
             f"{where} that cannot be parsed ({value!r}: {e}), so what it needs is unknown and "
@@ -74,11 +88,13 @@ def _applies(
 ) -> bool:
     if requirement.marker is None:
         return True
-    marker: Marker = requirement.marker
+    from packaging.markers import UndefinedComparison, UndefinedEnvironmentName
+
+    marker = requirement.marker
     # No extra ("") first: what the distribution needs when installed plainly.
     candidates = [""]
     for extra in extras:
-        candidates += [extra, canonicalize_name(extra)]
+        candidates += [extra, _canonical(extra)]
     for extra in candidates:
         try:
             if marker.evaluate({**environment, "extra": extra}):
@@ -96,7 +112,7 @@ def direct_requirement_names(
     """Canonical names of requirement strings (a target's own `pydantic>=2`, `boto3[crt]`) that
     apply on the Lambda platform: the roots of `excluded_closure`."""
     return {
-        canonicalize_name(requirement.name)
+        _canonical(requirement.name)
         for requirement in (_parse_requirement(value, "") for value in requirements)
         if _applies(requirement, marker_environment, ())
     }
@@ -116,11 +132,11 @@ def requirement_graph(
     parsed: dict[str, list[Requirement]] = {}
     for key, metadata in metadata_by_distribution.items():
         name, values = _metadata_fields(metadata)
-        parsed[canonicalize_name(key)] = [_parse_requirement(v, name) for v in values]
+        parsed[_canonical(key)] = [_parse_requirement(v, name) for v in values]
     wanted_extras: dict[str, set[str]] = {name: set() for name in parsed}
     for value in root_requirements:
         requirement = _parse_requirement(value, "")
-        name = canonicalize_name(requirement.name)
+        name = _canonical(requirement.name)
         if name in wanted_extras and _applies(requirement, marker_environment, ()):
             wanted_extras[name] |= set(requirement.extras)
     while True:
@@ -131,7 +147,7 @@ def requirement_graph(
             for requirement in requirements:
                 if not _applies(requirement, marker_environment, wanted_extras[name]):
                     continue
-                target = canonicalize_name(requirement.name)
+                target = _canonical(requirement.name)
                 if target in parsed and target != name:
                     graph[name].add(target)
                     asked[target] |= set(requirement.extras)
@@ -148,7 +164,9 @@ def requirement_graph(
 
 
 def _did_you_mean(name: str, candidates: Iterable[str]) -> str:
-    close = difflib.get_close_matches(canonicalize_name(name), sorted(candidates), n=3, cutoff=0.6)
+    import difflib  # only for a message
+
+    close = difflib.get_close_matches(_canonical(name), sorted(candidates), n=3, cutoff=0.6)
     return f" (did you mean {' or '.join(f'`{c}`' for c in close)}?)" if close else ""
 
 
@@ -183,11 +201,10 @@ def excluded_closure(
     error, so a typo never passes silently.
     """
     graph: dict[str, set[str]] = {
-        canonicalize_name(name): {canonicalize_name(d) for d in deps}
-        for name, deps in bundled.items()
+        _canonical(name): {_canonical(d) for d in deps} for name, deps in bundled.items()
     }
     typed = list(dict.fromkeys(excluded))
-    unknown = [name for name in typed if canonicalize_name(name) not in graph]
+    unknown = [name for name in typed if _canonical(name) not in graph]
     if unknown:
         contents = ", ".join(sorted(graph)) or "none"
         details = ", ".join(f"`{name}`{_did_you_mean(name, graph)}" for name in unknown)
@@ -197,9 +214,9 @@ def excluded_closure(
             f"{details}. It holds: {contents}. Fix the spelling, or remove the name if the "
             "package no longer needs it."
         )
-    dropped_by_name: set[str] = {canonicalize_name(name) for name in typed}
+    dropped_by_name: set[str] = {_canonical(name) for name in typed}
     reachable = _reachable(dropped_by_name, graph, blocked=set())
-    seeds = ({canonicalize_name(r) for r in roots} | (set(graph) - reachable)) - dropped_by_name
+    seeds = ({_canonical(r) for r in roots} | (set(graph) - reachable)) - dropped_by_name
     kept = _reachable(seeds, graph, blocked=dropped_by_name)
     return set(graph) - kept
 
@@ -262,7 +279,7 @@ class LayerContents:
         object.__setattr__(
             self,
             "distributions",
-            FrozenMapping({str(canonicalize_name(n)): v for n, v in self.distributions.items()}),
+            FrozenMapping({str(_canonical(n)): v for n, v in self.distributions.items()}),
         )
         object.__setattr__(self, "first_party", FrozenMapping(self.first_party))
 
@@ -275,6 +292,8 @@ class LayerContents:
 
 
 def _same_version(a: str, b: str) -> bool:
+    from packaging.version import InvalidVersion, Version
+
     try:
         return Version(a) == Version(b)
     except InvalidVersion:
@@ -310,7 +329,7 @@ def layer_coverage(
                 f"{architecture}: give {layer.address} the same `runtime` and `architecture` "
                 f"as {function_address}, or use another layer."
             )
-    wanted = {canonicalize_name(n): v for n, v in function_distributions.items()}
+    wanted = {_canonical(n): v for n, v in function_distributions.items()}
     provided: set[str] = set()
     for name, version in sorted(wanted.items()):
         for layer in layers:

@@ -17,21 +17,16 @@ import json
 import posixpath
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping, Sequence
 from urllib.parse import unquote, urlsplit
-
-from packaging.markers import InvalidMarker, Marker
-from packaging.requirements import InvalidRequirement, Requirement
-from packaging.utils import (
-    InvalidWheelFilename,
-    NormalizedName,
-    canonicalize_name,
-    parse_wheel_filename,
-)
-from packaging.version import Version
 
 from lambda_rules.errors import LambdaRulesError
 from lambda_rules.platforms import WheelPlatform
+from lambda_rules.units import canonical_name
+
+if TYPE_CHECKING:  # imported where used: a warm `lambda-zip package` needs only LockedWheel
+    from packaging.markers import Marker
+    from packaging.requirements import Requirement
 
 
 class LockError(LambdaRulesError):
@@ -42,7 +37,7 @@ class LockError(LambdaRulesError):
 class LockedWheel:
     """One wheel a lock pins: where it is and what its bytes must hash to."""
 
-    name: NormalizedName
+    name: str
     version: str
     url: str
     sha256: str
@@ -58,10 +53,9 @@ def _filename(url: str) -> str:
 
 @dataclass(frozen=True)
 class LockedDependency:
-    """An edge of the lock's graph: `name` (with `extras`), needed where `marker` holds; `version`
-    when the lock holds several versions of `name` (uv's forks)."""
+    """An edge of the lock's graph: `name[extras]` where `marker` holds (`version`: a uv fork's)."""
 
-    name: NormalizedName
+    name: str
     extras: frozenset[str] = frozenset()
     marker: str | None = None
     version: str | None = None
@@ -69,17 +63,15 @@ class LockedDependency:
 
 @dataclass(frozen=True)
 class LockedPackage:
-    name: NormalizedName
+    name: str
     version: str
     wheels: tuple[LockedWheel, ...]
-    # None when the lock records no graph (pylock.toml may not): then the package's own
-    # `marker` decides, as PEP 751 installers do.
+    # None when the lock has no graph (pylock.toml may not): its `marker` decides, as in PEP 751.
     dependencies: tuple[LockedDependency, ...] | None
     # Per extra, its additional dependencies (uv.lock's `optional-dependencies`).
     extras: tuple[tuple[str, tuple[LockedDependency, ...]], ...]
     marker: str | None = None
-    # File names of what the lock offers besides wheels (sdists), never installed: named in the
-    # error when no wheel fits.
+    # The sdists' file names: never installed, named in the error when no wheel fits.
     sdists: tuple[str, ...] = ()
 
 
@@ -90,7 +82,7 @@ class Lock:
     packages: tuple[LockedPackage, ...]
 
     def named(self, name: str) -> list[LockedPackage]:
-        wanted = canonicalize_name(name)
+        wanted = canonical_name(name)
         return [p for p in self.packages if p.name == wanted]
 
 
@@ -157,6 +149,8 @@ def _malformed(path: str, fmt: str, error: Exception) -> LockError:
 
 def _requirement(what: str, text: str) -> tuple[LockedDependency, Any]:
     """A requirement of the target's as an edge into the lock, and its version specifier."""
+    from packaging.requirements import InvalidRequirement, Requirement
+
     try:
         requirement = Requirement(text)
     except InvalidRequirement as error:
@@ -166,23 +160,24 @@ def _requirement(what: str, text: str) -> tuple[LockedDependency, Any]:
 
 def _dependency(requirement: Requirement) -> LockedDependency:
     return LockedDependency(
-        canonicalize_name(requirement.name),
+        canonical_name(requirement.name),
         frozenset(requirement.extras),
         str(requirement.marker) if requirement.marker else None,
     )
 
 
 def _pex_dependency(text: str) -> LockedDependency:
-    """A pex lock's `requires_dists` entry, its marker parsed once per distinct text: under Pants
-    2.17's `packaging` (21.3, pyparsing) a whole entry costs about 0.5 ms, and an API function's
-    29 distributions repeat 35 markers over 143 entries. PEP 508 puts a `;` only before the
-    marker, except inside a URL (`name @ url ; marker`), which is parsed whole."""
+    """A pex lock's `requires_dists` entry, each distinct marker parsed once (Pants 2.17's
+    pyparsing `packaging` takes 0.5 ms per whole entry; an API function repeats 35 markers over
+    143). PEP 508's `;` precedes only the marker, except in a URL (`n @ url ; m`): parsed whole."""
+    from packaging.requirements import Requirement
+
     head, semicolon, marker = text.partition(";")
     if not semicolon or "@" in head:
         return _dependency(Requirement(text))
     requirement = Requirement(head)
     return LockedDependency(
-        canonicalize_name(requirement.name),
+        canonical_name(requirement.name),
         frozenset(requirement.extras),
         _normalized_marker(marker.strip()),
     )
@@ -191,11 +186,15 @@ def _pex_dependency(text: str) -> LockedDependency:
 @functools.lru_cache(maxsize=4096)
 def _normalized_marker(text: str) -> str:
     """The marker as `packaging` writes it back (what `_dependency` keeps of a requirement's)."""
+    from packaging.markers import Marker
+
     return str(Marker(text))
 
 
 def _wheel(name: str, version: str, url: str, sha256: str) -> LockedWheel | None:
-    wheel = LockedWheel(canonicalize_name(name), version, url, sha256.lower())
+    from packaging.utils import InvalidWheelFilename, parse_wheel_filename
+
+    wheel = LockedWheel(canonical_name(name), version, url, sha256.lower())
     try:
         parse_wheel_filename(wheel.filename)
     except InvalidWheelFilename:
@@ -212,7 +211,7 @@ def _read_pex_lock(path: str, body: str) -> Lock:
             where = f"locked_resolves[{r}]"
             for i, locked in enumerate(_get(resolve, "locked_requirements", list, where)):
                 packages.append(_pex_package(locked, f"{where}.locked_requirements[{i}]"))
-    except (ValueError, InvalidRequirement, _Malformed) as error:
+    except (ValueError, _Malformed) as error:  # packaging's Invalid* are ValueErrors
         raise _malformed(path, fmt, error) from None
     return Lock(path, fmt, tuple(packages))
 
@@ -230,7 +229,7 @@ def _pex_package(locked: Any, where: str) -> LockedPackage:
             if wheel:
                 wheels.append(wheel)
     return LockedPackage(
-        canonicalize_name(name),
+        canonical_name(name),
         version,
         tuple(wheels),
         tuple(_pex_dependency(r) for r in locked.get("requires_dists", [])),
@@ -248,7 +247,7 @@ def _read_pylock(path: str, document: dict[str, Any]) -> Lock:
             dependencies = package.get("dependencies")
             packages.append(
                 LockedPackage(
-                    canonicalize_name(_get(package, "name", str, where)),
+                    canonical_name(_get(package, "name", str, where)),
                     str(package.get("version", "")),
                     _toml_wheels(path, package, where, _pylock_sha256),
                     None if dependencies is None else _uv_edges(dependencies, f"{where}"),
@@ -257,7 +256,7 @@ def _read_pylock(path: str, document: dict[str, Any]) -> Lock:
                     sdists=_sdist(package),
                 )
             )
-    except (InvalidRequirement, _Malformed) as error:
+    except (ValueError, _Malformed) as error:
         raise _malformed(path, fmt, error) from None
     # PEP 751's `dependencies` is not a graph every tool writes, nor one every tool writes fully:
     # a lock without it on every package is installed by markers, as installers do.
@@ -269,8 +268,7 @@ def _read_pylock(path: str, document: dict[str, Any]) -> Lock:
 def _toml_wheels(
     path: str, package: Any, where: str, sha256_of: Callable[[Any, str], str]
 ) -> tuple[LockedWheel, ...]:
-    """A TOML lock's wheels of one package; `sha256_of` reads a wheel's digest as its format
-    states it."""
+    """A TOML lock's wheels of one package; `sha256_of` reads a digest as its format states."""
     name, version = _get(package, "name", str, where), str(package.get("version", ""))
     wheels = []
     for j, wheel in enumerate(package.get("wheels", [])):
@@ -316,7 +314,7 @@ def _read_uv_lock(path: str, document: dict[str, Any]) -> Lock:
             optional = package.get("optional-dependencies", {})
             packages.append(
                 LockedPackage(
-                    canonicalize_name(_get(package, "name", str, where)),
+                    canonical_name(_get(package, "name", str, where)),
                     str(package.get("version", "")),
                     _toml_wheels(path, package, where, _uv_sha256),
                     _uv_edges(package.get("dependencies", []), where),
@@ -348,7 +346,7 @@ def _uv_edges(dependencies: Any, where: str) -> tuple[LockedDependency, ...]:
         raise _Malformed(f"{where}.dependencies")
     return tuple(
         LockedDependency(
-            canonicalize_name(_get(d, "name", str, f"{where}.dependencies[{k}]")),
+            canonical_name(_get(d, "name", str, f"{where}.dependencies[{k}]")),
             frozenset(d.get("extra", [])),
             d.get("marker"),
             d.get("version"),
@@ -369,11 +367,11 @@ def select_wheels(
     `transitive` False exactly the distributions named. Raises `LockError` naming what is
     missing and what to do."""
     environment = platform.marker_environment()
-    chosen: dict[NormalizedName, LockedPackage] = {}
+    chosen: dict[str, LockedPackage] = {}
     # Each chosen distribution's first dependent (or its requirement), for messages.
-    via_of: dict[NormalizedName, str] = {}
+    via_of: dict[str, str] = {}
     # What was expanded already, with which extras: a lock's graph may have cycles.
-    expanded: set[tuple[NormalizedName, frozenset[str]]] = set()
+    expanded: set[tuple[str, frozenset[str]]] = set()
     parsed = [(_requirement(what, text), text) for text in requirements]
     specifiers = {dependency.name: specifier for (dependency, specifier), _ in parsed}
     queue = [(dependency, text) for (dependency, _), text in parsed]
@@ -413,8 +411,9 @@ def _applies(marker: str | None, environment: Mapping[str, str], extras: Iterabl
 
 @functools.lru_cache(maxsize=4096)
 def _marker(text: str) -> Marker:
-    """A lock repeats the same markers across packages and targets; parsing one (pyparsing, in
-    older `packaging`) costs more than evaluating it."""
+    """Cached: a lock repeats its markers, and parsing one costs more than evaluating it."""
+    from packaging.markers import InvalidMarker, Marker
+
     try:
         return Marker(text)
     except InvalidMarker as error:
@@ -463,6 +462,8 @@ def _locked(
             f"{machine} ({found}); add it to the lock (`pants generate-lockfiles`, `uv lock` or "
             "`pex3 lock update`) or drop the requirement"
         )
+    from packaging.version import Version
+
     return max(candidates, key=lambda p: Version(p.version))
 
 
@@ -474,8 +475,9 @@ def _best_wheel(
     what: str,
     via: str,
 ) -> LockedWheel:
-    """The wheel of `package` whose best tag ranks first in `ranks` (the platform's tags, most
-    preferred first)."""
+    """The wheel of `package` whose best tag ranks first in `ranks` (the platform's, best first)."""
+    from packaging.utils import parse_wheel_filename
+
     best: tuple[int, LockedWheel] | None = None
     for wheel in package.wheels:
         _, _, _, tags = parse_wheel_filename(wheel.filename)

@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Iterator, Protocol
-
-from packaging import tags
+from typing import TYPE_CHECKING, Iterator, Protocol
 
 from lambda_rules.errors import LambdaRulesError
 from lambda_rules.facts import ARCHITECTURES, RUNTIMES, Runtime
+
+if TYPE_CHECKING:
+    # Imported where tags are made: a warm `lambda-zip package` ranks no tag (its choice of
+    # wheels is cached), and importing `packaging.tags` costs it about 15 ms.
+    from packaging import tags
 
 
 class UnknownPlatformError(LambdaRulesError, ValueError):
@@ -75,6 +78,8 @@ class LambdaPlatform:
 
     def compatible_tags(self) -> Iterator[tags.Tag]:
         """All tags a wheel may carry to run here, in pip's order of preference."""
+        from packaging import tags
+
         version = self.runtime.python_version
         cp = f"cp{version[0]}{version[1]}"
         platforms = self.platform_tags()
@@ -144,6 +149,7 @@ class InterpreterPlatform:
 
     @classmethod
     def current(cls) -> InterpreterPlatform:
+        from packaging import tags
         from packaging.markers import default_environment
 
         environment = default_environment()

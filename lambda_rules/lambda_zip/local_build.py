@@ -1,9 +1,10 @@
 """`lambda-zip package`: the Pants rules' steps, in this process, with a local cache of parts.
 
-resolve (pex, for the Lambda platform) -> plan the contents (`contents.plan_contents`, as the rules
-do) -> per distribution: [compile with the runtime's CPython] -> compress into a part, or take it
-from the cache -> merge the parts and zip the first-party code -> SBOM template from the parts ->
-manifest and SBOM (`outputs.package_outputs`). Every option that the target has, and the same
+the lock's wheels for the Lambda platform and their units (`local_wheels`) -> plan the contents
+(`contents.plan_contents`, as the rules do) -> per distribution: [compile with the runtime's
+CPython] -> compress into a part, or take it from the cache -> merge the parts and zip the
+first-party code -> SBOM template from the parts -> manifest and SBOM
+(`outputs.package_outputs`). Every option that the target has, and the same
 bytes for the same inputs as `pants package`. No Pants imports.
 """
 
@@ -12,7 +13,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import shutil
-import subprocess
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,9 +29,8 @@ from lambda_rules import (
 )
 from lambda_rules.errors import LambdaRulesError
 from lambda_rules.facts import Kind
-from lambda_rules.lambda_zip import dist_writer, layer_reader, local_cache
+from lambda_rules.lambda_zip import dist_writer, local_cache, local_wheels
 from lambda_rules.platforms import LambdaPlatform
-from lambda_rules.scripts import interpreters
 from lambda_rules.zipper import pieces
 from lambda_rules.zipper.build import build_zip
 from lambda_rules.zipper.compress import DEFAULT_LEVEL
@@ -152,11 +151,11 @@ def build_parts(request: PackageRequest, work: Path, *, transitive: bool = True)
     what = request.name
     lock = request.lockfile or _empty_lock(work)
     cache = local_cache.PartsCache(request.cache_dir)
-    wheels = _locked_wheels(request, lock, transitive=transitive)
-    resolved = _resolution(request, wheels, work, cache)
+    wheels = local_wheels.locked_wheels(request, lock, cache, transitive=transitive)
+    resolved = local_wheels.resolution(request, wheels, work, cache)
     listed = units.read_listing(resolved.listing)
     sources = _collect_sources(what, request.sources, request.source_root)
-    layer_contents = tuple(layer_reader.layer_contents(n, p) for n, p in request.layers)
+    layer_contents = _layer_contents(request.layers)
     planned = contents.plan_contents(
         what=what,
         platform=request.platform,
@@ -188,6 +187,14 @@ def build_parts(request: PackageRequest, work: Path, *, transitive: bool = True)
         layer_contents=layer_contents,
         prefix=prefix,
     )
+
+
+def _layer_contents(given: Sequence[tuple[str, Path]]) -> tuple[layers.LayerContents, ...]:
+    if not given:
+        return ()
+    from lambda_rules.lambda_zip import layer_reader  # reads zips and manifests: only for layers
+
+    return tuple(layer_reader.layer_contents(name, path) for name, path in given)
 
 
 def sbom_template(request: PackageRequest, built: BuiltParts) -> str:
@@ -271,63 +278,6 @@ def _listed(
     return [by_plan[plan] for plan in planned.units]
 
 
-def _locked_wheels(
-    request: PackageRequest, lock: Path, *, transitive: bool
-) -> tuple[locks.LockedWheel, ...]:
-    if not request.requirements:
-        return ()
-    return locks.select_wheels(
-        locks.read_lock(lock),
-        request.requirements,
-        request.platform,
-        what=request.name,
-        transitive=transitive,
-    )
-
-
-def _resolution(
-    request: PackageRequest,
-    wheels: Sequence[locks.LockedWheel],
-    work: Path,
-    cache: local_cache.PartsCache,
-) -> local_cache.Resolution:
-    """The units of the locked wheels: from the cache when these wheels were laid out before (no
-    wheel read, no network), else written from the wheels into `work`."""
-    if not wheels:
-        return local_cache.Resolution(b'{"units": []}', {})
-    key = local_cache.resolution_key(wheels=[w.sha256 for w in wheels])
-    cached = cache.get_resolution(key)
-    if cached is not None:
-        return cached
-    out = _write_units(request, wheels, work)
-    metadata_dir = out / units.METADATA_DIR
-    resolved = local_cache.Resolution(
-        listing=(out / units.UNITS_JSON).read_bytes(),
-        metadata={
-            path.relative_to(metadata_dir).as_posix(): path.read_bytes()
-            for path in sorted(metadata_dir.glob("*/METADATA"))
-        },
-    )
-    cache.put_resolution(key, resolved)
-    return resolved
-
-
-def _write_units(request: PackageRequest, wheels: Sequence[locks.LockedWheel], work: Path) -> Path:
-    """The wheels fetched (into the cache's wheel folder) and laid out as units under `work`,
-    once per run."""
-    out = work / "units"
-    if not out.exists():
-        # Imported here: a warm run, whose layouts are all cached, reads no wheel (nor imports
-        # urllib and ssl).
-        from lambda_rules import fetch, wheel_units
-
-        root = request.wheel_cache or request.cache_dir / "wheels"
-        wheel_cache = fetch.WheelCache(root, request.find_links)
-        paths = wheel_cache.fetch_all(fetch.Wanted(w.url, w.sha256) for w in wheels)
-        wheel_units.write_units([(paths[w.sha256], w.url) for w in wheels], out)
-    return out
-
-
 @dataclass(frozen=True)
 class _Part:
     cached: local_cache.CachedPart
@@ -355,7 +305,7 @@ def _parts(
     missing = [index for index, cached in enumerate(found) if cached is None]
     if not missing:
         return [_Part(cached, False) for cached in found if cached is not None]
-    out = _write_units(request, wheels, work)
+    out = local_wheels.write_units(request, wheels, work)
     written = units.read_listing((out / units.UNITS_JSON).read_bytes())
     index_of = {unit.sha256: index for index, unit in enumerate(written)}
     archives = {i: out / f"{index_of[wanted[i].sha256]}.zip{pieces.SUFFIX}" for i in missing}
@@ -447,6 +397,12 @@ def _stage(directory: Path, prefix: str, files: dict[str, Path]) -> None:
 
 
 def _compiler(what: str, request: PackageRequest) -> _Compiler:
+    # Imported here, as in `_compile`: most packages compile nothing, and a warm run's time is
+    # mostly imports.
+    import subprocess
+
+    from lambda_rules.scripts import interpreters
+
     runtime = request.platform.runtime
     try:
         python = interpreters.find_interpreter(runtime)
@@ -477,6 +433,8 @@ def _compile(
 ) -> None:
     """Compile each tree as a root of its own in one run of the bytecode compiler, the command
     the Pants rule runs (`actions.compile_argv`), after unpacking each (archive, directory)."""
+    import subprocess
+
     with tempfile.TemporaryDirectory(prefix="lambda-zip-compiler-") as scripts:
         for path, content in sandbox_files.BYTECODE_COMPILER.read().items():
             (Path(scripts) / path).parent.mkdir(parents=True, exist_ok=True)

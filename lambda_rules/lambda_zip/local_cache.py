@@ -7,11 +7,13 @@ bit), the zipper's and the bytecode compiler's own sources, the pinned compresso
 package prefix, and for bytecode the exact CPython and the load prefix. So a second function on
 the same requirements, or a CI runner that keeps the folder, compresses nothing again.
 
-Beside the parts it keeps how each set of locked wheels was laid out into units (`units.json`
-and the METADATA files), keyed by the wheels' sha256s and the layout's own sources: a second
-function on the same wheels then reads no wheel, only the parts. And each SBOM template, keyed
-by the parts it describes, as the Pants rules cache it: a second function on the same parts
-writes no SBOM template again (nor imports cyclonedx-python-lib).
+Beside the parts it keeps each choice of wheels from a lock (keyed by the lock's bytes and path,
+the requirements, the platform, and the sources and `packaging` version that choose): a second
+function on the same requirements parses no lock. It keeps how each set of locked wheels was
+laid out into units (`units.json` and the METADATA files), keyed by the wheels' sha256s and the
+layout's own sources: a second function on the same wheels then reads no wheel, only the parts.
+And each SBOM template, keyed by the parts it describes, as the Pants rules cache it: a second
+function on the same parts writes no SBOM template again (nor imports cyclonedx-python-lib).
 
 Entries are written atomically (a temporary file renamed into place), so concurrent runs sharing
 the folder see a whole entry or none; both write the same bytes. Each entry records its own
@@ -21,6 +23,7 @@ sha256, so a damaged one is detected on read, reported, and rebuilt.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
 import os
@@ -29,6 +32,7 @@ from pathlib import Path
 from typing import Mapping
 
 from lambda_rules import sandbox_files
+from lambda_rules.locks import LockedWheel
 from lambda_rules.zipper.output import replaced_atomically
 from lambda_rules.zipper.summary import file_sha256
 
@@ -36,6 +40,7 @@ from lambda_rules.zipper.summary import file_sha256
 _FORMAT = 2
 # Where documents are kept beside the parts: layouts of locked wheels, and SBOM templates.
 _RESOLUTIONS = "resolutions"
+_SELECTIONS = "selections"
 SBOM_TEMPLATES = "sbom-templates"
 
 
@@ -52,11 +57,36 @@ def tool_fingerprint() -> str:
     the compressor's version."""
     import deflate  # the pinned libdeflate binding; its version fixes the compressed bytes
 
-    digest = hashlib.sha256(f"deflate {getattr(deflate, '__version__', '?')}\n".encode())
-    for file_set in (sandbox_files.ZIPPER, sandbox_files.BYTECODE_COMPILER):
-        for path, content in file_set.read().items():
-            digest.update(f"{path} {hashlib.sha256(content).hexdigest()}\n".encode())
+    return _fingerprint(
+        f"deflate {getattr(deflate, '__version__', '?')}",
+        _digests(sandbox_files.ZIPPER),
+        _digests(sandbox_files.BYTECODE_COMPILER),
+    )
+
+
+def _fingerprint(head: str, *digests: Mapping[str, str]) -> str:
+    """A digest of `head` and each source file's path and sha256 (in order, per mapping)."""
+    digest = hashlib.sha256(f"{head}\n".encode())
+    for files in digests:
+        for path, sha256 in files.items():
+            digest.update(f"{path} {sha256}\n".encode())
     return digest.hexdigest()
+
+
+def _digests(file_set: sandbox_files.FileSet) -> dict[str, str]:
+    return {path: _file_sha256(path) for path in file_set.paths()}
+
+
+@functools.lru_cache(maxsize=None)
+def _file_sha256(path: str) -> str:
+    """A file of ours, hashed once per process: the zipper's files are in three of the sets that
+    the keys of one run hash."""
+    return hashlib.sha256((sandbox_files.SOURCE_ROOT / path).read_bytes()).hexdigest()
+
+
+def _key(**document: object) -> str:
+    text = json.dumps({"format": _FORMAT, **document}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -69,14 +99,7 @@ class PartKey:
     def of(cls, unit: str, *, tool: str, settings: Mapping[str, object]) -> PartKey:
         """`unit`: the sha256 of the unit's stored archive; `settings`: the zipper's and
         compiler's options (level, prefix, compiler version, ...)."""
-        document = {
-            "format": _FORMAT,
-            "tool": tool,
-            "settings": dict(sorted(settings.items())),
-            "unit": unit,
-        }
-        text = json.dumps(document, sort_keys=True, separators=(",", ":"))
-        return cls(hashlib.sha256(text.encode()).hexdigest())
+        return cls(_key(tool=tool, settings=dict(sorted(settings.items())), unit=unit))
 
 
 @dataclass(frozen=True)
@@ -125,6 +148,21 @@ class PartsCache:
 
     def put_resolution(self, key: str, resolution: Resolution) -> None:
         self.put_document(_RESOLUTIONS, key, resolution.to_json())
+
+    def get_selection(self, key: str) -> tuple[LockedWheel, ...] | None:
+        """A choice of wheels, if present and whole."""
+        data = self.get_document(_SELECTIONS, key)
+        if data is None:
+            return None
+        try:
+            return tuple(LockedWheel(*fields) for fields in json.loads(data))
+        except (ValueError, TypeError) as error:
+            self.damaged.append(f"{self.root / _SELECTIONS / key}.json: {error}")
+            return None
+
+    def put_selection(self, key: str, wheels: tuple[LockedWheel, ...]) -> None:
+        fields = [[w.name, w.version, w.url, w.sha256] for w in wheels]
+        self.put_document(_SELECTIONS, key, json.dumps(fields).encode())
 
     def get_document(self, folder: str, key: str) -> bytes | None:
         """A document kept under `folder`, if present and whole (its sha256 is recorded beside
@@ -180,35 +218,37 @@ class Resolution:
         )
 
 
+def selection_key(**inputs: object) -> str:
+    """The key of a choice of wheels: its inputs, and what chooses (our sources that the tool's
+    processes run, `locks` and `platforms` among them, and `packaging`'s version)."""
+    import packaging  # its __init__ holds only the version
+
+    chooser = _fingerprint(f"packaging {packaging.__version__}", _digests(sandbox_files.TOOL))
+    return _key(chooser=chooser, **inputs)
+
+
 def resolution_key(**inputs: object) -> str:
-    """The key of a layout: the wheels, and the sources and `installer` version that lay them
-    out."""
-    layout = hashlib.sha256()
-    for path, content in sandbox_files.WHEEL_UNPACKER.read().items():
-        layout.update(f"{path} {hashlib.sha256(content).hexdigest()}\n".encode())
-    document = {"format": _FORMAT, "layout": layout.hexdigest(), **inputs}
-    document["installer"] = _installer_version()
-    text = json.dumps(document, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()
+    """The key of a layout: the wheels, and the sources that lay them out, installer's included
+    (as the Pants rules ship them to the unpacking process). Hashed rather than asking
+    `importlib.metadata` for installer's version, which would import `email` on every run."""
+    installer = sandbox_files.installed_sources("installer")
+    layout = _fingerprint(
+        "layout",
+        _digests(sandbox_files.WHEEL_UNPACKER),
+        {path: hashlib.sha256(content).hexdigest() for path, content in installer.items()},
+    )
+    return _key(layout=layout, **inputs)
 
 
 def sbom_template_key(**inputs: object) -> str:
     """The key of an SBOM template: its inputs (the parts' keys, the lock, the platform), and
     the SBOM writer's sources and cyclonedx-python-lib's version."""
-    from importlib.metadata import version
+    import cyclonedx  # its __init__ holds only the version, which its releases keep current
 
-    writer = hashlib.sha256(f"cyclonedx-python-lib {version('cyclonedx-python-lib')}\n".encode())
-    for path, content in sandbox_files.TOOL.read().items():
-        writer.update(f"{path} {hashlib.sha256(content).hexdigest()}\n".encode())
-    document = {"format": _FORMAT, "writer": writer.hexdigest(), **inputs}
-    text = json.dumps(document, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def _installer_version() -> str:
-    from importlib.metadata import version
-
-    return version("installer")
+    writer = _fingerprint(
+        f"cyclonedx-python-lib {cyclonedx.__version__}", _digests(sandbox_files.TOOL)
+    )
+    return _key(writer=writer, **inputs)
 
 
 def _replace_atomically(destination: Path, data: bytes) -> None:

@@ -18,7 +18,6 @@ from typing import Callable, Sequence
 
 from lambda_rules.zipper.build import build_zip
 from lambda_rules.zipper.compress import DEFAULT_LEVEL, MAX_LEVEL, MIN_LEVEL
-from lambda_rules.zipper.diff import diff_archives
 from lambda_rules.zipper.errors import ZipError
 from lambda_rules.zipper.merge import merge_zips
 from lambda_rules.zipper.output import replaced_atomically
@@ -362,6 +361,8 @@ def _run_merge(args: argparse.Namespace) -> int:
 
 
 def _run_diff(args: argparse.Namespace) -> int:
+    from lambda_rules.zipper.diff import diff_archives  # only this verb reads two archives
+
     lines = diff_archives(args.a, args.b)
     if not lines:
         print(f"identical: {args.a} and {args.b} are byte-identical")

@@ -146,8 +146,9 @@ def test_second_function_compresses_nothing_and_a_damaged_part_is_rebuilt(cli, t
     assert second.stdout.splitlines()[-1].endswith("compressed 0, from the cache 6")
     # Its SBOM template comes from the cache too (no SBOM writer imported), and is the one a
     # fresh cache writes.
-    assert "cyclonedx" not in second.stderr
-    assert "cyclonedx" in orders(tmp_path / "fresh-cache", "fresh").stderr
+    assert "lambda_rules.sbom\n" not in second.stderr and "cyclonedx.model" not in second.stderr
+    fresh = orders(tmp_path / "fresh-cache", "fresh").stderr
+    assert "lambda_rules.sbom\n" in fresh and "cyclonedx.model" in fresh
     for name in ("orders.cdx.json", "orders.json"):
         assert (tmp_path / "b" / name).read_bytes() == (tmp_path / "fresh" / name).read_bytes()
 
@@ -171,6 +172,13 @@ def test_second_function_compresses_nothing_and_a_damaged_part_is_rebuilt(cli, t
     assert "damaged cache entry rebuilt" in redone.stderr and record.name in redone.stderr
     assert file_sha256_hex(tmp_path / "d/lambda.zip") == EXAMPLE_GOLDEN_SHA256
     assert redone.stdout.splitlines()[-1].endswith("compressed 0, from the cache 6")
+
+    # And so is the choice of wheels from the lock (a warm run parses no lock).
+    (choice,) = (cache / "selections").glob("*.json")
+    choice.write_text(choice.read_text().replace("orjson", "orjsom", 1))
+    rechosen = package_example(lambda_zip, REPO_ROOT, cache, "-o", tmp_path / "e/lambda.zip")
+    assert "damaged cache entry rebuilt" in rechosen.stderr and choice.name in rechosen.stderr
+    assert file_sha256_hex(tmp_path / "e/lambda.zip") == EXAMPLE_GOLDEN_SHA256
 
 
 def test_two_concurrent_runs_on_one_empty_cache(cli, tmp_path):

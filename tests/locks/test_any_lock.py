@@ -155,3 +155,29 @@ def test_with_the_network_down_a_warm_cache_packages_and_a_cold_one_names_the_ur
     again = package_example(LOCK, tmp_path / "again", warm, env=offline)
     assert again.returncode == 0, again.stderr
     assert outputs(tmp_path / "again") == outputs(tmp_path / "first")
+
+
+def test_a_warm_run_takes_its_choice_of_wheels_from_the_cache_until_the_lock_changes(tmp_path):
+    lock, cache = tmp_path / "default.lock", tmp_path / "cache"
+    shutil.copyfile(LOCK, lock)
+    assert package_example(lock, tmp_path / "first", cache).returncode == 0
+    # Warm: no lock parsed, so no requirement or marker either (`packaging` is not imported).
+    warm = package_example(lock, tmp_path / "warm", cache, env={"PYTHONPROFILEIMPORTTIME": "1"})
+    assert warm.returncode == 0, warm.stderr
+    assert "packaging.markers" not in warm.stderr and "lambda_rules.locks" in warm.stderr
+    assert outputs(tmp_path / "warm") == outputs(tmp_path / "first")
+    # The same path with other bytes is chosen from again: here a pin whose sha256 the wheel
+    # does not have, which the fetch then refuses, naming both digests.
+    (orjson,) = (
+        w
+        for w in locks.select_wheels(
+            locks.read_lock(LOCK), REQUIREMENTS, lambda_platform("python3.12", "x86_64"), what="t"
+        )
+        if w.name == "orjson"
+    )
+    lock.write_text(LOCK.read_text().replace(orjson.sha256, "0" * 64))
+    edited = package_example(lock, tmp_path / "edited", cache)
+    assert edited.returncode != 0
+    (line,) = edited.stderr.strip().splitlines()
+    assert orjson.filename in line and "0" * 64 in line and orjson.sha256 in line, line
+    assert not (tmp_path / "edited").exists()

@@ -1,0 +1,94 @@
+"""`lambda-zip package`'s first step: the wheels a lock pins for the platform, and how they lay
+out into units, each taken from the cache (`local_cache`) when it holds them. A warm run thus
+parses no lock, reads no wheel and imports neither `packaging` nor the fetcher (no Pants imports).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
+
+from lambda_rules import locks, units
+from lambda_rules.lambda_zip import local_cache
+from lambda_rules.zipper.summary import file_sha256
+
+if TYPE_CHECKING:
+    from lambda_rules.lambda_zip.local_build import PackageRequest
+
+
+def locked_wheels(
+    request: PackageRequest, lock: Path, cache: local_cache.PartsCache, *, transitive: bool
+) -> tuple[locks.LockedWheel, ...]:
+    """The wheels the requirements need on the platform: from the cache when this lock (its
+    bytes, and its path, which relative wheel paths start from) was chosen from before for the
+    same requirements and platform, else chosen (and the choice kept; an error never is)."""
+    if not request.requirements:
+        return ()
+    try:
+        lock_sha256 = file_sha256(lock)[0]
+    except OSError:
+        lock_sha256 = ""  # read_lock says why it cannot be read
+    key = local_cache.selection_key(
+        lock=lock_sha256,
+        path=os.path.abspath(lock),
+        requirements=list(request.requirements),
+        runtime=request.platform.runtime.name,
+        architecture=request.platform.architecture,
+        transitive=transitive,
+    )
+    cached = cache.get_selection(key) if lock_sha256 else None
+    if cached is not None:
+        return cached
+    wheels = locks.select_wheels(
+        locks.read_lock(lock),
+        request.requirements,
+        request.platform,
+        what=request.name,
+        transitive=transitive,
+    )
+    cache.put_selection(key, wheels)
+    return wheels
+
+
+def resolution(
+    request: PackageRequest,
+    wheels: Sequence[locks.LockedWheel],
+    work: Path,
+    cache: local_cache.PartsCache,
+) -> local_cache.Resolution:
+    """The units of the locked wheels: from the cache when these wheels were laid out before (no
+    wheel read, no network), else written from the wheels into `work`."""
+    if not wheels:
+        return local_cache.Resolution(b'{"units": []}', {})
+    key = local_cache.resolution_key(wheels=[w.sha256 for w in wheels])
+    cached = cache.get_resolution(key)
+    if cached is not None:
+        return cached
+    out = write_units(request, wheels, work)
+    metadata_dir = out / units.METADATA_DIR
+    resolved = local_cache.Resolution(
+        listing=(out / units.UNITS_JSON).read_bytes(),
+        metadata={
+            path.relative_to(metadata_dir).as_posix(): path.read_bytes()
+            for path in sorted(metadata_dir.glob("*/METADATA"))
+        },
+    )
+    cache.put_resolution(key, resolved)
+    return resolved
+
+
+def write_units(request: PackageRequest, wheels: Sequence[locks.LockedWheel], work: Path) -> Path:
+    """The wheels fetched (into the cache's wheel folder) and laid out as units under `work`,
+    once per run."""
+    out = work / "units"
+    if not out.exists():
+        # Imported here: a warm run, whose layouts are all cached, reads no wheel (nor imports
+        # urllib and ssl).
+        from lambda_rules import fetch, wheel_units
+
+        root = request.wheel_cache or request.cache_dir / "wheels"
+        wheel_cache = fetch.WheelCache(root, request.find_links)
+        paths = wheel_cache.fetch_all(fetch.Wanted(w.url, w.sha256) for w in wheels)
+        wheel_units.write_units([(paths[w.sha256], w.url) for w in wheels], out)
+    return out
