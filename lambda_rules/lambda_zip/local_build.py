@@ -31,11 +31,9 @@ from lambda_rules.errors import LambdaRulesError
 from lambda_rules.facts import Kind
 from lambda_rules.lambda_zip import dist_writer, local_cache, local_wheels
 from lambda_rules.platforms import LambdaPlatform
-from lambda_rules.zipper import pieces
 from lambda_rules.zipper.build import build_zip
 from lambda_rules.zipper.compress import DEFAULT_LEVEL
 from lambda_rules.zipper.merge import merge_zips
-from lambda_rules.zipper.repack import repack_zip
 from lambda_rules.zipper.summary import file_sha256
 
 
@@ -305,26 +303,44 @@ def _parts(
     missing = [index for index, cached in enumerate(found) if cached is None]
     if not missing:
         return [_Part(cached, False) for cached in found if cached is not None]
+    built = _build(request, wheels, {i: wanted[i] for i in missing}, work, prefix, compiler)
+    parts = []
+    for index, cached in enumerate(found):
+        if cached is None:
+            cached = cache.put(keys[index], built[index], compiler.version if compiler else None)
+        parts.append(_Part(cached, index in missing))
+    return parts
+
+
+def _build(
+    request: PackageRequest,
+    wheels: Sequence[locks.LockedWheel],
+    missing: dict[int, units.ListedUnit],
+    work: Path,
+    prefix: str,
+    compiler: _Compiler | None,
+) -> dict[int, Path]:
+    """The parts of the units the cache lacks, built from the locked wheels. (Imported here: a
+    warm run builds none, so it loads neither the repacker nor the general ZIP reader.)"""
+    from lambda_rules.zipper import pieces
+    from lambda_rules.zipper.repack import repack_zip
+
     out = local_wheels.write_units(request, wheels, work)
     written = units.read_listing((out / units.UNITS_JSON).read_bytes())
     index_of = {unit.sha256: index for index, unit in enumerate(written)}
-    archives = {i: out / f"{index_of[wanted[i].sha256]}.zip{pieces.SUFFIX}" for i in missing}
+    archives = {i: out / f"{index_of[u.sha256]}.zip{pieces.SUFFIX}" for i, u in missing.items()}
     staged = {i: work / "staged" / str(i) for i in missing}
     if compiler is not None:
         unpack = [(archives[i], staged[i] / prefix) for i in missing]
         _compile(list(staged.values()), compiler, third_party=True, unpack=unpack)
-    parts = []
-    for index, cached in enumerate(found):
-        if cached is None:
-            built = work / "parts" / f"{index}.zip"
-            built.parent.mkdir(parents=True, exist_ok=True)
-            if compiler is None:
-                repack_zip(archives[index], built, level=request.level, prefix=prefix)
-            else:
-                _zip_part(staged[index], built, request.level, compiler)
-            cached = cache.put(keys[index], built, compiler.version if compiler else None)
-        parts.append(_Part(cached, index in missing))
-    return parts
+    built = {i: work / "parts" / f"{i}.zip" for i in missing}
+    for i, part in built.items():
+        part.parent.mkdir(parents=True, exist_ok=True)
+        if compiler is None:
+            repack_zip(archives[i], part, level=request.level, prefix=prefix)
+        else:
+            _zip_part(staged[i], part, request.level, compiler)
+    return built
 
 
 def _empty_lock(work: Path) -> Path:

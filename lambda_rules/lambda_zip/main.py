@@ -19,15 +19,11 @@ from lambda_rules.zipper.compress import DEFAULT_LEVEL
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = zipper_cli.new_parser()
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    verbs.add_tool_commands(commands)
-    _add_package_command(commands)
-    _add_image_command(commands)
-    _add_verify_command(commands)
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    parser = zipper_cli.new_parser(VERBS, arguments)
     # Sources may follow the options (`verify A.zip --lockfile L --source-root fn fn/app.py`),
     # which argparse does not take for a positional list once options came between.
-    args, extra = parser.parse_known_args(argv)
+    args, extra = parser.parse_known_args(arguments)
     if extra:
         if getattr(args, "sources", None) is None or any(e.startswith("-") for e in extra):
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
@@ -79,13 +75,7 @@ def _add_source_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _add_package_command(commands: argparse._SubParsersAction) -> None:
-    package_parser = commands.add_parser(
-        "package",
-        help="package a function or layer without Pants (same bytes as `pants package`)",
-        description=_PACKAGE_DESCRIPTION,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+def _package_arguments(package_parser: argparse.ArgumentParser) -> None:
     package_parser.add_argument(
         "--kind", choices=[k.value for k in Kind], default=Kind.FUNCTION.value
     )
@@ -95,13 +85,7 @@ def _add_package_command(commands: argparse._SubParsersAction) -> None:
     package_parser.set_defaults(run=_run_package)
 
 
-def _add_image_command(commands: argparse._SubParsersAction) -> None:
-    image_parser = commands.add_parser(
-        "image",
-        help="the same function as a reproducible Lambda container image (an OCI layout)",
-        description=_IMAGE_DESCRIPTION,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+def _image_arguments(image_parser: argparse.ArgumentParser) -> None:
     _add_inputs(image_parser)
     _add_package_options(image_parser)
     add = image_parser.add_argument
@@ -283,13 +267,7 @@ unexplained, altered or missing entry named, with its distribution, on stderr); 
 """
 
 
-def _add_verify_command(commands: argparse._SubParsersAction) -> None:
-    verify_parser = commands.add_parser(
-        "verify",
-        help="check an archive or an image layout against its lockfile's wheels and sources",
-        description=_VERIFY_DESCRIPTION,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+def _verify_arguments(verify_parser: argparse.ArgumentParser) -> None:
     add = verify_parser.add_argument
     add(
         "archive",
@@ -340,6 +318,32 @@ def _run_verify(args: argparse.Namespace) -> int:
     for problem in problems:
         print(f"{zipper_cli.PROG}: verify: {problem}", file=sys.stderr)
     return 1 if problems else 0
+
+
+VERBS = (
+    *verbs.TOOL_VERBS,
+    zipper_cli.Verb(
+        "package",
+        _package_arguments,
+        help="package a function or layer without Pants (same bytes as `pants package`)",
+        description=_PACKAGE_DESCRIPTION,
+        preformatted=True,
+    ),
+    zipper_cli.Verb(
+        "image",
+        _image_arguments,
+        help="the same function as a reproducible Lambda container image (an OCI layout)",
+        description=_IMAGE_DESCRIPTION,
+        preformatted=True,
+    ),
+    zipper_cli.Verb(
+        "verify",
+        _verify_arguments,
+        help="check an archive or an image layout against its lockfile's wheels and sources",
+        description=_VERIFY_DESCRIPTION,
+        preformatted=True,
+    ),
+)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@ merge, diff, hash) and `sbom`.
 
 It sits above the zipper, which imports nothing of ours, and above the SBOM writer; its files are
 `lambda_rules.sandbox_files.TOOL`, so what it imports decides the cache key of every part. The
-`lambda-zip` command that `pip install` puts on PATH (`lambda_rules.cli`) adds `package`.
+`lambda-zip` command that `pip install` puts on PATH (`lambda_rules.lambda_zip.main`) adds
+`package`, `image` and `verify`.
 """
 
 from __future__ import annotations
@@ -28,32 +29,19 @@ USER_ERRORS: tuple[type[Exception], ...] = (LambdaRulesError,)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = zipper_cli.new_parser()
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    add_tool_commands(commands)
-    return zipper_cli.run(parser.parse_args(argv), USER_ERRORS)
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    parser = zipper_cli.new_parser(TOOL_VERBS, arguments)
+    return zipper_cli.run(parser.parse_args(arguments), USER_ERRORS)
 
 
-def add_tool_commands(commands: argparse._SubParsersAction) -> None:
-    """The zipper's verbs and `sbom`."""
-    zipper_cli.add_zipper_commands(commands)
-    _add_sbom_command(commands)
-    _add_image_commands(commands)
-
-
-def _add_image_commands(commands: argparse._SubParsersAction) -> None:
-    """The image step's two actions, as the Pants rules run them."""
-    base = commands.add_parser(
-        "image-base",
-        help="copy a base image's OCI layout for one architecture, checked against its pin",
-    )
+def _image_base_arguments(base: argparse.ArgumentParser) -> None:
     base.add_argument("base", metavar="DIR@sha256:...")
     base.add_argument("--architecture", required=True, choices=list(ARCHITECTURES))
     base.add_argument("-o", "--output", type=Path, required=True, metavar="DIR")
     base.set_defaults(run=_run_image_base)
-    layout = commands.add_parser(
-        "image-layout", help="write an image layout, its manifest and SBOM from an image action"
-    )
+
+
+def _image_layout_arguments(layout: argparse.ArgumentParser) -> None:
     layout.add_argument("action", type=Path, metavar="ACTION.json")
     layout.set_defaults(run=_run_image_layout)
 
@@ -80,17 +68,7 @@ def _run_image_layout(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_sbom_command(commands: argparse._SubParsersAction) -> None:
-    sbom = commands.add_parser(
-        "sbom",
-        help="write a CycloneDX SBOM of a built archive",
-        description="Write a reproducible CycloneDX 1.6 JSON SBOM of ARCHIVE.zip: the "
-        "distributions it really bundles (from their .dist-info), each with the SHA-256 of its "
-        "wheel from LOCK, "
-        "its declared license and its dependencies on the Lambda platform. The serial number "
-        "derives from the archive's SHA-256; the timestamp is --timestamp or SOURCE_DATE_EPOCH, "
-        "else absent. Needs cyclonedx-python-lib (3rdparty/python/sbom-requirements.txt).",
-    )
+def _sbom_arguments(sbom: argparse.ArgumentParser) -> None:
     sbom.add_argument(
         "archives",
         metavar="ARCHIVE.zip",
@@ -193,6 +171,33 @@ def _run_sbom(args: argparse.Namespace) -> int:
         f.write(document.encode("utf-8"))
     print(f"{args.output}  {len(document.encode('utf-8'))} bytes")
     return 0
+
+
+# The zipper's verbs, `sbom`, and the image step's two actions, as the Pants rules run them.
+TOOL_VERBS = (
+    *zipper_cli.VERBS,
+    zipper_cli.Verb(
+        "sbom",
+        _sbom_arguments,
+        help="write a CycloneDX SBOM of a built archive",
+        description="Write a reproducible CycloneDX 1.6 JSON SBOM of ARCHIVE.zip: the "
+        "distributions it really bundles (from their .dist-info), each with the SHA-256 of its "
+        "wheel from LOCK, its declared license and its dependencies on the Lambda platform. The "
+        "serial number derives from the archive's SHA-256; the timestamp is --timestamp or "
+        "SOURCE_DATE_EPOCH, else absent. Needs cyclonedx-python-lib "
+        "(3rdparty/python/sbom-requirements.txt).",
+    ),
+    zipper_cli.Verb(
+        "image-base",
+        _image_base_arguments,
+        help="copy a base image's OCI layout for one architecture, checked against its pin",
+    ),
+    zipper_cli.Verb(
+        "image-layout",
+        _image_layout_arguments,
+        help="write an image layout, its manifest and SBOM from an image action",
+    ),
+)
 
 
 def pairs(values: Sequence[str], option: str) -> list[tuple[str, str]]:

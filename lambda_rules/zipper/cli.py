@@ -14,19 +14,13 @@ import os
 import sys
 import tempfile
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 from lambda_rules.zipper.build import build_zip
 from lambda_rules.zipper.compress import DEFAULT_LEVEL, MAX_LEVEL, MIN_LEVEL
 from lambda_rules.zipper.errors import ZipError
 from lambda_rules.zipper.merge import merge_zips
 from lambda_rules.zipper.output import replaced_atomically
-from lambda_rules.zipper.repack import (
-    DEFAULT_MAX_RATIO,
-    DEFAULT_MAX_UNZIPPED_SIZE,
-    RepackLimits,
-    repack_zip,
-)
 from lambda_rules.zipper.summary import ZipSummary, file_sha256
 from lambda_rules.zipper.timestamps import parse_epoch, timestamp_from_environment
 
@@ -38,9 +32,8 @@ EXIT_INTERRUPTED = 130
 
 def main(argv: Sequence[str] | None = None) -> int:
     """The zipper's verbs alone (`python -m lambda_rules.zipper`); `lambda-zip` adds more."""
-    parser = new_parser()
-    add_zipper_commands(parser.add_subparsers(dest="command", metavar="COMMAND", required=True))
-    return run(parser.parse_args(argv))
+    arguments = sys.argv[1:] if argv is None else list(argv)
+    return run(new_parser(VERBS, arguments).parse_args(arguments))
 
 
 def run(args: argparse.Namespace, user_errors: tuple[type[Exception], ...] = ()) -> int:
@@ -74,45 +67,47 @@ def fail(message: str) -> int:
     return EXIT_USAGE
 
 
-def new_parser() -> argparse.ArgumentParser:
-    return argparse.ArgumentParser(
+class Verb(NamedTuple):
+    """A verb: its name, what `--help` says of it, and the function that adds its arguments
+    (and its `run`) to its parser."""
+
+    name: str
+    arguments: Callable[[argparse.ArgumentParser], None]
+    help: str
+    description: str | None = None
+    # Keep the description's line breaks (a long text with examples).
+    preformatted: bool = False
+
+
+def new_parser(verbs: Sequence[Verb], argv: Sequence[str]) -> argparse.ArgumentParser:
+    """The command line of `verbs`, for `argv`: a verb named first gets the only subparser (the
+    other verbs' arguments cost a warm `lambda-zip package` about 5 ms of argparse, a twentieth
+    of its run); otherwise, for `--help` and for a misspelt verb, every verb has its own."""
+    parser = argparse.ArgumentParser(
         prog=PROG, description="Byte-for-byte reproducible AWS Lambda ZIP archives."
     )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    named = [verb for verb in verbs if argv[:1] == [verb.name]]
+    for verb in named or verbs:
+        raw = verb.preformatted
+        verb_parser = commands.add_parser(
+            verb.name,
+            help=verb.help,
+            description=verb.description,
+            formatter_class=argparse.RawDescriptionHelpFormatter if raw else argparse.HelpFormatter,
+        )
+        verb.arguments(verb_parser)
+    return parser
 
 
-def add_zipper_commands(commands: argparse._SubParsersAction) -> None:
-    """build, build-parts, repack, merge, diff and hash."""
-
-    _add_build(commands)
-    _add_build_parts(commands)
-    _add_repack(commands)
-    _add_merge(commands)
-    _add_diff(commands)
-    _add_hash(commands)
-
-
-def _add_build(commands: argparse._SubParsersAction) -> None:
-    build = commands.add_parser(
-        "build",
-        help="zip a staged directory",
-        description="Zip DIR into a canonical archive. __pycache__/, *.pyc and *.pyo are left out "
-        "unless --include re-admits them.",
-    )
+def _build_arguments(build: argparse.ArgumentParser) -> None:
     build.add_argument("directory", metavar="DIR", type=Path)
     _add_write_options(build)
     _add_executables_option(build)
     build.set_defaults(run=_run_build)
 
 
-def _add_build_parts(commands: argparse._SubParsersAction) -> None:
-    build_parts = commands.add_parser(
-        "build-parts",
-        help="zip several directories, each into its own archive, in one process",
-        description="For each --part DIR OUT.zip, write OUT.zip exactly as `build DIR -o OUT.zip` "
-        "would, and for each --repack IN.zip OUT.zip as `repack IN.zip -o OUT.zip` would, with "
-        "the same options for all. One process instead of one per input: a build tool with many "
-        "small distributions saves a start each.",
-    )
+def _build_parts_arguments(build_parts: argparse.ArgumentParser) -> None:
     build_parts.add_argument(
         "--part", nargs=2, action="append", default=[], metavar=("DIR", "OUT.zip"), type=Path
     )
@@ -124,15 +119,10 @@ def _add_build_parts(commands: argparse._SubParsersAction) -> None:
     build_parts.set_defaults(run=_run_build_parts)
 
 
-def _add_repack(commands: argparse._SubParsersAction) -> None:
-    repack = commands.add_parser(
-        "repack",
-        help="rewrite an existing archive in canonical form",
-        description="Rewrite IN.zip in the same canonical form as build. Every file is kept "
-        "unless --exclude drops it; directory entries are dropped. Unsafe or corrupt archives "
-        "are refused and no output is written. IN.zip may also be given as IN.zip.pieces/, the "
-        "pieces the Pants rules hand it between processes in.",
-    )
+def _repack_arguments(repack: argparse.ArgumentParser) -> None:
+    # The repacker is imported by its verbs alone: a merge never reads a non-canonical archive.
+    from lambda_rules.zipper.repack import DEFAULT_MAX_RATIO, DEFAULT_MAX_UNZIPPED_SIZE
+
     repack.add_argument("archive", metavar="IN.zip", type=Path)
     _add_write_options(repack)
     repack.add_argument(
@@ -153,9 +143,57 @@ def _add_repack(commands: argparse._SubParsersAction) -> None:
     repack.set_defaults(run=_run_repack)
 
 
-def _add_merge(commands: argparse._SubParsersAction) -> None:
-    merge = commands.add_parser(
+def _merge_arguments(merge: argparse.ArgumentParser) -> None:
+    merge.add_argument("parts", metavar="PART.zip", type=Path, nargs="*")
+    merge.add_argument(
+        "--tree", metavar="DIR", type=Path, help="also zip DIR's files and merge them in"
+    )
+    _add_write_options(merge, with_prefix=False)
+    _add_executables_option(merge)
+    merge.set_defaults(run=_run_merge)
+
+
+def _diff_arguments(diff: argparse.ArgumentParser) -> None:
+    diff.add_argument("a", metavar="A.zip", type=Path)
+    diff.add_argument("b", metavar="B.zip", type=Path)
+    diff.set_defaults(run=_run_diff)
+
+
+def _hash_arguments(hash_: argparse.ArgumentParser) -> None:
+    hash_.add_argument("archive", metavar="FILE", type=Path)
+    hash_.add_argument("--json", action="store_true", help="print a JSON object instead")
+    hash_.set_defaults(run=_run_hash)
+
+
+VERBS = (
+    Verb(
+        "build",
+        _build_arguments,
+        help="zip a staged directory",
+        description="Zip DIR into a canonical archive. __pycache__/, *.pyc and *.pyo are left out "
+        "unless --include re-admits them.",
+    ),
+    Verb(
+        "build-parts",
+        _build_parts_arguments,
+        help="zip several directories, each into its own archive, in one process",
+        description="For each --part DIR OUT.zip, write OUT.zip exactly as `build DIR -o OUT.zip` "
+        "would, and for each --repack IN.zip OUT.zip as `repack IN.zip -o OUT.zip` would, with "
+        "the same options for all. One process instead of one per input: a build tool with many "
+        "small distributions saves a start each.",
+    ),
+    Verb(
+        "repack",
+        _repack_arguments,
+        help="rewrite an existing archive in canonical form",
+        description="Rewrite IN.zip in the same canonical form as build. Every file is kept "
+        "unless --exclude drops it; directory entries are dropped. Unsafe or corrupt archives "
+        "are refused and no output is written. IN.zip may also be given as IN.zip.pieces/, the "
+        "pieces the Pants rules hand it between processes in.",
+    ),
+    Verb(
         "merge",
+        _merge_arguments,
         help="merge archives made by build from disjoint files into one",
         description="Merge PART.zip archives, each made by `lambda-zip build` from disjoint files "
         "of one tree at the same level and timestamp, into OUT.zip: byte-identical to a build of "
@@ -167,38 +205,22 @@ def _add_merge(commands: argparse._SubParsersAction) -> None:
         "--tree DIR zips DIR's files as `build` would and merges them in, so a small part that "
         "changes often (first-party code) needs no process of its own; the compression options "
         "apply to DIR only, and must match the parts' (the timestamp above all).",
-    )
-    merge.add_argument("parts", metavar="PART.zip", type=Path, nargs="*")
-    merge.add_argument(
-        "--tree", metavar="DIR", type=Path, help="also zip DIR's files and merge them in"
-    )
-    _add_write_options(merge, with_prefix=False)
-    _add_executables_option(merge)
-    merge.set_defaults(run=_run_merge)
-
-
-def _add_diff(commands: argparse._SubParsersAction) -> None:
-    diff = commands.add_parser(
+    ),
+    Verb(
         "diff",
+        _diff_arguments,
         help="explain why two archives differ",
         description="Exit 0 if A and B are byte-identical, 1 (listing the differences) if not, "
         "2 on error.",
-    )
-    diff.add_argument("a", metavar="A.zip", type=Path)
-    diff.add_argument("b", metavar="B.zip", type=Path)
-    diff.set_defaults(run=_run_diff)
-
-
-def _add_hash(commands: argparse._SubParsersAction) -> None:
-    hash_ = commands.add_parser(
+    ),
+    Verb(
         "hash",
+        _hash_arguments,
         help="print an archive's SHA-256 (hex and base64)",
         description="Print the SHA-256 as hex and as base64 of the raw digest (Terraform's "
         "filebase64sha256, Lambda's CodeSha256).",
-    )
-    hash_.add_argument("archive", metavar="FILE", type=Path)
-    hash_.add_argument("--json", action="store_true", help="print a JSON object instead")
-    hash_.set_defaults(run=_run_hash)
+    ),
+)
 
 
 def _add_write_options(
@@ -324,6 +346,8 @@ def _run_build_parts(args: argparse.Namespace) -> int:
         raise ZipError(
             "build-parts: give at least one --part DIR OUT.zip or --repack IN.zip OUT.zip"
         )
+    from lambda_rules.zipper.repack import repack_zip
+
     options = _write_options(args)
     built = {**options, **_executables(args)}
     jobs: list[tuple[Callable[..., ZipSummary], Path, Path, dict]] = [
@@ -338,6 +362,8 @@ def _run_build_parts(args: argparse.Namespace) -> int:
 
 
 def _run_repack(args: argparse.Namespace) -> int:
+    from lambda_rules.zipper.repack import RepackLimits, repack_zip
+
     limits = RepackLimits(max_ratio=args.max_ratio, max_unzipped_size=args.max_unzipped_size)
     return _report(
         args, repack_zip(args.archive, args.output, limits=limits, **_write_options(args))

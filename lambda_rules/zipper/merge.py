@@ -22,15 +22,17 @@ import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, NoReturn, Sequence
+from typing import TYPE_CHECKING, BinaryIO, NoReturn, Sequence
 
 from lambda_rules.zipper import format as zf
 from lambda_rules.zipper.archive import ArchiveWriter
 from lambda_rules.zipper.errors import CorruptArchiveError, ZipError
 from lambda_rules.zipper.output import replaced_atomically
-from lambda_rules.zipper.reader import ArchiveEntry, read_archive
 from lambda_rules.zipper.summary import ZipSummary
 from lambda_rules.zipper.timestamps import describe_dos_date_time
+
+if TYPE_CHECKING:
+    from lambda_rules.zipper.reader import ArchiveEntry
 
 COPY_CHUNK = 1 << 20
 
@@ -266,6 +268,10 @@ def _refuse_local_header(part: CanonicalPart) -> NoReturn:
 
 def check_canonical_part(path: Path) -> CanonicalPart:
     """Parse `path` and check that re-encoding its records reproduces every header byte."""
+    # Imported here: the general reader checks any archive, which only a part that fails
+    # `read_canonical_part`'s check needs.
+    from lambda_rules.zipper.reader import read_archive
+
     shown = os.fspath(path)
     archive = read_archive(path)
 

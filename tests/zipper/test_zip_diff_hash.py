@@ -5,12 +5,14 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 import subprocess
 import zipfile
 from pathlib import Path
 
 import pytest
 
+from lambda_rules.zipper import cli
 from lambda_rules.zipper.cli import main
 
 
@@ -171,6 +173,27 @@ def test_build_prints_one_line_and_writes_summary_json(zipper, golden_copy, tmp_
 def test_help_for_each_subcommand(zipper, command):
     result = zipper.run(*command, "--help")
     assert result.stdout.startswith("usage: lambda-zip")
+
+
+def test_only_the_verb_named_gets_arguments_yet_help_and_typos_see_every_verb(zipper):
+    configured: list[object] = []
+    probed = (*cli.VERBS, cli.Verb("probe", configured.append, help="records its parser"))
+    cli.new_parser(probed, ["hash", "x.zip"])
+    assert configured == []
+    for argv in (["probe"], ["--help"], ["-h", "probe"], ["prbe"]):
+        cli.new_parser(probed, argv)
+    assert len(configured) == 4
+    verbs = ["build", "build-parts", "repack", "merge", "diff", "hash"]
+    listed = zipper.run("--help").stdout
+    assert re.findall(r"^    ([a-z-]+)", listed, re.MULTILINE) == verbs
+    assert "--max-ratio R" in zipper.run("repack", "--help").stdout
+    # Options come before the verb only as `-h`: the whole list then, as before.
+    assert "build-parts" in zipper.run("-h", "build").stdout
+    typo = zipper.run("bulid", "x", expect=2).stderr
+    assert "invalid choice: 'bulid'" in typo and all(f"'{verb}'" in typo for verb in verbs)
+    # A verb's options are its own: another verb's are refused.
+    refused = zipper.run("hash", "x.zip", "--max-ratio", "3", expect=2).stderr
+    assert "unrecognized arguments: --max-ratio 3" in refused
 
 
 @pytest.mark.parametrize(
