@@ -229,7 +229,7 @@ def derive(request: PackageRequest, work: Path, *, transitive: bool = True) -> D
     manifest and SBOM beside it."""
     built = build_parts(request, work, transitive=transitive)
     merged = work / "merged.zip"
-    summary = merge_zips(built.members, merged)
+    summary = merge_zips(built.members, merged, durable=False)  # a scratch file, copied out
     written = outputs.package_outputs(
         what=request.name,
         kind=request.kind,
@@ -337,7 +337,7 @@ def _build(
     for i, part in built.items():
         part.parent.mkdir(parents=True, exist_ok=True)
         if compiler is None:
-            repack_zip(archives[i], part, level=request.level, prefix=prefix)
+            repack_zip(archives[i], part, level=request.level, prefix=prefix, durable=False)
         else:
             _zip_part(staged[i], part, request.level, compiler)
     return built
@@ -435,9 +435,12 @@ def _compiler(what: str, request: PackageRequest) -> _Compiler:
 
 
 def _zip_part(staged: Path, out: Path, level: int, compiler: _Compiler | None) -> None:
-    """Zip one staged unit (with its .pyc when compiled), as the rules' compress step does."""
+    """Zip one staged unit (with its .pyc when compiled), as the rules' compress step does, into
+    the scratch folder (not fsynced: the cache keeps its own durable copy)."""
     includes = actions.bytecode_includes(compiler.cache_tag) if compiler is not None else ()
-    build_zip(staged, out, level=level, includes=includes, max_workers=os.cpu_count())
+    build_zip(
+        staged, out, level=level, includes=includes, max_workers=os.cpu_count(), durable=False
+    )
 
 
 def _compile(

@@ -140,16 +140,18 @@ def write_archive(
     level: int | None,
     timestamp: int | None,
     workers: int,
+    durable: bool = True,
 ) -> ZipSummary:
     """Write `entries` (already sorted and unique) in canonical form to `out`, atomically.
 
-    `level` None means store every entry; `timestamp` None means 1980-01-01.
+    `level` None means store every entry; `timestamp` None means 1980-01-01; `durable` as for
+    `replaced_atomically`.
     """
     if not entries:
         raise ZipError(
             f"{out}: nothing to zip (no files left after filtering); Lambda rejects empty archives"
         )
-    with replaced_atomically(out) as out_file:
+    with replaced_atomically(out, durable=durable) as out_file:
         return write_archive_to(
             out_file, entries, level=level, timestamp=timestamp, workers=workers
         )

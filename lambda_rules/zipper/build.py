@@ -29,6 +29,7 @@ def build_zip(
     max_workers: int | None = None,
     prefix: str = "",
     executables: Collection[str] | None = None,
+    durable: bool = True,
 ) -> ZipSummary:
     """Zip every file under `root` into `out` (under `prefix`, if given); the bytes depend only
     on names, contents and exec bits.
@@ -61,6 +62,7 @@ def build_zip(
         level=compress_level,
         timestamp=timestamp,
         workers=resolve_workers(workers, sum(f.size for f in files), max_workers),
+        durable=durable,
     )
 
 

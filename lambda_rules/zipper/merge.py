@@ -96,15 +96,16 @@ class CanonicalPart:
     entries: tuple[PartEntry, ...]
 
 
-def merge_zips(parts: Sequence[Path], out: Path) -> ZipSummary:
-    """Merge canonical `parts` into `out`, atomically; the summary is what build reports."""
+def merge_zips(parts: Sequence[Path], out: Path, *, durable: bool = True) -> ZipSummary:
+    """Merge canonical `parts` into `out`, atomically (`durable` as for `replaced_atomically`);
+    the summary is what build reports."""
     if not parts:
         raise ZipError(f"{out}: no parts to merge; pass archives made by `lambda-zip build`")
     checked = [read_canonical_part(part) for part in parts]
     _refuse_mixed_timestamps(checked)
     ordered = _merged_order(checked)
     dos_date, dos_time = checked[0].dos_date, checked[0].dos_time
-    with replaced_atomically(Path(out)) as out_file:
+    with replaced_atomically(Path(out), durable=durable) as out_file:
         writer = ArchiveWriter(out_file, dos_date, dos_time)
         for part_index, run in itertools.groupby(ordered, key=lambda item: item[0]):
             part = checked[part_index]

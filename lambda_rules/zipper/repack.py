@@ -82,9 +82,10 @@ def repack_zip(
     max_workers: int | None = None,
     limits: RepackLimits = RepackLimits(),
     prefix: str = "",
+    durable: bool = True,
 ) -> ZipSummary:
     """Rewrite `archive` into canonical form at `out` (which may be the same path), every entry
-    under `prefix` if given."""
+    under `prefix` if given (`durable` as for `replaced_atomically`)."""
     compress_level = effective_level(level, store)
     path_filter = PathFilter(excludes, includes, default_excludes=())
     under = entry_prefix(prefix)
@@ -100,6 +101,7 @@ def repack_zip(
         level=compress_level,
         timestamp=timestamp,
         workers=resolve_workers(workers, sum(p.content.size for p in planned), max_workers),
+        durable=durable,
     )
 
 

@@ -234,3 +234,23 @@ def test_control_characters_in_directory_names_are_errors(tmp_path, capsys):
     assert "'new\\nline/b.py': file name contains the control character '\\n'" in zipper_refuses(
         tmp_path, capsys, "build", tree
     )
+
+
+def test_an_output_and_its_folder_are_fsynced_unless_it_is_a_scratch_file(tmp_path, monkeypatch):
+    tree = write_tree(tmp_path / "tree", {"a.py": b"a"})
+    synced: list[str] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    build_zip(tree, tmp_path / "out.zip")
+    (written, folder) = synced
+    assert written.startswith(f"{tmp_path}/.out.zip.") and written.endswith(".partial")
+    assert folder == str(tmp_path)
+    synced.clear()
+    build_zip(tree, tmp_path / "scratch.zip", durable=False)
+    assert synced == []
+    assert (tmp_path / "scratch.zip").read_bytes() == (tmp_path / "out.zip").read_bytes()
