@@ -21,19 +21,15 @@ from lambda_rules.errors import LambdaRulesError
 from lambda_rules.facts import MAX_LAYERS_PER_FUNCTION, UNZIPPED_LIMIT_BYTES
 from lambda_rules.manifest import ManifestLayer, PackageTooLargeError
 from lambda_rules.platforms import LambdaPlatform
+from lambda_rules.units import canonical_name
 
 if TYPE_CHECKING:
     from packaging.requirements import Requirement
 
-# `packaging` and `email` are imported by the functions that parse metadata and requirements:
-# a function without layers or exclusions needs neither, and a warm `lambda-zip package` would
-# otherwise spend about a third of its time importing them.
-
-
-def _canonical(name: str) -> str:
-    from packaging.utils import canonicalize_name
-
-    return canonicalize_name(name)
+# `packaging` and `email` are imported by the functions that parse metadata and requirements
+# (names are made canonical by `units.canonical_name`, the same PEP 503 rule): a function
+# without layers or exclusions needs neither, and a warm `lambda-zip package` would otherwise
+# spend about a third of its time importing them.
 
 
 def _requirements_module() -> Any:
@@ -94,7 +90,7 @@ def _applies(
     # No extra ("") first: what the distribution needs when installed plainly.
     candidates = [""]
     for extra in extras:
-        candidates += [extra, _canonical(extra)]
+        candidates += [extra, canonical_name(extra)]
     for extra in candidates:
         try:
             if marker.evaluate({**environment, "extra": extra}):
@@ -112,7 +108,7 @@ def direct_requirement_names(
     """Canonical names of requirement strings (a target's own `pydantic>=2`, `boto3[crt]`) that
     apply on the Lambda platform: the roots of `excluded_closure`."""
     return {
-        _canonical(requirement.name)
+        canonical_name(requirement.name)
         for requirement in (_parse_requirement(value, "") for value in requirements)
         if _applies(requirement, marker_environment, ())
     }
@@ -132,11 +128,11 @@ def requirement_graph(
     parsed: dict[str, list[Requirement]] = {}
     for key, metadata in metadata_by_distribution.items():
         name, values = _metadata_fields(metadata)
-        parsed[_canonical(key)] = [_parse_requirement(v, name) for v in values]
+        parsed[canonical_name(key)] = [_parse_requirement(v, name) for v in values]
     wanted_extras: dict[str, set[str]] = {name: set() for name in parsed}
     for value in root_requirements:
         requirement = _parse_requirement(value, "")
-        name = _canonical(requirement.name)
+        name = canonical_name(requirement.name)
         if name in wanted_extras and _applies(requirement, marker_environment, ()):
             wanted_extras[name] |= set(requirement.extras)
     while True:
@@ -147,7 +143,7 @@ def requirement_graph(
             for requirement in requirements:
                 if not _applies(requirement, marker_environment, wanted_extras[name]):
                     continue
-                target = _canonical(requirement.name)
+                target = canonical_name(requirement.name)
                 if target in parsed and target != name:
                     graph[name].add(target)
                     asked[target] |= set(requirement.extras)
@@ -166,7 +162,7 @@ def requirement_graph(
 def _did_you_mean(name: str, candidates: Iterable[str]) -> str:
     import difflib  # only for a message
 
-    close = difflib.get_close_matches(_canonical(name), sorted(candidates), n=3, cutoff=0.6)
+    close = difflib.get_close_matches(canonical_name(name), sorted(candidates), n=3, cutoff=0.6)
     return f" (did you mean {' or '.join(f'`{c}`' for c in close)}?)" if close else ""
 
 
@@ -201,10 +197,10 @@ def excluded_closure(
     error, so a typo never passes silently.
     """
     graph: dict[str, set[str]] = {
-        _canonical(name): {_canonical(d) for d in deps} for name, deps in bundled.items()
+        canonical_name(name): {canonical_name(d) for d in deps} for name, deps in bundled.items()
     }
     typed = list(dict.fromkeys(excluded))
-    unknown = [name for name in typed if _canonical(name) not in graph]
+    unknown = [name for name in typed if canonical_name(name) not in graph]
     if unknown:
         contents = ", ".join(sorted(graph)) or "none"
         details = ", ".join(f"`{name}`{_did_you_mean(name, graph)}" for name in unknown)
@@ -214,9 +210,9 @@ def excluded_closure(
             f"{details}. It holds: {contents}. Fix the spelling, or remove the name if the "
             "package no longer needs it."
         )
-    dropped_by_name: set[str] = {_canonical(name) for name in typed}
+    dropped_by_name: set[str] = {canonical_name(name) for name in typed}
     reachable = _reachable(dropped_by_name, graph, blocked=set())
-    seeds = ({_canonical(r) for r in roots} | (set(graph) - reachable)) - dropped_by_name
+    seeds = ({canonical_name(r) for r in roots} | (set(graph) - reachable)) - dropped_by_name
     kept = _reachable(seeds, graph, blocked=dropped_by_name)
     return set(graph) - kept
 
@@ -279,7 +275,7 @@ class LayerContents:
         object.__setattr__(
             self,
             "distributions",
-            FrozenMapping({str(_canonical(n)): v for n, v in self.distributions.items()}),
+            FrozenMapping({canonical_name(n): v for n, v in self.distributions.items()}),
         )
         object.__setattr__(self, "first_party", FrozenMapping(self.first_party))
 
@@ -329,7 +325,7 @@ def layer_coverage(
                 f"{architecture}: give {layer.address} the same `runtime` and `architecture` "
                 f"as {function_address}, or use another layer."
             )
-    wanted = {_canonical(n): v for n, v in function_distributions.items()}
+    wanted = {canonical_name(n): v for n, v in function_distributions.items()}
     provided: set[str] = set()
     for name, version in sorted(wanted.items()):
         for layer in layers:
