@@ -122,7 +122,7 @@ def _one_line(error: BaseException) -> str:
 
 
 @dataclass(frozen=True)
-class _WrittenUnit:
+class WrittenUnit:
     """A wheel's unit as a worker wrote it, whole: every path a package may hold."""
 
     wheel: Path
@@ -134,14 +134,14 @@ class _WrittenUnit:
     sha256: str
 
 
-def _write_unit(wheel: Path, shown: str, archive: Path) -> _WrittenUnit:
+def write_unit(wheel: Path, shown: str, archive: Path) -> WrittenUnit:
     """Lay out one wheel and write its stored archive, as pieces, at `archive`; what it holds."""
     laid_out = lay_out(wheel, shown=shown)
     paths = sorted(
         (p for p in laid_out.files if units.is_bundled_distribution_path(p)),
         key=lambda p: p.encode("utf-8"),
     )
-    return _WrittenUnit(
+    return WrittenUnit(
         wheel,
         shown,
         laid_out.distribution,
@@ -176,22 +176,32 @@ def _executor(sizes: Sequence[int]) -> Executor:
 def write_units(wheels: Sequence[tuple[Path, str]], out: Path) -> None:
     """Lay out each (wheel, shown) and write its unit into `out`, as the steps after read it."""
     out.mkdir(parents=True)
-    scratch = [out / f"wheel-{k}.zip{pieces.SUFFIX}" for k in range(len(wheels))]
+    scratch = [scratch_archive(out, k) for k in range(len(wheels))]
     sizes = [wheel.stat().st_size for wheel, _ in wheels]
     # The largest wheels first: the last to finish decides when all are.
     order = sorted(range(len(wheels)), key=lambda k: -sizes[k])
     with _executor(sizes) as pool:
-        futures = [pool.submit(_write_unit, *wheels[k], scratch[k]) for k in order]
+        futures = [pool.submit(write_unit, *wheels[k], scratch[k]) for k in order]
         try:
             written = [future.result() for future in futures]
         except BaseException:
             for future in futures:  # a bad wheel: the others need not be read
                 future.cancel()
             raise
-    written.sort(key=lambda w: (w.distribution.name, w.distribution.version))
+    list_units(written, out)
+
+
+def scratch_archive(out: Path, index: int) -> Path:
+    """Where the `index`th wheel's whole unit is written before `list_units` keeps it."""
+    return out / f"wheel-{index}.zip{pieces.SUFFIX}"
+
+
+def list_units(written: Sequence[WrittenUnit], out: Path) -> None:
+    """Keep the units written into `out` (by `write_unit`, at `scratch_archive`s) as the steps
+    after read them: `units.json`, each unit's archive, and the dist-info files they read."""
     listed: list[dict[str, object]] = []
     claimed: set[str] = set()
-    for unit in written:
+    for unit in sorted(written, key=lambda w: (w.distribution.name, w.distribution.version)):
         paths = [p for p in unit.sizes if p not in claimed]
         claimed.update(paths)
         archive = out / f"{len(listed)}.zip{pieces.SUFFIX}"
@@ -216,7 +226,7 @@ def write_units(wheels: Sequence[tuple[Path, str]], out: Path) -> None:
     )
 
 
-def _keep(unit: _WrittenUnit, paths: list[str], archive: Path) -> str | None:
+def _keep(unit: WrittenUnit, paths: list[str], archive: Path) -> str | None:
     """Move the unit's archive to `archive` holding only `paths`: a path two wheels ship (a
     namespace `__init__.py`) stays with the first distribution in name order, so the later one's
     archive is written again without it. None when nothing is left."""

@@ -129,6 +129,8 @@ def test_second_function_compresses_nothing_and_a_damaged_part_is_rebuilt(cli, t
     lambda_zip, cache = cli(9), tmp_path / "cache"
     first = package_example(lambda_zip, REPO_ROOT, cache, "-o", tmp_path / "a/lambda.zip")
     assert first.stdout.splitlines()[-1].endswith("compressed 6, from the cache 0")
+    # Cold: each part was zipped by the worker that fetched and laid out its wheel.
+    assert file_sha256_hex(tmp_path / "a/lambda.zip") == EXAMPLE_GOLDEN_SHA256
     # Another function on the same requirements: its own handler module, same lock.
     other = tmp_path / "src/other"
     other.mkdir(parents=True)
@@ -179,6 +181,13 @@ def test_second_function_compresses_nothing_and_a_damaged_part_is_rebuilt(cli, t
     rechosen = package_example(lambda_zip, REPO_ROOT, cache, "-o", tmp_path / "e/lambda.zip")
     assert "damaged cache entry rebuilt" in rechosen.stderr and choice.name in rechosen.stderr
     assert file_sha256_hex(tmp_path / "e/lambda.zip") == EXAMPLE_GOLDEN_SHA256
+
+    # Parts lost, layouts kept: each part is zipped again from its unit's stored archive, after
+    # the plan (the path with bytecode, layers or exclusions), to the same bytes.
+    shutil.rmtree(cache / "parts")
+    rezipped = package_example(lambda_zip, REPO_ROOT, cache, "-o", tmp_path / "f/lambda.zip")
+    assert rezipped.stdout.splitlines()[-1].endswith("compressed 6, from the cache 0")
+    assert file_sha256_hex(tmp_path / "f/lambda.zip") == EXAMPLE_GOLDEN_SHA256
 
 
 def test_two_concurrent_runs_on_one_empty_cache(cli, tmp_path):
