@@ -11,9 +11,10 @@ layout held, so the README example's bytes did not change. Then what a package n
 stays with the first distribution in name order.
 
 Each unit is handed on as `units.UNITS_JSON` describes: a stored archive per unit, as pieces,
-which `lambda-zip repack` compresses into a part byte-identical to zipping the unit's files.
-Runs in the Pants rules' sandbox on the tool's interpreter (the standard library, `installer`,
-and `sandbox_files.WHEEL_UNPACKER`) and in `lambda-zip package`.
+which `lambda-zip repack` compresses into a part byte-identical to zipping the unit's files
+(`lambda-zip package` has that done early, by the worker that fetched the wheel: `EarlyParts`).
+Runs in the Pants rules' sandbox on Pants' interpreter (the standard library, `installer`, and
+`sandbox_files.WHEEL_UNPACKER`) and in `lambda-zip package`.
 """
 
 from __future__ import annotations
@@ -28,13 +29,13 @@ import zipfile
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 from installer.exceptions import InstallerError
 from installer.records import RecordEntry
 from installer.sources import WheelFile
 
-from lambda_rules import units
+from lambda_rules import fetch, units
 from lambda_rules.errors import LambdaRulesError
 from lambda_rules.zipper import pieces
 from lambda_rules.zipper.archive import PlannedEntry, write_archive_to
@@ -159,11 +160,98 @@ def _write_archive(archive: Path, laid_out: LaidOutWheel, paths: Sequence[str]) 
     return stored.sha256_hex
 
 
+@dataclass(frozen=True)
+class EarlyParts:
+    """Zip each whole unit as soon as its wheel is laid out, into `early_part(folder, ...)`,
+    with the level and prefix the part would get later (the same bytes: the same repacker)."""
+
+    folder: Path
+    level: int
+    prefix: str
+
+
+def early_part(folder: Path, unit_sha256: str) -> Path:
+    """Where `EarlyParts` puts the part of the unit whose stored archive has `unit_sha256`."""
+    return folder / f"{unit_sha256}.zip"
+
+
+def write_units(
+    wanted: Sequence[fetch.Wanted],
+    wheel_cache: fetch.WheelCache,
+    out: Path,
+    *,
+    early: EarlyParts | None = None,
+    meanwhile: Callable[[], object] = lambda: None,
+) -> None:
+    """Fetch each wanted wheel into `wheel_cache`, lay it out and write its unit into `out`, as
+    the steps after read it. When some must be downloaded, one forked worker per wheel fetches,
+    lays out and, given `early`, zips it, while the others download and the caller runs
+    `meanwhile`: threads could not overlap that CPU work with the downloads (installer's reading
+    and the compressor hold the GIL, and each TLS record a download reads waits for it). README
+    example: 174 ms against 222 ms fetching all first; the API function's 29 wheels: 730 against
+    959 ms. When all are cached, they are laid out as before, 14-100 ms faster than forking."""
+    out.mkdir(parents=True)
+    scratch = [_scratch_archive(out, k) for k in range(len(wanted))]
+    if all(wheel_cache.path(w).is_file() for w in wanted) or sys.platform != "linux":
+        paths = wheel_cache.fetch_all(wanted)
+        written = _lay_out_all([(paths[w.sha256], w.url) for w in wanted], scratch)
+    else:
+        # Forking is safe: no thread runs yet. The repacker is imported first, for every worker.
+        if early is not None:
+            from lambda_rules.zipper import repack  # noqa: F401
+        context = multiprocessing.get_context("fork")
+        with ProcessPoolExecutor(min(len(wanted), fetch.PARALLEL_FETCHES), context) as pool:
+            jobs = [
+                (_fetch_and_write, w, wheel_cache, scratch[k], early) for k, w in enumerate(wanted)
+            ]
+            written = _results(pool, jobs, meanwhile)
+    _list_units(written, out)
+
+
+def _fetch_and_write(
+    wanted: fetch.Wanted, wheel_cache: fetch.WheelCache, archive: Path, early: EarlyParts | None
+) -> WrittenUnit:
+    """One worker's wheel: fetched, its unit written at `archive`, and zipped if `early`."""
+    written = write_unit(wheel_cache.fetch(wanted), wanted.url, archive)
+    if early is not None:
+        from lambda_rules.zipper.repack import repack_zip  # imported before the fork: at once
+
+        part = early_part(early.folder, written.sha256)
+        part.parent.mkdir(parents=True, exist_ok=True)
+        # One worker process per wheel already: the repacker starts none of its own.
+        repack_zip(archive, part, level=early.level, prefix=early.prefix, durable=False, workers=1)
+    return written
+
+
+def _lay_out_all(wheels: Sequence[tuple[Path, str]], scratch: Sequence[Path]) -> list[WrittenUnit]:
+    """Each (wheel, shown) of local wheels laid out and written at its `scratch` archive."""
+    sizes = [wheel.stat().st_size for wheel, _ in wheels]
+    # The largest wheels first: the last to finish decides when all are.
+    order = sorted(range(len(wheels)), key=lambda k: -sizes[k])
+    with _executor(sizes) as pool:
+        return _results(pool, [(write_unit, *wheels[k], scratch[k]) for k in order])
+
+
+def _results(
+    pool: Executor, jobs: Sequence[tuple], meanwhile: Callable[[], object] = lambda: None
+) -> list[WrittenUnit]:
+    """Every job's result (a function and its arguments), running `meanwhile` while they run;
+    the first error cancels the jobs not yet started."""
+    futures = [pool.submit(*job) for job in jobs]
+    try:
+        meanwhile()
+        return [future.result() for future in futures]
+    except BaseException:
+        for future in futures:  # a bad wheel: the others need not be read
+            future.cancel()
+        raise
+
+
 def _executor(sizes: Sequence[int]) -> Executor:
-    """For wheels of `sizes`, worker processes from `PARALLEL_MIN_BYTES` on: installer's reading
-    holds the GIL, so threads share one core (numpy + pandas on 2 cores: 0.87 s with threads,
-    0.52 s with two processes). Else threads, which overlap what releases the GIL (inflating,
-    hashing)."""
+    """For local wheels of `sizes`, worker processes from `PARALLEL_MIN_BYTES` on: installer's
+    reading holds the GIL, so threads share one core (numpy + pandas on 2 cores: 0.87 s with
+    threads, 0.52 s with two processes). Else threads, which overlap what releases the GIL
+    (inflating, hashing)."""
     workers = min(len(sizes), resolve_workers(None, sum(sizes), _PROCESSES))
     if workers == 1:
         return ThreadPoolExecutor(max_workers=_THREADS)
@@ -173,31 +261,13 @@ def _executor(sizes: Sequence[int]) -> Executor:
     return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method))
 
 
-def write_units(wheels: Sequence[tuple[Path, str]], out: Path) -> None:
-    """Lay out each (wheel, shown) and write its unit into `out`, as the steps after read it."""
-    out.mkdir(parents=True)
-    scratch = [scratch_archive(out, k) for k in range(len(wheels))]
-    sizes = [wheel.stat().st_size for wheel, _ in wheels]
-    # The largest wheels first: the last to finish decides when all are.
-    order = sorted(range(len(wheels)), key=lambda k: -sizes[k])
-    with _executor(sizes) as pool:
-        futures = [pool.submit(write_unit, *wheels[k], scratch[k]) for k in order]
-        try:
-            written = [future.result() for future in futures]
-        except BaseException:
-            for future in futures:  # a bad wheel: the others need not be read
-                future.cancel()
-            raise
-    list_units(written, out)
-
-
-def scratch_archive(out: Path, index: int) -> Path:
-    """Where the `index`th wheel's whole unit is written before `list_units` keeps it."""
+def _scratch_archive(out: Path, index: int) -> Path:
+    """Where the `index`th wheel's whole unit is written before `_list_units` keeps it."""
     return out / f"wheel-{index}.zip{pieces.SUFFIX}"
 
 
-def list_units(written: Sequence[WrittenUnit], out: Path) -> None:
-    """Keep the units written into `out` (by `write_unit`, at `scratch_archive`s) as the steps
+def _list_units(written: Sequence[WrittenUnit], out: Path) -> None:
+    """Keep the units written into `out` (by `write_unit`, at `_scratch_archive`s) as the steps
     after read them: `units.json`, each unit's archive, and the dist-info files they read."""
     listed: list[dict[str, object]] = []
     claimed: set[str] = set()

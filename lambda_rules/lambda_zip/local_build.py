@@ -338,6 +338,7 @@ def _build(
 ) -> dict[int, Path]:
     """The parts of the units the cache lacks, built from the locked wheels. (Imported here: a
     warm run builds none, so it loads neither the repacker nor the general ZIP reader.)"""
+    from lambda_rules.wheel_units import early_part
     from lambda_rules.zipper import pieces
     from lambda_rules.zipper.repack import repack_zip
 
@@ -351,7 +352,7 @@ def _build(
         _compile(list(staged.values()), compiler, third_party=True, unpack=unpack)
     built = {i: work / "parts" / f"{i}.zip" for i in missing}
     for i, part in built.items():
-        early = local_wheels.early_part(work, missing[i].sha256)
+        early = early_part(work / local_wheels.EARLY_PARTS, missing[i].sha256)
         if early.exists():  # zipped as the wheel was laid out
             built[i] = early
             continue

@@ -6,7 +6,6 @@ parses no lock, reads no wheel and imports neither `packaging` nor the fetcher (
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
@@ -15,10 +14,10 @@ from lambda_rules.lambda_zip import local_cache
 from lambda_rules.zipper.summary import file_sha256
 
 if TYPE_CHECKING:
-    from concurrent.futures import Executor
-
-    from lambda_rules import fetch, wheel_units
     from lambda_rules.lambda_zip.local_build import PackageRequest
+
+# Under a run's work folder: the units zipped as their wheels arrived (`wheel_units.EarlyParts`).
+EARLY_PARTS = "early-parts"
 
 
 def locked_wheels(
@@ -95,82 +94,26 @@ def write_units(
     meanwhile: Callable[[], object] = lambda: None,
 ) -> Path:
     """The wheels fetched (into the cache's wheel folder) and laid out as units under `work`,
-    once per run. One worker per wheel fetches it, lays it out and, given `early_prefix`, zips
-    its whole unit into `early_part` right away: CPU work then overlaps the other downloads, and
-    the main process runs `meanwhile` (README example, cold: 0.22 s against 0.37 s for fetching
-    all, then laying out all, then zipping)."""
+    once per run; given `early_prefix`, each unit zipped as its wheel arrives, under
+    `work/EARLY_PARTS` (see `wheel_units.write_units`, which runs `meanwhile` while wheels
+    download)."""
     out = work / "units"
     if out.exists():
         return out
     # Imported here: a warm run, whose layouts are all cached, reads no wheel (nor imports
-    # urllib and ssl). The repacker too, before the workers are forked: none imports it again.
+    # urllib and ssl).
     from lambda_rules import fetch, wheel_units
-    from lambda_rules.zipper import repack  # noqa: F401
 
     wheel_cache = fetch.WheelCache(
         request.wheel_cache or request.cache_dir / "wheels", request.find_links
     )
-    zipping = None if early_prefix is None else (work, request.level, early_prefix)
-    out.mkdir(parents=True)
-    with _workers(len(wheels)) as pool:
-        futures = [
-            pool.submit(
-                _fetch_and_write,
-                fetch.Wanted(wheel.url, wheel.sha256),
-                wheel_cache,
-                wheel_units.scratch_archive(out, k),
-                zipping,
-            )
-            for k, wheel in enumerate(wheels)
-        ]
-        try:
-            meanwhile()
-            written = [future.result() for future in futures]
-        except BaseException:
-            for future in futures:  # a bad wheel: the others need not be read
-                future.cancel()
-            raise
-    wheel_units.list_units(written, out)
+    wheel_units.write_units(
+        [fetch.Wanted(w.url, w.sha256) for w in wheels],
+        wheel_cache,
+        out,
+        early=None
+        if early_prefix is None
+        else wheel_units.EarlyParts(work / EARLY_PARTS, request.level, early_prefix),
+        meanwhile=meanwhile,
+    )
     return out
-
-
-def early_part(work: Path, unit_sha256: str) -> Path:
-    """Where `write_units` zips the whole unit whose stored archive has `unit_sha256`."""
-    return work / "early-parts" / f"{unit_sha256}.zip"
-
-
-def _workers(jobs: int) -> Executor:
-    """Worker processes, forked: each starts at once, with everything imported, and neither
-    installer's reading nor the compressor holds the others' GIL (threads interleaving them
-    with downloads slowed the downloads). Forking is safe here: no thread runs yet."""
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
-
-    from lambda_rules.fetch import PARALLEL_FETCHES
-
-    if sys.platform != "linux":
-        return ThreadPoolExecutor(max_workers=PARALLEL_FETCHES)
-    context = multiprocessing.get_context("fork")
-    return ProcessPoolExecutor(min(jobs, PARALLEL_FETCHES), mp_context=context)
-
-
-def _fetch_and_write(
-    wanted: fetch.Wanted,
-    wheel_cache: fetch.WheelCache,
-    archive: Path,
-    zipping: tuple[Path, int, str] | None,
-) -> wheel_units.WrittenUnit:
-    """One worker's job: fetch the wheel, write its unit at `archive`, and, given `zipping`
-    (work folder, level, prefix), zip the whole unit into its `early_part`."""
-    from lambda_rules import wheel_units
-    from lambda_rules.zipper.repack import repack_zip  # imported before the fork: at once
-
-    path = wheel_cache.fetch(wanted)
-    written = wheel_units.write_unit(path, wanted.url, archive)
-    if zipping is not None:
-        work, level, prefix = zipping
-        part = early_part(work, written.sha256)
-        part.parent.mkdir(parents=True, exist_ok=True)
-        # One worker process per wheel already: the repacker starts none of its own.
-        repack_zip(archive, part, level=level, prefix=prefix, durable=False, workers=1)
-    return written

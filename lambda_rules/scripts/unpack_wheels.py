@@ -30,10 +30,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--installed", action="store_true")
     args = parser.parse_args(argv)
     wanted = [fetch.Wanted(w["url"], w["sha256"]) for w in json.loads(args.wheels.read_text())]
+    wheel_cache = fetch.WheelCache(args.cache)
     try:
-        paths = fetch.WheelCache(args.cache).fetch_all(wanted)
-        write = wheel_units.install_each if args.installed else wheel_units.write_units
-        write([(paths[w.sha256], w.url) for w in wanted], args.out)
+        if args.installed:
+            paths = wheel_cache.fetch_all(wanted)
+            wheel_units.install_each([(paths[w.sha256], w.url) for w in wanted], args.out)
+        else:
+            wheel_units.write_units(wanted, wheel_cache, args.out)
     except LambdaRulesError as error:
         shutil.rmtree(args.out, ignore_errors=True)
         sys.stderr.write(f"lambda_rules: {error}\n")

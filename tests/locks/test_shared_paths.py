@@ -1,10 +1,12 @@
 """Units written from several wheels at once: a path two wheels ship (a namespace `__init__.py`)
-stays with the first distribution in name order, whichever wheel finishes first, both when the
-wheels are laid out by threads and when they are large enough for worker processes
-(`zipper.pipeline.PARALLEL_MIN_BYTES` of wheels, on a machine with two CPUs or more)."""
+stays with the first distribution in name order, whichever wheel finishes first, in each way
+`wheel_units.write_units` works: cached wheels laid out by threads, or by worker processes when
+they are large enough (`zipper.pipeline.PARALLEL_MIN_BYTES` of wheels, on a machine with two CPUs
+or more), and wheels still to fetch, each by a forked worker that also zips its unit early."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import zipfile
@@ -13,9 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from lambda_rules import units, wheel_units
+from lambda_rules import fetch, units, wheel_units
 from lambda_rules.zipper import pieces
 from lambda_rules.zipper.pipeline import PARALLEL_MIN_BYTES, available_cpus
+from lambda_rules.zipper.repack import repack_zip
 from tests.locks.test_bad_input import record_hash
 
 
@@ -45,12 +48,30 @@ def archive_files(archive: Path) -> dict[str, bytes]:
         return {name: stored.read(name) for name in stored.namelist()}
 
 
+def wanted(wheel: Path) -> fetch.Wanted:
+    return fetch.Wanted(wheel.as_uri(), hashlib.sha256(wheel.read_bytes()).hexdigest())
+
+
 # Incompressible, so the wheels alone pass the threshold for worker processes.
 LARGE = os.urandom(PARALLEL_MIN_BYTES + 1024)
+# How write_units runs: (wheels already in the wheel cache, the size of a wheel's blob).
+MODES = {"threads": (True, b"small"), "processes": (True, LARGE), "fetching": (False, b"small")}
 
 
-@pytest.mark.parametrize("blob", [b"small", LARGE], ids=["threads", "processes"])
-def test_a_path_two_wheels_ship_stays_with_the_first_in_name_order(tmp_path, blob):
+def write(tmp_path: Path, wheels: list[Path], mode: str) -> Path:
+    """`wheels` written into units by `write_units` in `mode`; the units' folder."""
+    cache = fetch.WheelCache(tmp_path / "wheel-cache")
+    if MODES[mode][0]:
+        cache.fetch_all(map(wanted, wheels))
+    early = None if MODES[mode][0] else wheel_units.EarlyParts(tmp_path / "early", 6, "")
+    out = tmp_path / "units"
+    wheel_units.write_units([wanted(w) for w in wheels], cache, out, early=early)
+    return out
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_path_two_wheels_ship_stays_with_the_first_in_name_order(tmp_path, mode):
+    blob = MODES[mode][1]
     # beta is given first and is the larger: it is laid out first, alpha still keeps ns/.
     beta = make_wheel(
         tmp_path,
@@ -60,12 +81,10 @@ def test_a_path_two_wheels_ship_stays_with_the_first_in_name_order(tmp_path, blo
     alpha = make_wheel(
         tmp_path, "alpha", {"ns/__init__.py": b"# alpha's\n", "alpha/__init__.py": b"A = 1\n"}
     )
-    wheels = [(beta, "https://example/beta"), (alpha, "https://example/alpha")]
-    if blob is LARGE and available_cpus() > 1:
-        with wheel_units._executor([w.stat().st_size for w, _ in wheels]) as executor:
+    if mode == "processes" and available_cpus() > 1:
+        with wheel_units._executor([w.stat().st_size for w in (beta, alpha)]) as executor:
             assert isinstance(executor, ProcessPoolExecutor)
-    out = tmp_path / "units"
-    wheel_units.write_units(wheels, out)
+    out = write(tmp_path, [beta, alpha], mode)
 
     listing = json.loads((out / units.UNITS_JSON).read_text())["units"]
     assert [unit["distribution"] for unit in listing] == [["alpha", "1.0"], ["beta", "1.0"]]
@@ -85,14 +104,21 @@ def test_a_path_two_wheels_ship_stays_with_the_first_in_name_order(tmp_path, blo
         for p in (out / units.METADATA_DIR).rglob("*")
         if p.is_file()
     ) == [f"{n}-1.0.dist-info/{f}" for n in ("alpha", "beta") for f in ("METADATA", "WHEEL")]
+    if mode == "fetching":
+        # alpha's unit is whole, so its early part is its part, as the unit's archive repacks.
+        early = wheel_units.early_part(tmp_path / "early", listing[0]["sha256"])
+        with zipfile.ZipFile(early) as part:
+            assert {i.filename: part.read(i) for i in part.infolist()} == alpha_files
+        repack_zip(out / f"0.zip{pieces.SUFFIX}", tmp_path / "later.zip", level=6)
+        assert early.read_bytes() == (tmp_path / "later.zip").read_bytes()
+        # beta lost ns/__init__.py: its early part is of the whole wheel, not of its unit.
+        assert not wheel_units.early_part(tmp_path / "early", listing[1]["sha256"]).exists()
 
 
-@pytest.mark.parametrize("blob", [b"small", LARGE], ids=["threads", "processes"])
-def test_a_bad_wheel_among_others_is_named(tmp_path, blob):
-    good = make_wheel(tmp_path, "good", {"good/blob.bin": blob})
+@pytest.mark.parametrize("mode", MODES)
+def test_a_bad_wheel_among_others_is_named(tmp_path, mode):
+    good = make_wheel(tmp_path, "good", {"good/blob.bin": MODES[mode][1]})
     bad = make_wheel(tmp_path, "bad", {"bad/__init__.py": b"X = 1\n"}, lie=True)
     with pytest.raises(wheel_units.WheelError) as raised:
-        wheel_units.write_units(
-            [(good, "https://example/good"), (bad, "https://example/bad")], tmp_path / "units"
-        )
-    assert str(raised.value).startswith("https://example/bad: bad/__init__.py does not match")
+        write(tmp_path, [good, bad], mode)
+    assert str(raised.value).startswith(f"{bad.as_uri()}: bad/__init__.py does not match")
