@@ -196,9 +196,12 @@ def write_units(
         paths = wheel_cache.fetch_all(wanted)
         written = _lay_out_all([(paths[w.sha256], w.url) for w in wanted], scratch)
     else:
-        # Forking is safe: no thread runs yet. The repacker is imported first, for every worker.
+        # Forking is safe: no thread runs yet. The repacker is imported first, for every worker,
+        # and the output flushed, which a worker would otherwise write again as it exits.
         if early is not None:
             from lambda_rules.zipper import repack  # noqa: F401
+        sys.stdout.flush()
+        sys.stderr.flush()
         context = multiprocessing.get_context("fork")
         with ProcessPoolExecutor(min(len(wanted), fetch.PARALLEL_FETCHES), context) as pool:
             jobs = [

@@ -24,8 +24,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     # freeze Pants' heap (plugin/heap.py). The run's collections, and the one at exit, then skip
     # them: about 7 ms of a warm `package`'s 120.
     gc.freeze()
-    arguments = sys.argv[1:] if argv is None else list(argv)
-    parser = zipper_cli.new_parser(VERBS, arguments)
+    parser, arguments = zipper_cli.new_parser(VERBS, argv)
     # Sources may follow the options (`verify A.zip --lockfile L --source-root fn fn/app.py`),
     # which argparse does not take for a positional list once options came between.
     args, extra = parser.parse_known_args(arguments)

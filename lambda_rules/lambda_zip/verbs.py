@@ -29,8 +29,7 @@ USER_ERRORS: tuple[type[Exception], ...] = (LambdaRulesError,)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    arguments = sys.argv[1:] if argv is None else list(argv)
-    parser = zipper_cli.new_parser(TOOL_VERBS, arguments)
+    parser, arguments = zipper_cli.new_parser(TOOL_VERBS, argv)
     return zipper_cli.run(parser.parse_args(arguments), USER_ERRORS)
 
 

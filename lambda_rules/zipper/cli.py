@@ -32,8 +32,8 @@ EXIT_INTERRUPTED = 130
 
 def main(argv: Sequence[str] | None = None) -> int:
     """The zipper's verbs alone (`python -m lambda_rules.zipper`); `lambda-zip` adds more."""
-    arguments = sys.argv[1:] if argv is None else list(argv)
-    return run(new_parser(VERBS, arguments).parse_args(arguments))
+    parser, arguments = new_parser(VERBS, argv)
+    return run(parser.parse_args(arguments))
 
 
 def run(args: argparse.Namespace, user_errors: tuple[type[Exception], ...] = ()) -> int:
@@ -79,15 +79,19 @@ class Verb(NamedTuple):
     preformatted: bool = False
 
 
-def new_parser(verbs: Sequence[Verb], argv: Sequence[str]) -> argparse.ArgumentParser:
-    """The command line of `verbs`, for `argv`: a verb named first gets the only subparser (the
-    other verbs' arguments cost a warm `lambda-zip package` about 5 ms of argparse, a twentieth
-    of its run); otherwise, for `--help` and for a misspelt verb, every verb has its own."""
+def new_parser(
+    verbs: Sequence[Verb], argv: Sequence[str] | None
+) -> tuple[argparse.ArgumentParser, list[str]]:
+    """The command line of `verbs` for `argv` (the process's when None), and its arguments: a
+    verb named first gets the only subparser (the other verbs' arguments cost a warm `lambda-zip
+    package` about 5 ms of argparse, a twentieth of its run); otherwise, for `--help` and for a
+    misspelt verb, every verb has its own."""
+    arguments = sys.argv[1:] if argv is None else list(argv)
     parser = argparse.ArgumentParser(
         prog=PROG, description="Byte-for-byte reproducible AWS Lambda ZIP archives."
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    named = [verb for verb in verbs if argv[:1] == [verb.name]]
+    named = [verb for verb in verbs if arguments[:1] == [verb.name]]
     for verb in named or verbs:
         raw = verb.preformatted
         verb_parser = commands.add_parser(
@@ -97,7 +101,7 @@ def new_parser(verbs: Sequence[Verb], argv: Sequence[str]) -> argparse.ArgumentP
             formatter_class=argparse.RawDescriptionHelpFormatter if raw else argparse.HelpFormatter,
         )
         verb.arguments(verb_parser)
-    return parser
+    return parser, arguments
 
 
 def _build_arguments(build: argparse.ArgumentParser) -> None:
