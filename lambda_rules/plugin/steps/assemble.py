@@ -122,7 +122,9 @@ class SbomTemplateRequest:
     the resolve's lockfile and placeholders for the archive's digest and the target's name:
     neither first-party code nor the target is in its inputs, so an edit reuses the cached
     template and every function on the same distributions shares one. It reads only the units'
-    `METADATA` and `WHEEL`, so it is written while the units compress."""
+    `METADATA` and `WHEEL`, yet it is written beside the merge, not while the units compress:
+    on 2 cores the three processes then share them, and the API function's goal took 1.84 s
+    against 1.63 s (3 alternating runs, `--no-local-cache`)."""
 
     units: tuple[DistributionUnit, ...]
     kind: Kind
