@@ -150,18 +150,7 @@ def build_parts(request: PackageRequest, work: Path, *, transitive: bool = True)
     lock = request.lockfile or _empty_lock(work)
     cache = local_cache.PartsCache(request.cache_dir)
     wheels = local_wheels.locked_wheels(request, lock, cache, transitive=transitive)
-    prefix = actions.package_prefix(request.kind)
-    resolved = local_wheels.resolution(
-        request,
-        wheels,
-        work,
-        cache,
-        # Every unit is zipped as laid out unless bytecode, layers or exclusions change that.
-        early_prefix=None
-        if request.compile_bytecode or request.layers or request.exclude
-        else prefix,
-        meanwhile=_import_sbom,
-    )
+    resolved = local_wheels.resolution(request, wheels, work, cache)
     listed = units.read_listing(resolved.listing)
     sources = _collect_sources(what, request.sources, request.source_root)
     layer_contents = _layer_contents(request.layers)
@@ -179,6 +168,7 @@ def build_parts(request: PackageRequest, work: Path, *, transitive: bool = True)
         _check_handler(what, request.handler, planned, sources)
     holds_files = bool(planned.units or planned.first_party)
     contents.check_not_empty(what, request.kind, holds_files, fix="give it sources")
+    prefix = actions.package_prefix(request.kind)
     compiler = _compiler(what, request) if request.compile_bytecode else None
     parts = _parts(request, wheels, _listed(listed, planned), work, cache, prefix, compiler)
     first_party = {path: sources[path] for path in planned.first_party}
@@ -195,12 +185,6 @@ def build_parts(request: PackageRequest, work: Path, *, transitive: bool = True)
         layer_contents=layer_contents,
         prefix=prefix,
     )
-
-
-def _import_sbom() -> None:
-    """What the SBOM template needs, imported while workers fetch the wheels of a cold run (whose
-    SBOM template is new too): the main process would otherwise wait idle."""
-    from lambda_rules import sbom  # noqa: F401
 
 
 def _layer_contents(given: Sequence[tuple[str, Path]]) -> tuple[layers.LayerContents, ...]:

@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING, Sequence
 
-from lambda_rules import locks, units
+from lambda_rules import actions, locks, units
 from lambda_rules.lambda_zip import local_cache
 from lambda_rules.zipper.summary import file_sha256
 
@@ -59,20 +59,16 @@ def resolution(
     wheels: Sequence[locks.LockedWheel],
     work: Path,
     cache: local_cache.PartsCache,
-    *,
-    early_prefix: str | None = None,
-    meanwhile: Callable[[], object] = lambda: None,
 ) -> local_cache.Resolution:
     """The units of the locked wheels: from the cache when these wheels were laid out before (no
-    wheel read, no network), else written from the wheels into `work` (see `write_units` for
-    `early_prefix` and `meanwhile`)."""
+    wheel read, no network), else written from the wheels into `work`."""
     if not wheels:
         return local_cache.Resolution(b'{"units": []}', {})
     key = local_cache.resolution_key(wheels=[w.sha256 for w in wheels])
     cached = cache.get_resolution(key)
     if cached is not None:
         return cached
-    out = write_units(request, wheels, work, early_prefix=early_prefix, meanwhile=meanwhile)
+    out = write_units(request, wheels, work)
     metadata_dir = out / units.METADATA_DIR
     resolved = local_cache.Resolution(
         listing=(out / units.UNITS_JSON).read_bytes(),
@@ -85,18 +81,10 @@ def resolution(
     return resolved
 
 
-def write_units(
-    request: PackageRequest,
-    wheels: Sequence[locks.LockedWheel],
-    work: Path,
-    *,
-    early_prefix: str | None = None,
-    meanwhile: Callable[[], object] = lambda: None,
-) -> Path:
+def write_units(request: PackageRequest, wheels: Sequence[locks.LockedWheel], work: Path) -> Path:
     """The wheels fetched (into the cache's wheel folder) and laid out as units under `work`,
-    once per run; given `early_prefix`, each unit zipped as its wheel arrives, under
-    `work/EARLY_PARTS` (see `wheel_units.write_units`, which runs `meanwhile` while wheels
-    download)."""
+    once per run. Unless bytecode, layers or exclusions may change a unit, each is zipped as its
+    wheel is laid out, under `work/EARLY_PARTS` (`wheel_units.write_units`)."""
     out = work / "units"
     if out.exists():
         return out
@@ -107,13 +95,21 @@ def write_units(
     wheel_cache = fetch.WheelCache(
         request.wheel_cache or request.cache_dir / "wheels", request.find_links
     )
+    early = None
+    if not (request.compile_bytecode or request.layers or request.exclude):
+        prefix = actions.package_prefix(request.kind)
+        early = wheel_units.EarlyParts(work / EARLY_PARTS, request.level, prefix)
     wheel_units.write_units(
         [fetch.Wanted(w.url, w.sha256) for w in wheels],
         wheel_cache,
         out,
-        early=None
-        if early_prefix is None
-        else wheel_units.EarlyParts(work / EARLY_PARTS, request.level, early_prefix),
-        meanwhile=meanwhile,
+        early=early,
+        meanwhile=_import_sbom,
     )
     return out
+
+
+def _import_sbom() -> None:
+    """What the SBOM template needs, imported while workers fetch and lay out the wheels: a run
+    that lays them out writes a new SBOM template too, and the main process would wait idle."""
+    from lambda_rules import sbom  # noqa: F401

@@ -182,8 +182,8 @@ def test_second_function_compresses_nothing_and_a_damaged_part_is_rebuilt(cli, t
     assert "damaged cache entry rebuilt" in rechosen.stderr and choice.name in rechosen.stderr
     assert file_sha256_hex(tmp_path / "e/lambda.zip") == EXAMPLE_GOLDEN_SHA256
 
-    # Parts lost, layouts kept: each part is zipped again from its unit's stored archive, after
-    # the plan (the path with bytecode, layers or exclusions), to the same bytes.
+    # Parts lost, layouts kept: the wheels are laid out and zipped again, from the wheel cache,
+    # to the same bytes.
     shutil.rmtree(cache / "parts")
     rezipped = package_example(lambda_zip, REPO_ROOT, cache, "-o", tmp_path / "f/lambda.zip")
     assert rezipped.stdout.splitlines()[-1].endswith("compressed 6, from the cache 0")
