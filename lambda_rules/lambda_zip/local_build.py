@@ -334,12 +334,13 @@ def _build(
     if compiler is not None:
         unpack = [(archives[i], staged[i] / prefix) for i in missing]
         _compile(list(staged.values()), compiler, third_party=True, unpack=unpack)
-    built = {i: work / "parts" / f"{i}.zip" for i in missing}
-    for i, part in built.items():
-        early = early_part(work / local_wheels.EARLY_PARTS, missing[i].sha256)
+    built: dict[int, Path] = {}
+    for i, unit in missing.items():
+        early = early_part(work / local_wheels.EARLY_PARTS, unit.sha256)
         if early.exists():  # zipped as the wheel was laid out
             built[i] = early
             continue
+        part = built[i] = work / "parts" / f"{i}.zip"
         part.parent.mkdir(parents=True, exist_ok=True)
         if compiler is None:
             repack_zip(archives[i], part, level=request.level, prefix=prefix, durable=False)
