@@ -409,8 +409,10 @@ def _large_unit_cores(jobs: list[tuple[DistributionUnit, ...]], parallelism: int
     return max(1, (parallelism - grouped) // max(1, len(jobs) - grouped))
 
 
-@rule(desc="Compress distribution units", level=LogLevel.DEBUG)
-async def zip_parts(request: ZipPartsRequest, global_options: GlobalOptions) -> ZipParts:
+def compression_jobs(request: ZipPartsRequest, parallelism: int) -> tuple[ZipPartGroupRequest, ...]:
+    """The processes that compress `request.units`: each large unit alone, the small ones
+    together, the largest last. A function of the units alone (and of `parallelism`, which is
+    no cache key), so every rule that asks for them gets the same, memoised, processes."""
     total = sum(unit.size for unit in request.units)
     small = tuple(
         unit
@@ -426,12 +428,18 @@ async def zip_parts(request: ZipPartsRequest, global_options: GlobalOptions) -> 
     # another order small.
     jobs.sort(key=lambda units: -sum(unit.size for unit in units))
     jobs = [*jobs[1:], *jobs[:1]]
-    cores = _large_unit_cores(jobs, global_options.process_execution_local_parallelism)
-    results = await MultiGet(
-        Get(ZipParts, ZipPartGroupRequest(job, request.bytecode, cores)) for job in jobs
-    )
+    cores = _large_unit_cores(jobs, parallelism)
+    return tuple(ZipPartGroupRequest(job, request.bytecode, cores) for job in jobs)
+
+
+@rule(desc="Compress distribution units", level=LogLevel.DEBUG)
+async def zip_parts(request: ZipPartsRequest, global_options: GlobalOptions) -> ZipParts:
+    jobs = compression_jobs(request, global_options.process_execution_local_parallelism)
+    results = await MultiGet(Get(ZipParts, ZipPartGroupRequest, job) for job in jobs)
     by_unit = {
-        unit: part for job, result in zip(jobs, results) for unit, part in zip(job, result.parts)
+        unit: part
+        for job, result in zip(jobs, results)
+        for unit, part in zip(job.units, result.parts)
     }
     return ZipParts(tuple(by_unit[unit] for unit in request.units))
 
