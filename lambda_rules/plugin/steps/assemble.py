@@ -6,8 +6,8 @@ an edit of first-party code runs one process, that merge. Pants hands out proces
 come, first served: the template asked for with the parts held back the compression of a large
 unit that every merge waits for (ten numpy + pandas functions on 2 cores: parts done 1.06-1.28 s
 after the resolve, against 1.23-1.44 s), and asked for after every part, it ended the goal while
-the largest unit's compression had left a core idle. So it is asked for once every other
-compression is done (`SbomTemplateRequest.after`).
+the largest job's compression had left a core idle. So it is asked for once the other
+compressions are done (`SbomTemplateRequest.after`).
 """
 
 from __future__ import annotations
@@ -60,6 +60,7 @@ from lambda_rules.plugin.steps.parts import (
     ZipParts,
     ZipPartsRequest,
     compression_jobs,
+    jobs_before_a_free_core,
 )
 from lambda_rules.plugin.steps.stage import DistributionUnit, StagedLambda
 from lambda_rules.plugin.steps.tool import LambdaZipTool, ZipperTool
@@ -128,10 +129,9 @@ class SbomTemplateRequest:
     neither first-party code nor the target is in its inputs, so an edit reuses the cached
     template and every function on the same distributions shares one. It reads only the units'
     `METADATA` and `WHEEL`, yet its process is asked for only once the compressions `after`
-    are done, all but the largest unit's: it takes the core they leave. The API function's goal
-    on 2 cores, 3 runs each, `--no-local-cache`: 1.67-1.70 s, against 2.07-2.10 s asked for
-    after every part (beside the merge) and, on another machine, 1.84 against 1.63 s asked for
-    at once (three processes sharing two cores)."""
+    are done (`parts.jobs_before_a_free_core`): it takes the core they leave while the last,
+    largest, job runs. The API function's goal on 2 cores: 1.67-1.70 s, against 2.07-2.10 s
+    asked for after every part, beside the merge (3 runs each, `--no-local-cache`)."""
 
     units: tuple[DistributionUnit, ...]
     kind: Kind
@@ -351,14 +351,15 @@ async def assemble_lambda(
         bytecode = await Get(BytecodeCompiler, BytecodeCompilerRequest(address, platform))
         bytecode = dataclasses.replace(bytecode, prefix=actions.load_root(request.kind))
     parts_request = ZipPartsRequest(staged.units, bytecode)
-    jobs = compression_jobs(parts_request, global_options.process_execution_local_parallelism)
+    parallelism = global_options.process_execution_local_parallelism
+    jobs = compression_jobs(parts_request, parallelism)
     sbom_request = SbomTemplateRequest(
         staged.units,
         kind=request.kind,
         platform=platform,
         resolve=request.resolve,
         layers=request.layers,
-        after=jobs[:-1],
+        after=jobs_before_a_free_core(jobs, parallelism),
     )
     zip_request = ZipLambdaRequest(
         parts_request,

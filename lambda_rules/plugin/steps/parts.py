@@ -411,7 +411,7 @@ def _large_unit_cores(jobs: list[tuple[DistributionUnit, ...]], parallelism: int
 
 def compression_jobs(request: ZipPartsRequest, parallelism: int) -> tuple[ZipPartGroupRequest, ...]:
     """The processes that compress `request.units`: each large unit alone, the small ones
-    together, the largest last. A function of the units alone (and of `parallelism`, which is
+    together, the largest job last. A function of the request (and of `parallelism`, which is
     no cache key), so every rule that asks for them gets the same, memoised, processes."""
     total = sum(unit.size for unit in request.units)
     small = tuple(
@@ -430,6 +430,21 @@ def compression_jobs(request: ZipPartsRequest, parallelism: int) -> tuple[ZipPar
     jobs = [*jobs[1:], *jobs[:1]]
     cores = _large_unit_cores(jobs, parallelism)
     return tuple(ZipPartGroupRequest(job, request.bytecode, cores) for job in jobs)
+
+
+def jobs_before_a_free_core(
+    jobs: tuple[ZipPartGroupRequest, ...], parallelism: int
+) -> tuple[ZipPartGroupRequest, ...]:
+    """The `compression_jobs` after which a core is free while the rest run: all but the last,
+    or all of them when the last is a unit alone that takes every core."""
+    if not jobs:
+        return ()
+    last = jobs[-1]
+    if len(last.units) == 1:
+        cores = _cores_for(PrepareUnitRequest(last.units[0], last.bytecode, last.cores))
+        if cores >= parallelism:
+            return jobs
+    return jobs[:-1]
 
 
 @rule(desc="Compress distribution units", level=LogLevel.DEBUG)
