@@ -14,9 +14,11 @@ tests/test_sandbox_files.py follows every import of every listed file.
 from __future__ import annotations
 
 import glob
+import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Mapping
 
 # The directory that holds the `lambda_rules` package: shipped paths are relative to it.
 SOURCE_ROOT = Path(__file__).resolve().parent.parent
@@ -58,6 +60,20 @@ def installed_sources(package: str) -> dict[str, bytes]:
         path.relative_to(root.parent).as_posix(): path.read_bytes()
         for path in sorted(root.rglob("*.py"))
     }
+
+
+def layout_sources() -> dict[str, bytes]:
+    """What lays wheels out into units: `WHEEL_UNPACKER` and installer's sources, as the wheel
+    step's sandbox gets them."""
+    return {**WHEEL_UNPACKER.read(), **installed_sources(WHEEL_UNPACKER_REQUIREMENTS[0])}
+
+
+def fingerprint(files: Mapping[str, bytes]) -> str:
+    """A digest of each file's path and content: a name for what a set of sources makes."""
+    digest = hashlib.sha256()
+    for path, content in sorted(files.items()):
+        digest.update(f"{path} {hashlib.sha256(content).hexdigest()}\n".encode())
+    return digest.hexdigest()
 
 
 def entry_program(module: str, sys_path: tuple[str, ...]) -> str:
@@ -141,6 +157,7 @@ WHEEL_UNPACKER = FileSet(
         "lambda_rules/wheel_units.py",
         "lambda_rules/scripts/__init__.py",
         "lambda_rules/scripts/unpack_wheels.py",
+        "lambda_rules/unit_cache.py",
         "lambda_rules/zipper/*.py",
     )
 )

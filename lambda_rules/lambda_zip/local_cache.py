@@ -231,13 +231,12 @@ def resolution_key(**inputs: object) -> str:
     """The key of a layout: the wheels, and the sources that lay them out, installer's included
     (as the Pants rules ship them to the unpacking process). Hashed rather than asking
     `importlib.metadata` for installer's version, which would import `email` on every run."""
-    installer = sandbox_files.installed_sources("installer")
-    layout = _fingerprint(
-        "layout",
-        _digests(sandbox_files.WHEEL_UNPACKER),
-        {path: hashlib.sha256(content).hexdigest() for path, content in installer.items()},
-    )
-    return _key(layout=layout, **inputs)
+    return _key(layout=layout_fingerprint(), **inputs)
+
+
+def layout_fingerprint() -> str:
+    """What lays wheels out: the key of a layout, and the name of the unit cache's folder."""
+    return sandbox_files.fingerprint(sandbox_files.layout_sources())
 
 
 def sbom_template_key(**inputs: object) -> str:

@@ -18,6 +18,9 @@ if TYPE_CHECKING:
 
 # Under a run's work folder: the units zipped as their wheels arrived (`wheel_units.EarlyParts`).
 EARLY_PARTS = "early-parts"
+# Under the cache folder: units by their wheel's sha256 (`unit_cache`), one folder per version of
+# the sources that lay them out.
+UNITS = "units"
 
 
 def locked_wheels(
@@ -91,6 +94,7 @@ def write_units(request: PackageRequest, wheels: Sequence[locks.LockedWheel], wo
     # Imported here: a warm run, whose layouts are all cached, reads no wheel (nor imports
     # urllib and ssl).
     from lambda_rules import fetch, wheel_units
+    from lambda_rules.unit_cache import UnitCache
 
     wheel_cache = fetch.WheelCache(
         request.wheel_cache or request.cache_dir / "wheels", request.find_links
@@ -105,6 +109,7 @@ def write_units(request: PackageRequest, wheels: Sequence[locks.LockedWheel], wo
         out,
         early=early,
         meanwhile=_import_sbom,
+        unit_cache=UnitCache(request.cache_dir / UNITS / local_cache.layout_fingerprint()),
     )
     return out
 

@@ -1,11 +1,13 @@
 """The Pants rules' wheel step: fetch the locked wheels a target needs (into the named wheel
 cache) and write one unit per wheel (`wheel_units.write_units`).
 
-    --wheels FILE   JSON: [{"url": ..., "sha256": ...}, ...], chosen from the lock by the rule
-    --cache DIR     the content-addressed wheel cache (`fetch.WheelCache`)
-    --out DIR       units.json, each unit's stored archive as pieces, the dist-info files
-    --installed     instead, each wheel installed in `DIR/<wheel filename>/` (the tool's own
-                    requirements, from its lock)
+    --wheels FILE       JSON: [{"url": ..., "sha256": ...}, ...], chosen from the lock by the rule
+    --cache DIR         the content-addressed wheel cache (`fetch.WheelCache`)
+    --out DIR           units.json, each unit's stored archive as pieces, the dist-info files
+    --unit-cache DIR    units kept by their wheel's sha256 (`unit_cache.UnitCache`): a wheel laid
+                        out before, by any target, is not read again
+    --installed         instead, each wheel installed in `DIR/<wheel filename>/` (the tool's own
+                        requirements, from its lock)
 
 A bad wheel or a failed download is one line on stderr and exit status 1, with nothing in --out.
 """
@@ -20,6 +22,7 @@ from pathlib import Path
 
 from lambda_rules import fetch, wheel_units
 from lambda_rules.errors import LambdaRulesError
+from lambda_rules.unit_cache import UnitCache
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,6 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--installed", action="store_true")
+    parser.add_argument("--unit-cache", type=Path)
     args = parser.parse_args(argv)
     wanted = [fetch.Wanted(w["url"], w["sha256"]) for w in json.loads(args.wheels.read_text())]
     wheel_cache = fetch.WheelCache(args.cache)
@@ -36,7 +40,8 @@ def main(argv: list[str] | None = None) -> int:
             paths = wheel_cache.fetch_all(wanted)
             wheel_units.install_each([(paths[w.sha256], w.url) for w in wanted], args.out)
         else:
-            wheel_units.write_units(wanted, wheel_cache, args.out)
+            unit_cache = UnitCache(args.unit_cache) if args.unit_cache else None
+            wheel_units.write_units(wanted, wheel_cache, args.out, unit_cache=unit_cache)
     except LambdaRulesError as error:
         shutil.rmtree(args.out, ignore_errors=True)
         sys.stderr.write(f"lambda_rules: {error}\n")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -151,3 +152,48 @@ def test_independent_builds_run_the_same_processes(clone_factory, tmp_path):
         assert kinds == {"Unpack", "Compile", "Compress", "Zip", "Write"}, ran
         actions.append(ran)
     assert actions[0] == actions[1]
+
+
+ORJSON_FUNCTIONS_BUILD = """
+lambda_function(name="orjson_only", handler="only.py:handler", runtime="python3.12")
+lambda_function(
+    name="orjson_arm", handler="only.py:handler", runtime="python3.12", architecture="arm64"
+)
+"""
+ORJSON_HANDLER = "import orjson\n\n\ndef handler(event, context):\n    return orjson.dumps(event)\n"
+# Every download through a proxy that is not there: a wheel that must be fetched fails.
+NO_NETWORK = {"HTTPS_PROXY": "http://127.0.0.1:9", "https_proxy": "http://127.0.0.1:9"}
+
+
+def entries(archive: Path, prefix: str) -> dict[str, bytes]:
+    with zipfile.ZipFile(archive) as opened:
+        return {
+            i.filename: opened.read(i) for i in opened.infolist() if i.filename.startswith(prefix)
+        }
+
+
+def test_a_wheel_laid_out_once_is_not_fetched_for_another_set_of_wheels(clone_factory, tmp_path):
+    """A target on other requirements than any before takes the units of wheels that some target
+    laid out on this machine from the named cache (`unit_cache`): with orjson's wheel gone from
+    the wheel cache and no network, the orjson-only function still packages, with the same
+    orjson files; a wheel no target laid out (arm64) must be fetched, and fails naming its URL."""
+    clone = clone_factory()
+    clone.write("fn/BUILD", (clone.root / "fn/BUILD").read_text() + ORJSON_FUNCTIONS_BUILD)
+    clone.write("fn/only.py", ORJSON_HANDLER)
+    named = tmp_path / "named-caches"
+    caches = (f"--named-caches-dir={named}", f"--local-store-dir={tmp_path / 'store'}")
+    clone.pants(*caches, "package", "//fn:lambda")
+    (wheel,) = (named / "lambda_rules/wheels").rglob("orjson-*x86_64*.whl")
+    wheel.unlink()
+
+    clone.pants(*caches, "package", "//fn:orjson_only", env=NO_NETWORK)
+    dist = clone.root / "dist/fn"
+    only = entries(dist / "orjson_only.zip", "orjson")
+    assert only and only == entries(dist / "lambda.zip", "orjson")
+    assert not list((named / "lambda_rules/wheels").rglob("orjson-*x86_64*.whl"))
+
+    failed = clone.pants(*caches, "package", "//fn:orjson_arm", env=NO_NETWORK, check=False)
+    assert failed.returncode != 0
+    assert "fn:orjson_arm" in failed.stderr and "orjson-3.11.5-" in failed.stderr, failed.stderr
+    assert "aarch64" in failed.stderr, failed.stderr
+    assert not (dist / "orjson_arm.zip").exists()

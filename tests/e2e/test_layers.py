@@ -407,7 +407,9 @@ def test_layer_and_function_are_byte_identical_across_clones_umask_and_mtimes(cl
     for path in other.root.rglob("*"):
         if path.is_file() and ".git" not in path.parts:
             os.utime(path, (1_234_567_890, 1_234_567_890))
-    other.pants("--no-local-cache", "package", *targets, umask=0o077, pantsd=False)
+    # Its own named caches: every unit laid out again, under the other umask.
+    named = f"--named-caches-dir={other.root.parent / 'named-caches'}"
+    other.pants("--no-local-cache", named, "package", *targets, umask=0o077, pantsd=False)
 
     assert other.dist_files() == clone.dist_files()
     assert "layered/deps.zip" in clone.dist_files() and "layered/fn.zip" in clone.dist_files()

@@ -87,7 +87,16 @@ def test_package_is_byte_identical_across_clones_umask_mtimes_cache_and_pantsd(
             os.utime(path, (1_234_567_890, 1_234_567_890))
 
     out_first = first.pants("package", "//fn:lambda", umask=0o022, pantsd=True)
-    second.pants("--no-local-cache", "package", "//fn:lambda", umask=0o077, pantsd=False)
+    # Its own named caches too: the units are laid out again, under the other umask, rather than
+    # taken from the unit cache the first clone filled.
+    second.pants(
+        "--no-local-cache",
+        f"--named-caches-dir={tmp_path / 'named-caches'}",
+        "package",
+        "//fn:lambda",
+        umask=0o077,
+        pantsd=False,
+    )
 
     expected = ["fn/lambda.cdx.json", "fn/lambda.json", "fn/lambda.zip"]
     archive_first = first.root / "dist/fn/lambda.zip"

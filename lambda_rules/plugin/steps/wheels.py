@@ -57,6 +57,9 @@ _WHEELS_JSON = "__lambda_wheels.json"
 # this machine, takes a wheel it already fetched from there. `verify` shares it.
 NAMED_CACHE = FrozenDict({"lambda_rules": ".cache/lambda_rules"})
 NAMED_CACHE_DIR = ".cache/lambda_rules"
+# Below it, units by their wheel's sha256 (`unit_cache.UnitCache`), as `lambda-zip`'s --cache-dir
+# keeps them.
+_UNIT_CACHE_DIR = "units"
 # What reaches a download from the environment: proxies and a netrc (a corporate network's).
 _NETWORK_VARIABLES = (
     "HTTPS_PROXY",
@@ -293,10 +296,7 @@ async def _unpacked(
     It runs on Pants' own interpreter with the standard library, installer's sources and ours,
     so it starts at once instead of after the tool's environment is built."""
     listed = [{"url": w.url, "sha256": w.sha256} for w in wheels]
-    sources = {
-        **sandbox_files.WHEEL_UNPACKER.read(),
-        **sandbox_files.installed_sources(sandbox_files.WHEEL_UNPACKER_REQUIREMENTS[0]),
-    }
+    sources = sandbox_files.layout_sources()
     inputs = await Get(
         Digest,
         CreateDigest(
@@ -321,10 +321,20 @@ async def unpack_wheels(
     network_environment: NetworkEnvironment,
     pants_python: PythonBuildStandaloneBinary,
 ) -> LambdaDistributions:
-    """One unit per wheel a target needs."""
+    """One unit per wheel a target needs. A wheel that any target laid out before on this
+    machine is taken from the named cache's units, named by the sources that lay them out: a
+    run without the process cache, a lock that bumps one pin, or another set of requirements
+    reads only the wheels it has not seen (pex keeps its installed wheels so too)."""
     description = f"Unpack {len(request.wheels)} wheels of {request.address} for {request.platform}"
+    layout = sandbox_files.fingerprint(sandbox_files.layout_sources())
     digest = await _unpacked(
-        request.wheels, network_environment, pants_python.path, description, request.address
+        request.wheels,
+        network_environment,
+        pants_python.path,
+        description,
+        request.address,
+        "--unit-cache",
+        f"{NAMED_CACHE_DIR}/{_UNIT_CACHE_DIR}/{layout}",
     )
     return LambdaDistributions(digest)
 
