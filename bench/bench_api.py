@@ -5,7 +5,8 @@ structlog (29 distributions, none large), on python3.12; our `lambda_function` a
 Where numpy + pandas (bench_heavy) has a few large distributions, an API function has many small
 ones: a process per distribution, and a merge of many parts, are what could cost here.
 
-- One function, `--no-local-cache` (every process runs), named caches warm (no downloads).
+- One function, `--no-local-cache` (every process runs), named caches warm (no downloads, and
+  each wheel already laid out, as pex's installed wheels are for the built-in).
 - Five functions on the same requirements, the same way.
 - One function, one source line edited, with pantsd.
 - The scale curve: N = 1, 10, 50 functions on the same requirements, `--no-local-cache`, with a
@@ -224,10 +225,11 @@ def no_cache_builds(
 ) -> Dict[Tuple[int, bool], Runs]:
     """`--no-local-cache` builds of the first N functions of each kind, named caches warm.
 
-    One clone; its named caches (pex's and pip's downloads) and local store are warmed by one
-    untimed build of fn0 and builtin0. Without pantsd, each run is a new Pants; with it, a daemon is
-    started with the same options by `--version` (it builds nothing: no process is memoised) and
-    stopped after the timed run, so Pants' own start is left out of that row only.
+    One clone; its named caches (the built-in's pex caches, our wheels and units) and local store
+    are warmed by one untimed build of fn0 and builtin0. Without pantsd, each run is a new Pants;
+    with it, a daemon is started with the same options by `--version` (it builds nothing: no
+    process is memoised) and stopped after the timed run, so Pants' own start is left out of that
+    row only.
     """
     clone = workspace.clone()
     caches = workspace.empty_caches()
@@ -379,7 +381,9 @@ def section(workspace, runs: int, scale_runs: int, many: int, scale: Sequence[in
         '(`pants.core.goals.package.package_asset`, "`package` goal") in the workunit logger\'s '
         "JSON of the same run. The difference is Pants' own start (and, without pantsd, its "
         "rule graph) before the goal, and its exit after.",
-        "- `--no-local-cache` rows: one clone whose named caches (pex's and pip's downloads) and "
+        "- `--no-local-cache` rows: one clone whose named caches (the built-in's pex caches of "
+        "downloads and installed wheels; our wheels and the units laid out from them, "
+        "`unit_cache`) and "
         "local store were warmed by one untimed build of `fn0` and `builtin0`; no process result "
         "is read from or written to the cache, so every process runs unless Pants memoises an "
         "identical one within the run. The pantsd rows run the same build after a daemon was "

@@ -3,8 +3,8 @@
 
 - One function, one source file edited, with pantsd.
 - Ten functions on the same requirements (different handlers), `package` of all ten with no
-  process cache (`--no-local-cache`) but warm named caches (downloads): every process runs, and
-  ours wins only by Pants memoising identical processes within the run (the ten functions'
+  process cache (`--no-local-cache`) but warm named caches (downloads, units): every process
+  runs, and ours wins only by Pants memoising identical processes within the run (the ten functions'
   distribution units are identical requests). The workunit logger's log shows how many
   "Compress ..." processes ran. Measured twice: without pantsd, and with a pantsd started first
   with the same options (Pants' own start, about 20 s on this machine for both kinds, left out).
@@ -478,9 +478,10 @@ def section(workspace, runs: int, ten_runs: int, cache_dir: Path) -> str:
         "rows: the goal's workunit in the workunit logger's JSON of the same runs (the whole run "
         "less Pants' own start).",
         f"- `--no-local-cache` rows: `./pants --no-local-cache package` of the one or "
-        f"{FUNCTIONS} targets of one kind in one run, in one clone whose named caches (pex's and "
-        "pip's downloads) and local store were warmed by one untimed build of `fn0` and "
-        "`builtin0`; "
+        f"{FUNCTIONS} targets of one kind in one run, in one clone whose named caches (the "
+        "built-in's pex caches of downloads and installed wheels; our wheels and the units laid "
+        "out from them, `unit_cache`) and local store were warmed by one untimed build of `fn0` "
+        "and `builtin0`; "
         "no process result is read from or written to the cache, so every process runs unless "
         "Pants memoises an identical one within the run. "
         "Both kinds run with the workunit logger on. The pantsd row runs the same build after a "
