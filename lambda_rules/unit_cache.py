@@ -1,23 +1,26 @@
-"""Units already written, by their wheel's sha256: a wheel is laid out once per machine.
+"""Units already written, by their wheel: a wheel is laid out once per machine.
 
-A unit is a pure function of its wheel's bytes and of the sources that lay it out, so an entry
+A unit is a pure function of its wheel's bytes and file name (installer reads the distribution,
+version and dist-info folder from the name) and of the sources that lay it out, so an entry
 serves every target, lock and set of wheels that pins the wheel: a lock that bumps one pin, or a
 function whose requirements overlap another's, lays out only the wheels it has not seen. pex keeps
 installed wheels the same way. The caller names the laying-out sources in the cache's root
 (`sandbox_files.fingerprint`), so an edit of them never reads an older layout.
 
-An entry is `<2 hex>/<wheel sha256>/`: `unit.zip.pieces/`, the unit's stored archive as
-`wheel_units.write_unit` wrote it, and `unit.json`, what else the unit is (distribution, sizes,
-dist-info metadata) with the archive's sha256. It is written into a temporary folder and renamed
-into place whole, so concurrent runs see a whole entry or none, and both write the same bytes. The
-archive is hashed again as it is read: a damaged entry is missed, removed and written anew. Like
-Pants' own caches, it is not a root of trust: `lambda-zip verify` lays the wheels out again from
-their checked bytes, with an empty cache.
+An entry is `<2 hex>/<wheel sha256>/<wheel file name>/`: `unit.zip.pieces/`, the unit's stored
+archive as `wheel_units.write_unit` wrote it, and `unit.json`, what else the unit is
+(distribution, sizes, dist-info metadata) with the archive's sha256 and the document's own. It is
+written into a temporary folder and renamed into place whole, so concurrent runs see a whole entry
+or none, and both write the same bytes. Both are hashed again as they are read: a damaged entry
+is missed, removed and written anew; an entry this run cannot read is only missed. Like Pants'
+own caches, it is not a root of trust: `lambda-zip verify` lays the wheels out again from their
+checked bytes, with an empty cache.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import json
 import os
@@ -27,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from lambda_rules import units
+from lambda_rules import fetch, units
 from lambda_rules.zipper import pieces
 
 if TYPE_CHECKING:
@@ -37,87 +40,127 @@ _ARCHIVE = f"unit.zip{pieces.SUFFIX}"
 _DOCUMENT = "unit.json"
 
 
+class _Damaged(ValueError):
+    """An entry whose archive or document is not what it records."""
+
+
 @dataclass(frozen=True)
 class UnitCache:
     root: Path
 
-    def _entry(self, wheel_sha256: str) -> Path:
-        return self.root / wheel_sha256[:2] / wheel_sha256
+    def _entry(self, wheel: fetch.Wanted) -> Path:
+        return self.root / wheel.sha256[:2] / wheel.sha256 / wheel.filename
 
-    def get(self, wheel_sha256: str, archive: Path) -> WrittenUnit | None:
+    def get(self, wheel: fetch.Wanted, archive: Path) -> WrittenUnit | None:
         """The wheel's unit with its archive linked (or copied) to `archive`, or None."""
-        from lambda_rules.wheel_units import WrittenUnit
-
-        entry = self._entry(wheel_sha256)
+        entry = self._entry(wheel)
+        if not entry.is_dir():
+            return None
         try:
-            document = json.loads((entry / _DOCUMENT).read_bytes())
-            sha256 = _link_pieces(entry / _ARCHIVE, archive, hashlib.sha256())
-            if sha256 != document["sha256"]:
-                raise ValueError(f"its archive's sha256 is {sha256}, not {document['sha256']}")
-            name, version = document["distribution"]
-            return WrittenUnit(
-                units.Distribution(name, version),
-                archive,
-                dict(document["sizes"]),
-                {path: base64.b64decode(data) for path, data in document["metadata"].items()},
-                sha256,
-            )
-        except FileNotFoundError:
+            unit = _read(entry, archive)
+        except _Damaged:
+            shutil.rmtree(archive, ignore_errors=True)
+            _discard(entry)
+            return None
+        except OSError:  # unreadable here (permissions, a full disk): not the entry's fault
             shutil.rmtree(archive, ignore_errors=True)
             return None
-        except (OSError, ValueError, KeyError, TypeError):
-            shutil.rmtree(archive, ignore_errors=True)
-            self._discard(entry)
-            return None
+        return unit
 
-    def put(self, wheel_sha256: str, unit: WrittenUnit) -> None:
+    def put(self, wheel: fetch.Wanted, unit: WrittenUnit) -> None:
         """Keep `unit` (its archive linked where the file system allows, else copied). A run
         that cannot write the cache (read-only, or another run was first) goes on without."""
-        entry = self._entry(wheel_sha256)
-        if entry.exists():
+        entry = self._entry(wheel)
+        if (entry / _DOCUMENT).is_file():
             return
+        _discard(entry)  # what a killed run or a lost disk left of it, if anything
         try:
             entry.parent.mkdir(parents=True, exist_ok=True)
             partial = Path(tempfile.mkdtemp(dir=entry.parent, prefix=".put-"))
         except OSError:
             return
         try:
-            _link_pieces(unit.archive, partial / _ARCHIVE, None)
-            document = {
-                "distribution": [unit.distribution.name, unit.distribution.version],
-                "sizes": unit.sizes,
-                "metadata": {p: base64.b64encode(c).decode() for p, c in unit.metadata.items()},
-                "sha256": unit.sha256,
-            }
-            (partial / _DOCUMENT).write_text(json.dumps(document, sort_keys=True), "utf-8")
+            _link_pieces(unit.archive, partial / _ARCHIVE)
+            (partial / _DOCUMENT).write_bytes(_document(unit))
             os.rename(partial, entry)
         except OSError:
             pass
         finally:
             shutil.rmtree(partial, ignore_errors=True)
 
-    def _discard(self, entry: Path) -> None:
-        """Move a damaged entry out of the way, then remove it, so a whole one can take its
-        place even while another run still reads it."""
-        try:
-            doomed = Path(tempfile.mkdtemp(dir=entry.parent, prefix=".damaged-"))
-            os.rename(entry, doomed / "entry")
-        except OSError:
-            return
-        shutil.rmtree(doomed, ignore_errors=True)
+
+def _document(unit: WrittenUnit) -> bytes:
+    described = {
+        "distribution": [unit.distribution.name, unit.distribution.version],
+        "sizes": unit.sizes,
+        "metadata": {p: base64.b64encode(c).decode() for p, c in unit.metadata.items()},
+        "sha256": unit.sha256,
+    }
+    text = json.dumps(described, sort_keys=True)
+    return json.dumps({"unit": text, "sha256": hashlib.sha256(text.encode()).hexdigest()}).encode()
 
 
-def _link_pieces(source: Path, target: Path, digest: hashlib._Hash | None) -> str:
-    """Link (else copy) each piece of `source` into the new folder `target`; with `digest`, the
-    sha256 of the archive they make up, read as they are linked."""
+def _read(entry: Path, archive: Path) -> WrittenUnit:
+    """The entry's unit, its archive placed at `archive`; `_Damaged` if either is not whole."""
+    from lambda_rules.wheel_units import WrittenUnit
+
+    raw = (entry / _DOCUMENT).read_bytes()
+    try:
+        outer = json.loads(raw)
+        text = outer["unit"]
+        if hashlib.sha256(text.encode()).hexdigest() != outer["sha256"]:
+            raise _Damaged(f"{entry}: its document does not match its sha256")
+        described = json.loads(text)
+        name, version = described["distribution"]
+        sizes = {str(p): int(n) for p, n in described["sizes"].items()}
+        metadata = {
+            str(p): base64.b64decode(c, validate=True) for p, c in described["metadata"].items()
+        }
+        sha256 = str(described["sha256"])
+    except (ValueError, KeyError, TypeError, AttributeError, binascii.Error) as error:
+        raise _Damaged(f"{entry}: {error}") from None
+    if not (entry / _ARCHIVE).is_dir():
+        raise _Damaged(f"{entry}: no archive")
+    _link_pieces(entry / _ARCHIVE, archive)
+    if _pieces_sha256(archive) != sha256:
+        raise _Damaged(f"{entry}: its archive does not match its sha256")
+    return WrittenUnit(
+        units.Distribution(str(name), str(version)), archive, sizes, metadata, sha256
+    )
+
+
+def _discard(entry: Path) -> None:
+    """Move an entry out of the way, then remove it, so a whole one can take its place even
+    while another run still reads it."""
+    if not entry.exists():
+        return
+    try:
+        doomed = Path(tempfile.mkdtemp(dir=entry.parent, prefix=".damaged-"))
+    except OSError:
+        return
+    try:
+        os.rename(entry, doomed / "entry")
+    except OSError:
+        pass  # another run moved it first
+    shutil.rmtree(doomed, ignore_errors=True)
+
+
+def _link_pieces(source: Path, target: Path) -> None:
+    """Link (else copy) each piece of `source` into the new folder `target`."""
     target.mkdir()
-    for name in sorted(os.listdir(source)):  # pieces are named by their zero-padded index
-        if digest is not None:
-            with open(source / name, "rb") as piece:
-                for chunk in iter(lambda: piece.read(1 << 20), b""):
-                    digest.update(chunk)
+    for name in os.listdir(source):
         try:
             os.link(source / name, target / name)
         except OSError:
             shutil.copyfile(source / name, target / name)
-    return digest.hexdigest() if digest is not None else ""
+
+
+def _pieces_sha256(folder: Path) -> str:
+    """The sha256 of the archive a folder of pieces makes up (pieces are named by their
+    zero-padded index), read from what was placed, not from where it came from."""
+    digest = hashlib.sha256()
+    for name in sorted(os.listdir(folder)):
+        with open(folder / name, "rb") as piece:
+            for chunk in iter(lambda: piece.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()

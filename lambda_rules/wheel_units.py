@@ -199,15 +199,13 @@ def write_units(
     0.47 s to lay out)."""
     out.mkdir(parents=True)
     scratch = [_scratch_archive(out, k) for k in range(len(wanted))]
-    kept = [
-        unit_cache.get(w.sha256, scratch[k]) if unit_cache else None for k, w in enumerate(wanted)
-    ]
+    kept = [unit_cache.get(w, scratch[k]) if unit_cache else None for k, w in enumerate(wanted)]
     todo = [k for k, unit in enumerate(kept) if unit is None]
     new = [wanted[k] for k in todo]
     written = _write_new(new, wheel_cache, [scratch[k] for k in todo], early, meanwhile)
     if unit_cache is not None:
         for k, unit in zip(todo, written):
-            unit_cache.put(wanted[k].sha256, unit)
+            unit_cache.put(wanted[k], unit)
     _list_units([*(unit for unit in kept if unit is not None), *written], out)
 
 

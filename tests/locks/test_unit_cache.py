@@ -4,12 +4,13 @@ error. Real wheels made here, read by `installer`; the units compared byte for b
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
 import pytest
 
-from lambda_rules import fetch, sandbox_files, wheel_units
+from lambda_rules import fetch, sandbox_files, units, wheel_units
 from lambda_rules.unit_cache import UnitCache
 from tests.locks.test_shared_paths import MODES, make_wheel, wanted
 
@@ -108,3 +109,60 @@ def test_the_cache_is_named_by_every_source_that_lays_wheels_out():
     assert sandbox_files.fingerprint({"a": b"1", "b": b""}) != sandbox_files.fingerprint(
         {"a": b"", "b": b"1"}
     )
+
+
+def entry_of(cache: Path, wheel: fetch.Wanted) -> Path:
+    (entry,) = (cache / wheel.sha256[:2] / wheel.sha256).iterdir()
+    return entry
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda doc: doc.replace(b'\\"size', b'\\"SIZE'),  # a key renamed inside the unit
+        lambda doc: doc.replace(b"beta", b"bet4"),  # the distribution's name
+        lambda doc: b'{"unit": "{\\"metadata\\": []}", "sha256": "0"}',
+        lambda doc: b"[]",
+        lambda doc: doc[: len(doc) // 2],
+    ],
+    ids=["key", "name", "types", "not-an-object", "truncated"],
+)
+def test_a_damaged_document_is_laid_out_again(tmp_path, damage):
+    made = wheels(tmp_path, b"blob")
+    pinned = [wanted(made["beta"])]
+    cache = tmp_path / "units"
+    first = tree(write(tmp_path, "first", pinned, "threads", cache))
+    document = entry_of(cache, pinned[0]) / "unit.json"
+    damaged = damage(document.read_bytes())
+    assert damaged != document.read_bytes()
+    document.write_bytes(damaged)
+
+    assert tree(write(tmp_path, "second", pinned, "threads", cache)) == first
+    made["beta"].unlink()
+    assert tree(write(tmp_path, "third", pinned, "fetching", cache)) == first
+
+
+def test_an_entry_left_half_written_is_written_whole_again(tmp_path):
+    made = wheels(tmp_path, b"blob")
+    pinned = [wanted(made["gamma"])]
+    cache = tmp_path / "units"
+    first = tree(write(tmp_path, "first", pinned, "threads", cache))
+    (entry_of(cache, pinned[0]) / "unit.json").unlink()
+
+    assert tree(write(tmp_path, "second", pinned, "threads", cache)) == first
+    made["gamma"].unlink()
+    assert tree(write(tmp_path, "third", pinned, "fetching", cache)) == first
+
+
+def test_the_same_bytes_under_another_file_name_are_not_the_same_unit(tmp_path):
+    """installer takes the version from the file name: the bytes of a wheel renamed must not find
+    the unit of the name they had before, or the cache would decide the version."""
+    made = wheels(tmp_path, b"blob")
+    cache = tmp_path / "units"
+    write(tmp_path, "first", [wanted(made["gamma"])], "threads", cache)
+    renamed = made["gamma"].rename(made["gamma"].with_name("gamma-2.0-py3-none-any.whl"))
+    second = write(tmp_path, "second", [wanted(renamed)], "threads", cache)
+    listing = json.loads((second / units.UNITS_JSON).read_text())["units"]
+    assert [unit["distribution"] for unit in listing] == [["gamma", "2.0"]]
+    alone = write(tmp_path, "alone", [wanted(renamed)], "threads", tmp_path / "elsewhere")
+    assert tree(second) == tree(alone)
