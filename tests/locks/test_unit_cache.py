@@ -69,6 +69,17 @@ def test_a_wheel_laid_out_once_is_not_read_again(tmp_path, mode):
     assert tree(other) == tree(write(tmp_path, "expected", alone, mode, tmp_path / "y"))
 
 
+def assert_written_whole_again(
+    tmp_path: Path, pinned: list[fetch.Wanted], used: list[Path], cache: Path, first: dict
+) -> None:
+    """The units are `first` again, laid out anew; then, with the wheels gone, from the cache
+    alone: the entry was written whole again."""
+    assert tree(write(tmp_path, "second", pinned, "threads", cache)) == first
+    for wheel in used:
+        wheel.unlink()
+    assert tree(write(tmp_path, "third", pinned, "fetching", cache)) == first
+
+
 def test_a_damaged_entry_is_laid_out_again(tmp_path):
     made = wheels(tmp_path, b"blob")
     pinned = [wanted(made["alpha"]), wanted(made["beta"])]
@@ -81,11 +92,7 @@ def test_a_damaged_entry_is_laid_out_again(tmp_path):
     piece.unlink()  # a link: writing through it would damage the first units too
     piece.write_bytes(damaged)
 
-    assert tree(write(tmp_path, "second", pinned, "threads", cache)) == first
-    # The entry was written whole again: the wheels are no longer needed.
-    made["alpha"].unlink()
-    made["beta"].unlink()
-    assert tree(write(tmp_path, "third", pinned, "fetching", cache)) == first
+    assert_written_whole_again(tmp_path, pinned, [made["alpha"], made["beta"]], cache, first)
 
 
 def test_a_cache_that_cannot_be_written_is_no_error(tmp_path):
@@ -136,10 +143,7 @@ def test_a_damaged_document_is_laid_out_again(tmp_path, damage):
     damaged = damage(document.read_bytes())
     assert damaged != document.read_bytes()
     document.write_bytes(damaged)
-
-    assert tree(write(tmp_path, "second", pinned, "threads", cache)) == first
-    made["beta"].unlink()
-    assert tree(write(tmp_path, "third", pinned, "fetching", cache)) == first
+    assert_written_whole_again(tmp_path, pinned, [made["beta"]], cache, first)
 
 
 def test_an_entry_left_half_written_is_written_whole_again(tmp_path):
@@ -148,10 +152,7 @@ def test_an_entry_left_half_written_is_written_whole_again(tmp_path):
     cache = tmp_path / "units"
     first = tree(write(tmp_path, "first", pinned, "threads", cache))
     (entry_of(cache, pinned[0]) / "unit.json").unlink()
-
-    assert tree(write(tmp_path, "second", pinned, "threads", cache)) == first
-    made["gamma"].unlink()
-    assert tree(write(tmp_path, "third", pinned, "fetching", cache)) == first
+    assert_written_whole_again(tmp_path, pinned, [made["gamma"]], cache, first)
 
 
 def test_the_same_bytes_under_another_file_name_are_not_the_same_unit(tmp_path):
