@@ -234,8 +234,10 @@ def resolution_key(**inputs: object) -> str:
     return _key(layout=layout_fingerprint(), **inputs)
 
 
+@functools.lru_cache(maxsize=None)
 def layout_fingerprint() -> str:
-    """What lays wheels out: the key of a layout, and the name of the unit cache's folder."""
+    """What lays wheels out: the key of a layout, and the name of the unit cache's folder (a
+    cold run asks for both)."""
     return sandbox_files.fingerprint(sandbox_files.layout_sources())
 
 

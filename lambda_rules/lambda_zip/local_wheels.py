@@ -18,8 +18,8 @@ if TYPE_CHECKING:
 
 # Under a run's work folder: the units zipped as their wheels arrived (`wheel_units.EarlyParts`).
 EARLY_PARTS = "early-parts"
-# Under the cache folder: units by their wheel's sha256 (`unit_cache`), one folder per version of
-# the sources that lay them out.
+# Under the cache folder: units by their wheel (`unit_cache`), one folder per version of the
+# sources that lay them out.
 UNITS = "units"
 
 

@@ -4,8 +4,8 @@ cache) and write one unit per wheel (`wheel_units.write_units`).
     --wheels FILE       JSON: [{"url": ..., "sha256": ...}, ...], chosen from the lock by the rule
     --cache DIR         the content-addressed wheel cache (`fetch.WheelCache`)
     --out DIR           units.json, each unit's stored archive as pieces, the dist-info files
-    --unit-cache DIR    units kept by their wheel's sha256 (`unit_cache.UnitCache`): a wheel laid
-                        out before, by any target, is not read again
+    --unit-cache DIR    units kept by their wheel (`unit_cache.UnitCache`): a wheel laid out
+                        before, by any target, is not read again
     --installed         instead, each wheel installed in `DIR/<wheel filename>/` (the tool's own
                         requirements, from its lock)
 

@@ -57,8 +57,8 @@ _WHEELS_JSON = "__lambda_wheels.json"
 # this machine, takes a wheel it already fetched from there. `verify` shares it.
 NAMED_CACHE = FrozenDict({"lambda_rules": ".cache/lambda_rules"})
 NAMED_CACHE_DIR = ".cache/lambda_rules"
-# Below it, units by their wheel's sha256 (`unit_cache.UnitCache`), as `lambda-zip`'s --cache-dir
-# keeps them.
+# Below it, units by their wheel (`unit_cache.UnitCache`), as `lambda-zip`'s --cache-dir keeps
+# them.
 _UNIT_CACHE_DIR = "units"
 # What reaches a download from the environment: proxies and a netrc (a corporate network's).
 _NETWORK_VARIABLES = (
@@ -291,12 +291,17 @@ async def _unpacked(
     description: str,
     who: str,
     *extra_args: str,
+    unit_cache: bool = False,
 ) -> Digest:
     """The wheel step's output for `wheels`: one process keyed by their URLs and sha256s alone.
     It runs on Pants' own interpreter with the standard library, installer's sources and ours,
-    so it starts at once instead of after the tool's environment is built."""
+    so it starts at once instead of after the tool's environment is built. With `unit_cache`,
+    it keeps and reuses units in the named cache, in a folder named by those sources."""
     listed = [{"url": w.url, "sha256": w.sha256} for w in wheels]
     sources = sandbox_files.layout_sources()
+    if unit_cache:
+        layout = sandbox_files.fingerprint(sources)
+        extra_args = (*extra_args, "--unit-cache", f"{NAMED_CACHE_DIR}/{_UNIT_CACHE_DIR}/{layout}")
     inputs = await Get(
         Digest,
         CreateDigest(
@@ -326,15 +331,13 @@ async def unpack_wheels(
     run without the process cache, a lock that bumps one pin, or another set of requirements
     reads only the wheels it has not seen (pex keeps its installed wheels so too)."""
     description = f"Unpack {len(request.wheels)} wheels of {request.address} for {request.platform}"
-    layout = sandbox_files.fingerprint(sandbox_files.layout_sources())
     digest = await _unpacked(
         request.wheels,
         network_environment,
         pants_python.path,
         description,
         request.address,
-        "--unit-cache",
-        f"{NAMED_CACHE_DIR}/{_UNIT_CACHE_DIR}/{layout}",
+        unit_cache=True,
     )
     return LambdaDistributions(digest)
 
