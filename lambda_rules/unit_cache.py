@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING
 
 from lambda_rules import fetch, units
 from lambda_rules.zipper import pieces
+from lambda_rules.zipper.summary import file_sha256
 
 if TYPE_CHECKING:
     from lambda_rules.wheel_units import WrittenUnit
@@ -122,7 +123,8 @@ def _read(entry: Path, archive: Path) -> WrittenUnit:
     if not (entry / _ARCHIVE).is_dir():
         raise _Damaged(f"{entry}: no archive")
     _link_pieces(entry / _ARCHIVE, archive)
-    if _pieces_sha256(archive) != sha256:
+    # Hashed from what was placed, not from where it came from.
+    if file_sha256(archive)[0] != sha256:
         raise _Damaged(f"{entry}: its archive does not match its sha256")
     return WrittenUnit(
         units.Distribution(str(name), str(version)), archive, sizes, metadata, sha256
@@ -153,14 +155,3 @@ def _link_pieces(source: Path, target: Path) -> None:
             os.link(source / name, target / name)
         except OSError:
             shutil.copyfile(source / name, target / name)
-
-
-def _pieces_sha256(folder: Path) -> str:
-    """The sha256 of the archive a folder of pieces makes up (pieces are named by their
-    zero-padded index), read from what was placed, not from where it came from."""
-    digest = hashlib.sha256()
-    for name in sorted(os.listdir(folder)):
-        with open(folder / name, "rb") as piece:
-            for chunk in iter(lambda: piece.read(1 << 20), b""):
-                digest.update(chunk)
-    return digest.hexdigest()

@@ -9,6 +9,8 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+from lambda_rules.zipper import pieces
+
 
 @dataclass(frozen=True)
 class EntrySummary:
@@ -96,9 +98,10 @@ def sha256_forms(digest: bytes) -> tuple[str, str]:
 
 
 def file_sha256(path: str | os.PathLike[str]) -> tuple[str, str]:
-    """(hex, base64) SHA-256 of a file, read in chunks."""
+    """(hex, base64) SHA-256 of a file, or of the archive a directory of pieces makes up, read in
+    chunks."""
     digest = hashlib.sha256()
-    with open(path, "rb") as f:
+    with pieces.open_input(path) as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
     return sha256_forms(digest.digest())
