@@ -131,7 +131,8 @@ def test_independent_builds_run_the_same_processes(clone_factory, tmp_path):
     the zipper tool and its bytecode included: each of our processes is the same action in both
     (argv, environment, input digests), so either machine could serve the other from a remote
     cache. The tool's bytecode is compiled with a fixed hash seed; with a random one its set
-    constants, and so every downstream input digest, would differ between the two."""
+    constants, and so every downstream input digest, would differ between the two. And a cold
+    build runs no process but ours: pex neither resolves, downloads nor installs anything."""
     ours = (
         "Unpack ",
         "Compile the lambda-zip tool",
@@ -143,6 +144,10 @@ def test_independent_builds_run_the_same_processes(clone_factory, tmp_path):
     for name in ("first", "second"):
         clone = clone_factory(name)
         logged = package_logging_processes(clone, "//fn:lambda", tmp_path / name)
+        tool_install = "Install 10 wheels of the lambda-zip tool"
+        assert [p["description"] for p in logged if not p["description"].startswith(ours)] == [
+            tool_install
+        ]
         ran = {
             p["description"]: json.loads(p["definition"])
             for p in logged

@@ -27,6 +27,12 @@ ELF_MACHINES = {62: "x86_64", 183: "aarch64"}
 # The example's package, end to end: fn/, the lockfile, pex's flat layout and the zipper. A change
 # here must be deliberate (a new requirement, a changed fn/app.py, a new zipper format).
 EXAMPLE_GOLDEN_SHA256 = "bccf7943bb72e0ed74d3182561869026f043e22756fffbcc33956ab808f5cca9"
+# What goes beside it: the manifest (sizes, digests, distributions) and the CycloneDX SBOM.
+EXAMPLE_GOLDEN_OUTPUTS = {
+    "fn/lambda.zip": EXAMPLE_GOLDEN_SHA256,
+    "fn/lambda.json": "f449855a6496c2ccb9182ff8aa5a91658e0cee4ae3d47444d3b894393ba5e7c1",
+    "fn/lambda.cdx.json": "4b5ab6756a1923c7eff2fbeacbc9391305134cdc2b011d1c9acce5d1b22c58f3",
+}
 
 
 def elf_machine(data: bytes) -> str:
@@ -101,7 +107,10 @@ def test_package_is_byte_identical_across_clones_umask_mtimes_cache_and_pantsd(
     expected = ["fn/lambda.cdx.json", "fn/lambda.json", "fn/lambda.zip"]
     archive_first = first.root / "dist/fn/lambda.zip"
     digest = file_sha256_hex(archive_first)
-    assert digest == EXAMPLE_GOLDEN_SHA256
+    assert {
+        relpath: file_sha256_hex(first.root / "dist" / relpath)
+        for relpath in EXAMPLE_GOLDEN_OUTPUTS
+    } == EXAMPLE_GOLDEN_OUTPUTS
     content_addressed = f"fn/lambda.cas/lambda-{digest[:16]}.zip"
     assert first.dist_files() == sorted([*expected, content_addressed])
     assert second.dist_files() == first.dist_files()

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO_ROOT, file_sha256_hex, interrupts_as_in_a_terminal
-from tests.e2e.test_package import EXAMPLE_GOLDEN_SHA256
+from tests.e2e.test_package import EXAMPLE_GOLDEN_OUTPUTS, EXAMPLE_GOLDEN_SHA256
 
 pytestmark = pytest.mark.e2e
 
@@ -68,6 +68,13 @@ def test_readme_command_gives_the_pants_bytes_also_for_arm64_and_bytecode(
     clone.write("fn/BUILD", (clone.root / "fn/BUILD").read_text() + EXTRA_TARGETS)
     clone.pants("package", "//fn:lambda", "//fn:lambda_arm", "//fn:lambda_pyc")
     lambda_zip = cli(9)
+    # pex is off the build path: `.[package]` does not even install it.
+    installed = subprocess.run(
+        [str(lambda_zip.parent / "python"), "-I", "-c",
+         "import importlib.metadata as m; print(*(d.metadata['Name'] for d in m.distributions()))"],
+        capture_output=True, text=True, check=True,
+    ).stdout.split()  # fmt: skip
+    assert "lambda-rules" in installed and "installer" in installed and "pex" not in installed
     cache = tmp_path / "cache"
     package_example(lambda_zip, clone.root, cache, "-o", "cli/fn/lambda.zip")
     command = readme_command()[1:]
@@ -77,7 +84,9 @@ def test_readme_command_gives_the_pants_bytes_also_for_arm64_and_bytecode(
         named = [*command[: name_at + 1], f"fn:{name}", *command[name_at + 2 :]]
         run([lambda_zip, *named, *flags, "--cache-dir", cache, "-o", f"cli/fn/{name}.zip"],
             clone.root)  # fmt: skip
-    assert file_sha256_hex(clone.root / "cli/fn/lambda.zip") == EXAMPLE_GOLDEN_SHA256
+    assert {
+        relpath: file_sha256_hex(clone.root / "cli" / relpath) for relpath in EXAMPLE_GOLDEN_OUTPUTS
+    } == EXAMPLE_GOLDEN_OUTPUTS
     for name in ("lambda", "lambda_arm", "lambda_pyc"):
         for pattern in OUTPUTS:
             relpath = f"fn/{pattern.format(name)}"

@@ -149,9 +149,11 @@ def test_with_the_network_down_a_warm_cache_packages_and_a_cold_one_names_the_ur
 
     warm = tmp_path / "warm-cache"
     assert package_example(LOCK, tmp_path / "first", warm).returncode == 0
-    # Only the wheels stay: every part and layout is made again, offline.
-    for made in ("parts", "resolutions"):
-        shutil.rmtree(warm / made)
+    # Only the wheels stay: every choice, unit, part and SBOM is made again, offline.
+    made = [path for path in warm.iterdir() if path.name != "wheels"]
+    assert {path.name for path in made} >= {"parts", "resolutions", "units"}
+    for path in made:
+        shutil.rmtree(path)
     again = package_example(LOCK, tmp_path / "again", warm, env=offline)
     assert again.returncode == 0, again.stderr
     assert outputs(tmp_path / "again") == outputs(tmp_path / "first")
