@@ -1,7 +1,8 @@
 """The same bytes from any lock: the README example packaged by `lambda-zip package` from the
 repository's pex lock, from a `uv.lock` and a `pylock.toml` that uv makes here with the same pins,
-and from the `pylock.toml` that `pex3 lock export` writes, gives one zip, manifest and SBOM, and
-the golden sha256. Two runs at once on one empty cache both succeed with those bytes."""
+and from the `pylock.toml`s that `pex3 lock export` and `export-subset` write, gives one zip,
+manifest and SBOM, and the golden sha256. Two runs at once on one empty cache both succeed with
+those bytes."""
 
 from __future__ import annotations
 
@@ -85,8 +86,10 @@ def uv_locks(tmp_path_factory) -> dict[str, Path]:
 
 
 @pytest.fixture(scope="module")
-def pex_pylock(tmp_path_factory) -> Path:
-    """`pex3 lock export-subset --format pep-751` of the repository's lock for python3.12."""
+def pex_pylocks(tmp_path_factory) -> dict[str, Path]:
+    """The repository's lock as pex exports it to PEP 751: whole (`pex3 lock export`, every
+    platform's wheels, markers for each environment), and its subset for python3.12 on x86_64
+    (`pex3 lock export-subset`)."""
     directory = tmp_path_factory.mktemp("pex-export")
     pex, python = (
         subprocess.run(
@@ -98,28 +101,40 @@ def pex_pylock(tmp_path_factory) -> Path:
     (directory / "lock.json").write_text(body)
     platform = directory / "platform.json"
     platform.write_text(lambda_platform("python3.12", "x86_64").complete_platform_json())
-    subprocess.run(
-        [python, pex, "lock", "export-subset", "--lock", str(directory / "lock.json"),
-         "--complete-platform", str(platform), "--format", "pep-751",
-         "-o", str(directory / "pylock.toml"), *REQUIREMENTS],
-        env={"PEX_SCRIPT": "pex3", "PATH": "/usr/bin:/bin", "PEX_ROOT": str(directory / "pex"),
-             "PIP_CONFIG_FILE": os.devnull},
-        check=True,
-    )  # fmt: skip
-    return directory / "pylock.toml"
+    exports = {
+        "pex3 lock export": ["export", str(directory / "lock.json")],
+        "pex3 lock export-subset": ["export-subset", "--lock", str(directory / "lock.json"),
+                                    *REQUIREMENTS],
+    }  # fmt: skip
+    written = {}
+    for kind, args in exports.items():
+        written[kind] = directory / f"{args[0]}.pylock.toml"
+        subprocess.run(
+            [python, pex, "lock", args[0], "--complete-platform", str(platform),
+             "--format", "pep-751", "-o", str(written[kind]), *args[1:]],
+            env={"PEX_SCRIPT": "pex3", "PATH": "/usr/bin:/bin",
+                 "PEX_ROOT": str(directory / "pex"), "PIP_CONFIG_FILE": os.devnull},
+            check=True,
+        )  # fmt: skip
+    return written
 
 
-def test_the_same_bytes_from_every_kind_of_lock(tmp_path, uv_locks, pex_pylock):
+def test_the_same_bytes_from_every_kind_of_lock(tmp_path, uv_locks, pex_pylocks):
     cache = tmp_path / "cache"
     made = {}
-    for kind, lock in {"pex": LOCK, **uv_locks, "pex pylock.toml": pex_pylock}.items():
+    for kind, lock in {"pex": LOCK, **uv_locks, **pex_pylocks}.items():
         out = tmp_path / kind.replace(" ", "-")
         result = package_example(lock, out, cache)
         assert result.returncode == 0, result.stderr
         made[kind] = outputs(out)
     assert 'created-by = "uv"' in uv_locks["pylock.toml"].read_text()
-    assert "[[package]]" in uv_locks["uv.lock"].read_text()
-    assert locks.read_lock(pex_pylock).format == "pylock.toml"
+    formats = {kind: locks.read_lock(lock).format for kind, lock in uv_locks.items()}
+    assert formats == {"uv.lock": "uv.lock", "pylock.toml": "pylock.toml"}
+    for lock in pex_pylocks.values():
+        assert 'created-by = "pex"' in lock.read_text()
+        assert locks.read_lock(lock).format == "pylock.toml"
+    # The whole export holds other platforms' wheels too: the choice among them is ours.
+    assert pex_pylocks["pex3 lock export"].read_text().count("aarch64") > 0
     for kind, files in made.items():
         assert files == made["pex"], kind
     zip_sha256 = hashlib.sha256(made["pex"]["lambda.zip"]).hexdigest()
