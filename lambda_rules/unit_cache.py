@@ -12,8 +12,9 @@ archive as `wheel_units.write_unit` wrote it, and `unit.json`, what else the uni
 (distribution, sizes, dist-info metadata) with the archive's sha256 and the document's own. It is
 written into a temporary folder and renamed into place whole, so concurrent runs see a whole entry
 or none, and both write the same bytes. Both are hashed again as they are read: a damaged entry
-is missed, removed and written anew; an entry this run cannot read is only missed. Like Pants'
-own caches, it is not a root of trust: `lambda-zip verify` lays the wheels out again from their
+is missed, removed and written anew; an entry this run cannot read is only missed. What a killed
+run leaves beside an entry is removed by a later run that reads or writes it. Like Pants' own
+caches, it is not a root of trust: `lambda-zip verify` lays the wheels out again from their
 checked bytes, with an empty cache.
 """
 
@@ -26,6 +27,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -39,6 +41,11 @@ if TYPE_CHECKING:
 
 _ARCHIVE = f"unit.zip{pieces.SUFFIX}"
 _DOCUMENT = "unit.json"
+# Temporary folders beside an entry: one being written, one being removed.
+_PARTIAL, _DOOMED = ".put-", ".damaged-"
+# Older than this, such a folder is what a killed run left (writing an entry takes well under a
+# second; even a copy of the largest wheels takes seconds), and the next put beside it removes it.
+_ABANDONED_AFTER_SECONDS = 3600
 
 
 class _Damaged(ValueError):
@@ -57,6 +64,7 @@ class UnitCache:
         entry = self._entry(wheel)
         if not entry.is_dir():
             return None
+        _sweep(entry.parent)
         try:
             unit = _read(entry, archive)
         except _Damaged:
@@ -77,7 +85,8 @@ class UnitCache:
         _discard(entry)  # what a killed run or a lost disk left of it, if anything
         try:
             entry.parent.mkdir(parents=True, exist_ok=True)
-            partial = Path(tempfile.mkdtemp(dir=entry.parent, prefix=".put-"))
+            _sweep(entry.parent)
+            partial = Path(tempfile.mkdtemp(dir=entry.parent, prefix=_PARTIAL))
         except OSError:
             return
         try:
@@ -131,13 +140,26 @@ def _read(entry: Path, archive: Path) -> WrittenUnit:
     )
 
 
+def _sweep(folder: Path) -> None:
+    """Remove what killed runs left beside an entry, once it is old enough not to be a live
+    run's: whichever later run reads or writes the entry does it."""
+    abandoned = time.time() - _ABANDONED_AFTER_SECONDS
+    try:
+        for left in os.scandir(folder):
+            if left.name.startswith((_PARTIAL, _DOOMED)):
+                if left.stat(follow_symlinks=False).st_mtime < abandoned:
+                    shutil.rmtree(left.path, ignore_errors=True)
+    except OSError:
+        pass  # unreadable here, or another run swept it first: it stays for a later run
+
+
 def _discard(entry: Path) -> None:
     """Move an entry out of the way, then remove it, so a whole one can take its place even
     while another run still reads it."""
     if not entry.exists():
         return
     try:
-        doomed = Path(tempfile.mkdtemp(dir=entry.parent, prefix=".damaged-"))
+        doomed = Path(tempfile.mkdtemp(dir=entry.parent, prefix=_DOOMED))
     except OSError:
         return
     try:

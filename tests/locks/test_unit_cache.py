@@ -5,7 +5,9 @@ error. Real wheels made here, read by `installer`; the units compared byte for b
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -167,3 +169,29 @@ def test_the_same_bytes_under_another_file_name_are_not_the_same_unit(tmp_path):
     assert [unit["distribution"] for unit in listing] == [["gamma", "2.0"]]
     alone = write(tmp_path, "alone", [wanted(renamed)], "threads", tmp_path / "elsewhere")
     assert tree(second) == tree(alone)
+
+
+def test_what_a_killed_run_left_beside_an_entry_is_removed_once_old(tmp_path):
+    """A run killed while it kept or removed an entry leaves a temporary folder beside it; a later
+    run that reads the entry (a hit) or writes it (a miss) removes it, unless it is young enough
+    to be a live run's."""
+    made = wheels(tmp_path, b"blob")
+    pinned = [wanted(made["gamma"])]
+    cache = tmp_path / "units"
+    first = tree(write(tmp_path, "first", pinned, "threads", cache))
+    entry = entry_of(cache, pinned[0])
+
+    def leave(*names: str, age: float) -> None:
+        for name in names:
+            (entry.parent / name / "unit.zip.pieces").mkdir(parents=True)
+            os.utime(entry.parent / name, (time.time() - age, time.time() - age))
+
+    leave(".put-killed", ".damaged-killed", age=7200)
+    leave(".put-live", age=60)
+    assert tree(write(tmp_path, "hit", pinned, "threads", cache)) == first
+    assert sorted(p.name for p in entry.parent.iterdir()) == sorted([entry.name, ".put-live"])
+
+    shutil.rmtree(entry)
+    leave(".put-killed-again", age=7200)
+    assert tree(write(tmp_path, "miss", pinned, "threads", cache)) == first
+    assert sorted(p.name for p in entry.parent.iterdir()) == sorted([entry.name, ".put-live"])
