@@ -7,7 +7,7 @@
   runs, and ours wins only by Pants memoising identical processes within the run (the ten functions'
   distribution units are identical requests). The workunit logger's log shows how many
   "Compress ..." processes ran. Measured twice: without pantsd, and with a pantsd started first
-  with the same options (Pants' own start, about 20 s on this machine for both kinds, left out).
+  with the same options (Pants' own start, the same for both kinds, left out).
 - Peak RSS of `lambda-zip merge` over the parts of the numpy + pandas function.
 
 The requirements live in a bench-only resolve, `heavy` (bench/heavy/requirements.txt, lockfile
@@ -440,6 +440,14 @@ def merge_memory(cache_dir: Path, runs: int) -> str:
 # ---------------------------------------------------------------------------------------------
 
 
+def _start_seconds(whole: Dict[str, List[float]], goal: Dict[str, List[float]]) -> str:
+    """Pants' start and exit per kind: the median whole run less the median goal."""
+    return " and ".join(
+        f"{statistics.median(whole[kind]) - statistics.median(goal[kind]):.1f} s for {kind}"
+        for kind in ("ours", "built-in")
+    )
+
+
 def _row(scenario: str, timings: Dict[str, List[float]]) -> Tuple[str, ...]:
     return timing_row(scenario, timings["ours"], timings["built-in"])
 
@@ -486,7 +494,8 @@ def section(workspace, runs: int, ten_runs: int, cache_dir: Path) -> str:
         "Pants memoises an identical one within the run. "
         "Both kinds run with the workunit logger on. The pantsd row runs the same build after a "
         "daemon was started with the same options by `./pants --version` (so Pants' own start, "
-        "about 20 s on this machine and the same for both kinds, is not in it; nothing is "
+        f"{_start_seconds(one, one_goal)} on this machine (the whole run less the goal, "
+        "one-function rows), is not in it; nothing is "
         "memoised from an earlier build, and the daemon is stopped after each run). "
         "From the log (last no-pantsd run): "
         + "; ".join(
