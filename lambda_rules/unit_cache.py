@@ -13,8 +13,9 @@ archive as `wheel_units.write_unit` wrote it, and `unit.json`, what else the uni
 written into a temporary folder and renamed into place whole, so concurrent runs see a whole entry
 or none, and both write the same bytes. Both are hashed again as they are read: a damaged entry
 is missed, removed and written anew; an entry this run cannot read is only missed. What a killed
-run leaves beside an entry is removed by a later run that reads or writes it. Like Pants' own
-caches, it is not a root of trust: `lambda-zip verify` lays the wheels out again from their
+run leaves beside an entry is removed by a later run that reads or writes it, and a layout's
+folder that no run has used for 30 days by any run that marks its own (`mark_used`). Like Pants'
+own caches, it is not a root of trust: `lambda-zip verify` lays the wheels out again from their
 checked bytes, with an empty cache.
 """
 
@@ -25,6 +26,7 @@ import binascii
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -46,6 +48,15 @@ _PARTIAL, _DOOMED = ".put-", ".damaged-"
 # Older than this, such a folder is what a killed run left (writing an entry takes well under a
 # second; even a copy of the largest wheels takes seconds), and the next put beside it removes it.
 _ABANDONED_AFTER_SECONDS = 3600
+# The caller names the root by the laying-out sources, so each version of them (of this plugin, or
+# of installer) has a folder of its own beside the others. One that no run has used for this long
+# is one no checkout on the machine runs any more: it is removed, as an upgrade would otherwise
+# leave the old units on disk for good. A run marks its own as used (the folder's mtime).
+_LAYOUT_UNUSED_AFTER_SECONDS = 30 * 24 * 3600
+_RETIRED = ".retired-"
+# A layout's folder name: `sandbox_files.fingerprint`'s sha256. Nothing else beside the root is
+# ever removed, whatever folder a caller puts it in.
+_LAYOUT_NAME = re.compile(r"[0-9a-f]{64}")
 
 
 class _Damaged(ValueError):
@@ -55,6 +66,24 @@ class _Damaged(ValueError):
 @dataclass(frozen=True)
 class UnitCache:
     root: Path
+
+    def mark_used(self) -> None:
+        """Mark this layout's folder as used now, and remove the other layouts' folders that
+        have not been for `_LAYOUT_UNUSED_AFTER_SECONDS`. Never an error: it is housekeeping."""
+        if not _LAYOUT_NAME.fullmatch(self.root.name):
+            return
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            os.utime(self.root)
+            layouts = list(os.scandir(self.root.parent))
+        except OSError:
+            return  # read-only: nothing to mark or remove
+        unused = time.time() - _LAYOUT_UNUSED_AFTER_SECONDS
+        for layout in layouts:
+            if layout.name.startswith(_RETIRED):
+                shutil.rmtree(layout.path, ignore_errors=True)  # what a killed run was removing
+            elif _LAYOUT_NAME.fullmatch(layout.name) and layout.name != self.root.name:
+                _retire_if_unused(Path(layout.path), unused)
 
     def _entry(self, wheel: fetch.Wanted) -> Path:
         return self.root / wheel.sha256[:2] / wheel.sha256 / wheel.filename
@@ -151,6 +180,22 @@ def _sweep(folder: Path) -> None:
                     shutil.rmtree(left.path, ignore_errors=True)
     except OSError:
         pass  # unreadable here, or another run swept it first: it stays for a later run
+
+
+def _retire_if_unused(layout: Path, unused: float) -> None:
+    """Remove `layout` if no run has used it since `unused`; renamed out of the way first, so a
+    run that starts using it meanwhile finds it whole or not at all."""
+    try:
+        if layout.lstat().st_mtime >= unused:
+            return
+        retired = Path(tempfile.mkdtemp(dir=layout.parent, prefix=_RETIRED))
+    except OSError:
+        return  # another run retired it first
+    try:
+        os.rename(layout, retired / layout.name)
+    except OSError:
+        pass
+    shutil.rmtree(retired, ignore_errors=True)
 
 
 def _discard(entry: Path) -> None:

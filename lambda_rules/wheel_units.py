@@ -198,6 +198,8 @@ def write_units(
     whose unit `unit_cache` holds is neither fetched nor read (numpy + pandas: 0.08 s against
     0.47 s to lay out)."""
     out.mkdir(parents=True)
+    if unit_cache is not None:
+        unit_cache.mark_used()
     scratch = [_scratch_archive(out, k) for k in range(len(wanted))]
     kept = [unit_cache.get(w, scratch[k]) if unit_cache else None for k, w in enumerate(wanted)]
     todo = [k for k, unit in enumerate(kept) if unit is None]

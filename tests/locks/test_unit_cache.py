@@ -195,3 +195,23 @@ def test_what_a_killed_run_left_beside_an_entry_is_removed_once_old(tmp_path):
     leave(".put-killed-again", age=7200)
     assert tree(write(tmp_path, "miss", pinned, "threads", cache)) == first
     assert sorted(p.name for p in entry.parent.iterdir()) == sorted([entry.name, ".put-live"])
+
+
+def test_a_layout_no_run_has_used_for_30_days_is_removed(tmp_path):
+    """Each version of the laying-out sources keeps its units in a folder of its own: an upgrade
+    must not leave the old one for good. A run marks its own as used; another layout's folder
+    goes once unused for 30 days, a recently used one stays, and nothing else is touched."""
+    made = wheels(tmp_path, b"blob")
+    layouts = tmp_path / "units"
+    current, recent, old = (layouts / (c * 64) for c in "abc")
+    other = layouts / "not-a-layout"
+    for folder, days in ((current, 40), (recent, 29), (old, 31), (other, 400)):
+        (folder / "00").mkdir(parents=True)
+        os.utime(folder, (time.time() - days * 86400,) * 2)
+    (layouts / ".retired-killed" / ("d" * 64)).mkdir(parents=True)
+    first = tree(write(tmp_path, "first", [wanted(made["gamma"])], "threads", current))
+    assert sorted(p.name for p in layouts.iterdir()) == sorted(
+        [current.name, recent.name, other.name]
+    )
+    assert current.stat().st_mtime > time.time() - 60
+    assert tree(write(tmp_path, "again", [wanted(made["gamma"])], "threads", current)) == first
