@@ -441,7 +441,8 @@ def merge_memory(cache_dir: Path, runs: int) -> str:
 
 
 def _start_seconds(whole: Dict[str, List[float]], goal: Dict[str, List[float]]) -> str:
-    """Pants' start and exit per kind: the median whole run less the median goal."""
+    """Pants' start (its rule graph included) and exit per kind: the median whole run less the
+    median goal."""
     return " and ".join(
         f"{statistics.median(whole[kind]) - statistics.median(goal[kind]):.1f} s for {kind}"
         for kind in ("ours", "built-in")
@@ -493,9 +494,9 @@ def section(workspace, runs: int, ten_runs: int, cache_dir: Path) -> str:
         "no process result is read from or written to the cache, so every process runs unless "
         "Pants memoises an identical one within the run. "
         "Both kinds run with the workunit logger on. The pantsd row runs the same build after a "
-        "daemon was started with the same options by `./pants --version` (so Pants' own start, "
-        f"{_start_seconds(one, one_goal)} on this machine (the whole run less the goal, "
-        "one-function rows), is not in it; nothing is "
+        "daemon was started with the same options by `./pants --version` (so Pants' own start "
+        f"and exit, {_start_seconds(one, one_goal)} on this machine (the whole run less the "
+        "goal, one-function rows), are not in it; nothing is "
         "memoised from an earlier build, and the daemon is stopped after each run). "
         "From the log (last no-pantsd run): "
         + "; ".join(

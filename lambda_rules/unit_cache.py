@@ -46,7 +46,8 @@ _DOCUMENT = "unit.json"
 # Temporary folders beside an entry: one being written, one being removed.
 _PARTIAL, _DOOMED = ".put-", ".damaged-"
 # Older than this, such a folder is what a killed run left (writing an entry takes well under a
-# second; even a copy of the largest wheels takes seconds), and the next put beside it removes it.
+# second; even a copy of the largest wheels takes seconds), and the next run that reads or writes
+# the entry removes it.
 _ABANDONED_AFTER_SECONDS = 3600
 # The caller names the root by the laying-out sources, so each version of them (of this plugin, or
 # of installer) has a folder of its own beside the others. One that no run has used for this long
@@ -75,7 +76,8 @@ class UnitCache:
         try:
             self.root.mkdir(parents=True, exist_ok=True)
             os.utime(self.root)
-            layouts = list(os.scandir(self.root.parent))
+            with os.scandir(self.root.parent) as listing:
+                layouts = list(listing)
         except OSError:
             return  # read-only: nothing to mark or remove
         unused = time.time() - _LAYOUT_UNUSED_AFTER_SECONDS
@@ -174,12 +176,16 @@ def _sweep(folder: Path) -> None:
     run's: whichever later run reads or writes the entry does it."""
     abandoned = time.time() - _ABANDONED_AFTER_SECONDS
     try:
-        for left in os.scandir(folder):
-            if left.name.startswith((_PARTIAL, _DOOMED)):
-                if left.stat(follow_symlinks=False).st_mtime < abandoned:
-                    shutil.rmtree(left.path, ignore_errors=True)
+        with os.scandir(folder) as listing:
+            left = [e for e in listing if e.name.startswith((_PARTIAL, _DOOMED))]
     except OSError:
-        pass  # unreadable here, or another run swept it first: it stays for a later run
+        return  # unreadable here: it stays for a later run
+    for leftover in left:
+        try:
+            if leftover.stat(follow_symlinks=False).st_mtime < abandoned:
+                shutil.rmtree(leftover.path, ignore_errors=True)
+        except OSError:
+            pass  # another run swept it first
 
 
 def _retire_if_unused(layout: Path, unused: float) -> None:
