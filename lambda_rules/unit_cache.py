@@ -189,28 +189,22 @@ def _sweep(folder: Path) -> None:
 
 
 def _retire_if_unused(layout: Path, unused: float) -> None:
-    """Remove `layout` if no run has used it since `unused`; renamed out of the way first, so a
-    run that starts using it meanwhile finds it whole or not at all."""
+    """Remove `layout` if no run has used it since `unused` (as `_discard` removes an entry, so
+    a run that starts using it meanwhile finds it whole or not at all)."""
     try:
-        if layout.lstat().st_mtime >= unused:
-            return
-        retired = Path(tempfile.mkdtemp(dir=layout.parent, prefix=_RETIRED))
+        if layout.lstat().st_mtime < unused:
+            _discard(layout, prefix=_RETIRED)
     except OSError:
-        return  # another run retired it first
-    try:
-        os.rename(layout, retired / layout.name)
-    except OSError:
-        pass
-    shutil.rmtree(retired, ignore_errors=True)
+        pass  # another run retired it first
 
 
-def _discard(entry: Path) -> None:
+def _discard(entry: Path, prefix: str = _DOOMED) -> None:
     """Move an entry out of the way, then remove it, so a whole one can take its place even
     while another run still reads it."""
     if not entry.exists():
         return
     try:
-        doomed = Path(tempfile.mkdtemp(dir=entry.parent, prefix=_DOOMED))
+        doomed = Path(tempfile.mkdtemp(dir=entry.parent, prefix=prefix))
     except OSError:
         return
     try:
