@@ -169,8 +169,8 @@ def _counter(name: str, pants_stderr: str) -> int:
 class RemoteCacheTimings:
     whole: Timings
     goal: Timings
-    # The whole run with pantsd booted first, in the same clone and caches: what a developer
-    # waits for once Pants is up, the boot being the same for both kinds.
+    # The whole run with pantsd booted first, in a further new clone with empty local caches:
+    # what a developer waits for once Pants is up, the boot being the same for both kinds.
     booted: Timings
 
 
