@@ -22,9 +22,16 @@ from lambda_rules.zipper.repack import repack_zip
 from tests.locks.test_bad_input import record_hash
 
 
-def make_wheel(directory: Path, name: str, files: dict[str, bytes], *, lie: bool = False) -> Path:
-    """`name` 1.0, a pure wheel of `files` and its dist-info; with `lie`, RECORD states a wrong
-    hash for every `.py` file."""
+def make_wheel(
+    directory: Path,
+    name: str,
+    files: dict[str, bytes],
+    *,
+    lie: bool = False,
+    executable: frozenset[str] = frozenset(),
+) -> Path:
+    """`name` 1.0, a pure wheel of `files` and its dist-info, `executable` ones with mode 755;
+    with `lie`, RECORD states a wrong hash for every `.py` file."""
     info = f"{name}-1.0.dist-info"
     files = {
         **files,
@@ -39,13 +46,20 @@ def make_wheel(directory: Path, name: str, files: dict[str, bytes], *, lie: bool
     wheel = directory / f"{name}-1.0-py3-none-any.whl"
     with zipfile.ZipFile(wheel, "w", zipfile.ZIP_DEFLATED) as out:
         for path, data in files.items():
-            out.writestr(path, data)
+            info = zipfile.ZipInfo(path, date_time=(1980, 1, 1, 0, 0, 0))
+            info.external_attr = (0o100755 if path in executable else 0o100644) << 16
+            out.writestr(info, data, compress_type=zipfile.ZIP_DEFLATED)
     return wheel
 
 
 def archive_files(archive: Path) -> dict[str, bytes]:
     with pieces.open_input(archive) as f, zipfile.ZipFile(f) as stored:
         return {name: stored.read(name) for name in stored.namelist()}
+
+
+def archive_modes(archive: Path) -> dict[str, int]:
+    with pieces.open_input(archive) as f, zipfile.ZipFile(f) as stored:
+        return {i.filename: i.external_attr >> 16 for i in stored.infolist()}
 
 
 def wanted(wheel: Path) -> fetch.Wanted:
@@ -76,7 +90,13 @@ def test_a_path_two_wheels_ship_stays_with_the_first_in_name_order(tmp_path, mod
     beta = make_wheel(
         tmp_path,
         "beta",
-        {"ns/__init__.py": b"# beta's\n", "beta/__init__.py": b"B = 2\n", "beta/blob.bin": blob},
+        {
+            "ns/__init__.py": b"# beta's\n",
+            "beta/__init__.py": b"B = 2\n",
+            "beta/blob.bin": blob,
+            "beta/run.sh": b"#!/bin/sh\n",
+        },
+        executable=frozenset({"beta/run.sh"}),
     )
     alpha = make_wheel(
         tmp_path, "alpha", {"ns/__init__.py": b"# alpha's\n", "alpha/__init__.py": b"A = 1\n"}
@@ -93,6 +113,15 @@ def test_a_path_two_wheels_ship_stays_with_the_first_in_name_order(tmp_path, mod
     assert alpha_files["ns/__init__.py"] == b"# alpha's\n"
     assert "ns/__init__.py" not in beta_files
     assert beta_files["beta/blob.bin"] == blob
+    # Written again without ns/__init__.py, beta's unit keeps each file's mode.
+    assert archive_modes(out / f"1.zip{pieces.SUFFIX}") == {
+        "beta/__init__.py": 0o100644,
+        "beta/blob.bin": 0o100644,
+        "beta/run.sh": 0o100755,
+        "beta-1.0.dist-info/METADATA": 0o100644,
+        "beta-1.0.dist-info/RECORD": 0o100644,
+        "beta-1.0.dist-info/WHEEL": 0o100644,
+    }
     for unit, files in zip(listing, (alpha_files, beta_files)):
         assert unit["paths"] == sorted(files)
         assert unit["size"] == sum(map(len, files.values()))
