@@ -149,14 +149,14 @@ def write_unit(wheel: Path, shown: str, archive: Path) -> WrittenUnit:
         archive,
         {p: len(laid_out.files[p][1]) for p in paths},
         {p: laid_out.files[p][1] for p in paths if _METADATA.fullmatch(p)},
-        _write_archive(archive, laid_out.files, paths),
+        _write_archive(
+            archive,
+            [PlannedEntry(p, laid_out.files[p][0], _Bytes(laid_out.files[p][1])) for p in paths],
+        ),
     )
 
 
-def _write_archive(
-    archive: Path, files: dict[str, tuple[bool, bytes]], paths: Sequence[str]
-) -> str:
-    entries = [PlannedEntry(p, files[p][0], _Bytes(files[p][1])) for p in paths]
+def _write_archive(archive: Path, entries: Sequence[PlannedEntry]) -> str:
     with pieces.create(archive) as written:
         stored = write_archive_to(written, entries, level=None, timestamp=None, workers=1)
     return stored.sha256_hex
@@ -340,16 +340,14 @@ def _keep(unit: WrittenUnit, paths: list[str], archive: Path) -> str | None:
         shutil.rmtree(unit.archive)
         return None
     # From the unit's own archive, which holds each path's bytes and exec bit as the wheel laid
-    # them out: the wheel itself may be absent when the unit came from the unit cache.
+    # them out (read as repack reads one): the wheel itself may be absent when the unit came from
+    # the unit cache.
+    from lambda_rules.zipper.repack import safe_entries
+
     wanted = set(paths)
-    with pieces.open_input(unit.archive) as packed, zipfile.ZipFile(packed) as whole:
-        files = {
-            info.filename: (bool((info.external_attr >> 16) & 0o111), whole.read(info))
-            for info in whole.infolist()
-            if info.filename in wanted
-        }
+    sha256 = _write_archive(archive, [e for e in safe_entries(unit.archive) if e.name in wanted])
     shutil.rmtree(unit.archive)
-    return _write_archive(archive, files, paths)
+    return sha256
 
 
 def install_each(wheels: Sequence[tuple[Path, str]], out: Path) -> None:
