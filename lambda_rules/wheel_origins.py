@@ -1,5 +1,5 @@
 """Which locked wheel an installed distribution came from, so the SBOM can state the wheel's
-sha256 (no Pants imports). Any lock `locks.read_lock` reads.
+sha256 (no Pants imports). Any lock `lock_formats.read_lock` reads.
 """
 
 from __future__ import annotations
@@ -11,14 +11,14 @@ from packaging.tags import Tag, parse_tag
 from packaging.utils import parse_wheel_filename
 from packaging.version import InvalidVersion, Version
 
-from lambda_rules import locks
+from lambda_rules import lock_formats
 from lambda_rules.locks import LockedWheel, LockError
 
 
 def locked_wheels_by_version(lockfile: str | Path) -> dict[tuple[str, Version], list[LockedWheel]]:
     """Every locked wheel, by (canonical project name, version)."""
     result: dict[tuple[str, Version], list[LockedWheel]] = {}
-    for package in locks.read_lock(lockfile).packages:
+    for package in lock_formats.read_lock(lockfile).packages:
         try:
             key = (package.name, Version(package.version))
         except InvalidVersion:

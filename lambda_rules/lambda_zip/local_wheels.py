@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
-from lambda_rules import actions, locks, units
+from lambda_rules import actions, lock_formats, locks, units
 from lambda_rules.lambda_zip import local_cache
 from lambda_rules.zipper.summary import file_sha256
 
@@ -47,7 +47,7 @@ def locked_wheels(
     if cached is not None:
         return cached
     wheels = locks.select_wheels(
-        locks.read_lock(lock),
+        lock_formats.read_lock(lock),
         request.requirements,
         request.platform,
         what=request.name,

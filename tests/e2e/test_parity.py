@@ -74,13 +74,13 @@ CASES = {
 
 def typing_extensions_source() -> bytes:
     """typing_extensions.py exactly as the locked wheel ships it."""
-    from lambda_rules import fetch, locks
+    from lambda_rules import fetch, lock_formats, locks
     from lambda_rules.platforms import lambda_platform
 
     (wheel,) = [
         w
         for w in locks.select_wheels(
-            locks.read_lock(REPO_ROOT / LOCK),
+            lock_formats.read_lock(REPO_ROOT / LOCK),
             [PYDANTIC],
             lambda_platform("python3.12", "x86_64"),
             what="parity",

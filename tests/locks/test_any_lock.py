@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from lambda_rules import locks
+from lambda_rules import lock_formats, locks
 from lambda_rules.platforms import lambda_platform
 from tests.conftest import REPO_ROOT, pyenv_python
 from tests.e2e.test_package import EXAMPLE_GOLDEN_SHA256
@@ -72,9 +72,8 @@ def uv_locks(tmp_path_factory) -> dict[str, Path]:
     """A uv project pinned to what the pex lock chooses for python3.12 on x86_64: its uv.lock,
     and the pylock.toml uv exports from it."""
     project = tmp_path_factory.mktemp("uv-project")
-    chosen = locks.select_wheels(
-        locks.read_lock(LOCK), REQUIREMENTS, lambda_platform("python3.12", "x86_64"), what="pins"
-    )
+    platform = lambda_platform("python3.12", "x86_64")
+    chosen = locks.select_wheels(lock_formats.read_lock(LOCK), REQUIREMENTS, platform, what="pins")
     pins = ", ".join(f'"{w.name}=={w.version}"' for w in chosen)
     (project / "pyproject.toml").write_text(
         f'[project]\nname = "example"\nversion = "0"\nrequires-python = ">=3.12,<3.13"\n'
@@ -128,11 +127,11 @@ def test_the_same_bytes_from_every_kind_of_lock(tmp_path, uv_locks, pex_pylocks)
         assert result.returncode == 0, result.stderr
         made[kind] = outputs(out)
     assert 'created-by = "uv"' in uv_locks["pylock.toml"].read_text()
-    formats = {kind: locks.read_lock(lock).format for kind, lock in uv_locks.items()}
+    formats = {kind: lock_formats.read_lock(lock).format for kind, lock in uv_locks.items()}
     assert formats == {"uv.lock": "uv.lock", "pylock.toml": "pylock.toml"}
     for lock in pex_pylocks.values():
         assert 'created-by = "pex"' in lock.read_text()
-        assert locks.read_lock(lock).format == "pylock.toml"
+        assert lock_formats.read_lock(lock).format == "pylock.toml"
     # The whole export holds other platforms' wheels too: the choice among them is ours.
     assert pex_pylocks["pex3 lock export"].read_text().count("aarch64") > 0
     for kind, files in made.items():
@@ -188,7 +187,10 @@ def test_a_warm_run_takes_its_choice_of_wheels_from_the_cache_until_the_lock_cha
     (orjson,) = (
         w
         for w in locks.select_wheels(
-            locks.read_lock(LOCK), REQUIREMENTS, lambda_platform("python3.12", "x86_64"), what="t"
+            lock_formats.read_lock(LOCK),
+            REQUIREMENTS,
+            lambda_platform("python3.12", "x86_64"),
+            what="t",
         )
         if w.name == "orjson"
     )

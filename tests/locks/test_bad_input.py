@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import zipfile
 from pathlib import Path
 
@@ -97,14 +98,27 @@ def test_a_file_that_is_not_a_zip(tmp_path):
     refused(tmp_path, pylock(tmp_path, wheel), wheel.as_uri(), "not a zip")
 
 
+PEX_TINY = json.dumps({"project_name": "tiny", "version": "1.0", "artifacts": []})
+
+
 @pytest.mark.parametrize(
     "name, text, key",
     [
         ("lock.json", '{"locked_resolves": [{"locked_requirements": 3}]}', "locked_requirements"),
         ("pylock.toml", 'lock-version = "1.0"\npackages = [{ version = "1.0" }]\n', "name"),
         ("uv.lock", 'version = 1\n[[package]]\nname = "tiny"\nwheels = [{ url = "x" }]\n', "hash"),
+        # Each of the next would have escaped as a Python error, or been read character by
+        # character, before the reader checked the value's type.
+        ("lock.json", '{"locked_resolves": [{"locked_requirements": [' + PEX_TINY[:-1]
+         + ', "requires_dists": "bc"}]}]}', "locked_requirements[0].requires_dists"),
+        ("pylock.toml", 'lock-version = "1.0"\npackages = [1]\n', "packages[0]"),
+        ("pylock.toml", 'lock-version = "2.0"\npackages = []\n', "lock-version"),
+        ("uv.lock", 'version = 1\n[[package]]\nname = "tiny"\noptional-dependencies = 3\n',
+         "package[0].optional-dependencies"),
+        ("uv.lock", 'version = 1\n[[package]]\nname = "tiny"\n'
+         'dependencies = [{ name = "a", extra = "socks" }]\n', "dependencies[0].extra"),
     ],
-)
+)  # fmt: skip
 def test_a_malformed_lock_names_its_format_and_key(tmp_path, name, text, key):
     lock = tmp_path / name
     lock.write_text(text)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from lambda_rules import fetch, locks, units, wheel_units
+from lambda_rules import fetch, lock_formats, locks, units, wheel_units
 from lambda_rules.platforms import lambda_platform
 from tests.conftest import REPO_ROOT, pyenv_python
 from tests.locks.test_selection import LOCKS, requirements_of
@@ -39,7 +39,7 @@ def test_the_layout_is_pips(tmp_path, wheel_cache, name):
     lock_path, requirements_path = LOCKS[name]
     platform = lambda_platform("python3.12", "x86_64")
     chosen = locks.select_wheels(
-        locks.read_lock(REPO_ROOT / lock_path), requirements_of(requirements_path), platform,
+        lock_formats.read_lock(REPO_ROOT / lock_path), requirements_of(requirements_path), platform,
         what=name,
     )  # fmt: skip
     wheels = wheel_cache.fetch_all(fetch.Wanted(w.url, w.sha256) for w in chosen)

@@ -12,7 +12,7 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from lambda_rules import facts, locks
+from lambda_rules import facts, lock_formats, locks
 from lambda_rules.platforms import lambda_platform
 from tests.conftest import REPO_ROOT
 
@@ -61,7 +61,7 @@ def test_the_wheels_chosen_are_the_ones_pex_chooses(tmp_path, name):
     lock_path, requirements_path = LOCKS[name]
     requirements = requirements_of(requirements_path)
     theirs = pex_choices(tmp_path, lock_path, requirements)
-    lock = locks.read_lock(REPO_ROOT / lock_path)
+    lock = lock_formats.read_lock(REPO_ROOT / lock_path)
     compared = 0
     for runtime, architecture in PLATFORMS:
         expected = theirs[f"{runtime} {architecture}"]
@@ -92,7 +92,7 @@ def test_a_cycle_in_the_locks_graph_ends(tmp_path):
         )
     )
     chosen = locks.select_wheels(
-        locks.read_lock(tmp_path / "uv.lock"),
+        lock_formats.read_lock(tmp_path / "uv.lock"),
         ["a"],
         lambda_platform("python3.12", "x86_64"),
         what="cycle",
@@ -106,7 +106,7 @@ def test_a_cycle_in_the_locks_graph_ends(tmp_path):
 def test_a_pex_locks_dependencies_read_as_packaging_reads_them_whole():
     """`requires_dists` entries are split at the marker's `;` so each marker is parsed once: every
     entry of the repository's and bench locks, a URL with a `;` in it, and extras under a marker
-    give what `packaging` makes of the whole entry."""
+    give what `packaging` makes of the whole entry (extras normalised, as PEP 685 compares them)."""
     entries = [
         "tricky @ https://example.invalid/t;v=1/tricky-1.0-py3-none-any.whl ; os_name == 'posix'",
         "Some.Name[B,a] >=1,<2 ; extra == 'X' and python_version >= \"3.9\"",
@@ -123,11 +123,12 @@ def test_a_pex_locks_dependencies_read_as_packaging_reads_them_whole():
                 entries += locked.get("requires_dists", [])
     locked = {"project_name": "p", "version": "1", "artifacts": [], "requires_dists": entries}
     document = {"locked_resolves": [{"locked_requirements": [locked]}]}
-    (package,) = locks.parse_lock(json.dumps(document), "lock.json").packages
+    (package,) = lock_formats.parse_lock(json.dumps(document), "lock.json").packages
     expected = []
     for entry in entries:
         whole = Requirement(entry)
         marker = str(whole.marker) if whole.marker else None
-        expected.append((canonicalize_name(whole.name), frozenset(whole.extras), marker))
+        extras = frozenset(canonicalize_name(extra) for extra in whole.extras)  # PEP 685
+        expected.append((canonicalize_name(whole.name), extras, marker))
     assert [(d.name, d.extras, d.marker) for d in package.dependencies] == expected
     assert len(entries) > 100

@@ -40,7 +40,7 @@ from pants.engine.rules import Get, MultiGet, collect_rules, rule
 from pants.util.frozendict import FrozenDict
 from pants.util.logging import LogLevel
 
-from lambda_rules import locks, sandbox_files
+from lambda_rules import lock_formats, locks, sandbox_files
 from lambda_rules.errors import LambdaRulesError
 from lambda_rules.platforms import InterpreterPlatform
 from lambda_rules.plugin.steps.cache import REMOTE_CACHE_SPECULATION_DELAY_MILLIS
@@ -135,7 +135,7 @@ async def _locked_requirements(pants_python: PythonBuildStandaloneBinary) -> Too
     lock_text = importlib.resources.files(_LOCK_PACKAGE).joinpath(_LOCK_FILE).read_text("utf-8")
     with quiet_packaging():
         wheels = locks.select_wheels(
-            locks.parse_lock(lock_text, DEFAULT_LOCKFILE_URL),
+            lock_formats.parse_lock(lock_text, DEFAULT_LOCKFILE_URL),
             sandbox_files.TOOL_REQUIREMENTS,
             InterpreterPlatform.current(),
             what="the lambda-zip tool",

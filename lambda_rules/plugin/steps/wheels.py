@@ -45,7 +45,7 @@ from pants.option.global_options import GlobalOptions
 from pants.util.frozendict import FrozenDict
 from pants.util.logging import LogLevel
 
-from lambda_rules import fetch, locks, sandbox_files
+from lambda_rules import fetch, lock_formats, locks, sandbox_files
 from lambda_rules.platforms import LambdaPlatform
 from lambda_rules.plugin.steps.cache import REMOTE_CACHE_SPECULATION_DELAY_MILLIS
 
@@ -146,7 +146,8 @@ async def parse_lambda_lock(request: ParsedLockRequest) -> ParsedLock:
     contents = await Get(DigestContents, Digest, request.digest)
     try:
         with quiet_packaging():
-            return ParsedLock(locks.parse_lock(contents[0].content.decode("utf-8"), request.path))
+            text = contents[0].content.decode("utf-8")
+            return ParsedLock(lock_formats.parse_lock(text, request.path))
     except locks.LockError as error:
         return ParsedLock(None, str(error))
 
