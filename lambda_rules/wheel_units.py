@@ -26,14 +26,16 @@ import re
 import shutil
 import sys
 import zipfile
+import zlib
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Sequence
 
 from installer.exceptions import InstallerError
-from installer.records import RecordEntry
+from installer.records import InvalidRecordEntry, RecordEntry
 from installer.sources import WheelFile
+from installer.utils import SCHEME_NAMES, parse_metadata_file
 
 from lambda_rules import fetch, units
 from lambda_rules.errors import LambdaRulesError
@@ -46,6 +48,12 @@ if TYPE_CHECKING:
 
 # The `.data/` schemes `pip install --target` keeps, at the top of the layout.
 LIB_SCHEMES = ("purelib", "platlib")
+# RECORD's hashes an installer may trust (the binary distribution format: "sha256 or better";
+# md5 and sha1 are not permitted).
+RECORD_HASHES = ("sha256", "sha384", "sha512")
+# What reading a damaged wheel raises besides installer's errors: zipfile's, zlib's (bad deflate
+# data), an encrypted or unknown compression method's, hashlib's for a hash it cannot make.
+_DAMAGE = (zipfile.BadZipFile, zlib.error, RuntimeError, NotImplementedError, EOFError)
 _METADATA = re.compile(r"[^/]+\.dist-info/(METADATA|WHEEL)")
 # Wheels read at once: zlib and sha256 release the GIL while they work on large entries.
 _THREADS = 4
@@ -87,37 +95,96 @@ def lay_out(wheel: Path, *, shown: str) -> LaidOutWheel:
     `shown` names the wheel in errors (its URL)."""
     try:
         with WheelFile.open(wheel) as source:
+            _check_wheel_version(source.read_dist_info("WHEEL"), shown)
             source.validate_record(validate_contents=False)
-            data_dir = source.data_dir
-            files = {}
+            layout = _Layout(shown)
             for row, stream, executable in source.get_contents():
                 record = RecordEntry.from_elements(*row)
                 content = stream.read()
-                if record.path != f"{source.dist_info_dir}/RECORD" and not record.validate(content):
-                    raise WheelError(
-                        f"{shown}: {record.path} does not match the sha256 and size its RECORD "
-                        "states; the wheel is damaged or was altered: do not install it"
-                    )
-                path = _package_path(record.path, data_dir, shown)
+                if record.path != f"{source.dist_info_dir}/RECORD":
+                    _check_record(record, content, shown)
+                path = _package_path(record.path, shown)
                 if path is not None:
-                    files[path] = (executable, content)
+                    layout.add(path, (executable, content), record.path)
             name, version = source.distribution, source.version
-    except zipfile.BadZipFile:
-        raise WheelError(f"{shown}: not a wheel (not a zip file)") from None
-    except (InstallerError, ValueError, KeyError) as error:
+    except zipfile.BadZipFile as error:
+        if str(error) == "File is not a zip file":
+            raise WheelError(f"{shown}: not a wheel (not a zip file)") from None
+        raise WheelError(f"{shown}: a damaged wheel: {_one_line(error)}") from None
+    except (InstallerError, InvalidRecordEntry, ValueError, KeyError, TypeError, *_DAMAGE) as error:
         raise WheelError(f"{shown}: not a valid wheel: {_one_line(error)}") from None
-    return LaidOutWheel(units.Distribution(units.canonical_name(name), version), files)
+    return LaidOutWheel(units.Distribution(units.canonical_name(name), version), layout.files)
 
 
-def _package_path(path: str, data_dir: str, shown: str) -> str | None:
-    """Where an entry goes in the flat layout, or None when `--target` leaves it out."""
+def _check_wheel_version(wheel_file: str, shown: str) -> None:
+    """An installer refuses a Wheel-Version of a major it does not know (PEP 427)."""
+    version = parse_metadata_file(wheel_file)["Wheel-Version"] or ""
+    if not version.startswith("1."):
+        raise WheelError(f"{shown}: Wheel-Version {version!r} is not 1.x; refusing the wheel")
+
+
+def _check_record(record: RecordEntry, content: bytes, shown: str) -> None:
+    if record.hash_ is not None and record.hash_.name not in RECORD_HASHES:
+        raise WheelError(
+            f"{shown}: RECORD hashes {record.path} with {record.hash_.name}, which installers "
+            f"may not trust (only {', '.join(RECORD_HASHES)}); refusing the wheel"
+        )
+    if not record.validate(content):
+        raise WheelError(
+            f"{shown}: {record.path} does not match the hash and size its RECORD states; the "
+            "wheel is damaged or was altered: do not install it"
+        )
+
+
+def _package_path(path: str, shown: str) -> str | None:
+    """Where an entry goes in the flat layout, or None when `--target` leaves it out.
+
+    Hand-written, after pip's `_install_wheel`: any top-level `*.data` folder holds schemes,
+    split before the path is normalised, so that `x.data/headers/../../pkg/m.py` cannot climb
+    out of its scheme. (installer's own split is private, and matches the data folder's name by
+    prefix.)"""
+    top, _, below = path.partition("/")
+    if not top.endswith(".data") or not below:
+        return _inside(path, path, shown)
+    scheme, _, rest = below.partition("/")
+    if scheme not in SCHEME_NAMES or not rest:
+        raise WheelError(
+            f"{shown}: entry {path!r} is not under a scheme ({', '.join(SCHEME_NAMES)}) of "
+            f"{top}/; refusing the wheel"
+        )
+    normal = _inside(rest, path, shown)
+    return normal if scheme in LIB_SCHEMES else None
+
+
+def _inside(path: str, entry: str, shown: str) -> str:
     normal = posixpath.normpath(path)
     if path.startswith("/") or "\\" in path or normal == ".." or normal.startswith("../"):
-        raise WheelError(f"{shown}: entry {path!r} escapes the wheel's root; refusing the wheel")
-    if not normal.startswith(f"{data_dir}/"):
-        return normal
-    scheme, _, rest = normal[len(data_dir) + 1 :].partition("/")
-    return rest if scheme in LIB_SCHEMES and rest else None
+        raise WheelError(f"{shown}: entry {entry!r} escapes the wheel's root; refusing the wheel")
+    return normal
+
+
+class _Layout:
+    """The files laid out so far, and their folders: two entries on one path (installers
+    disagree on which one wins), or a file where another entry has a folder, are refused."""
+
+    def __init__(self, shown: str) -> None:
+        self.files: dict[str, tuple[bool, bytes]] = {}
+        self.folders: set[str] = set()
+        self.shown = shown
+
+    def add(self, path: str, file: tuple[bool, bytes], entry: str) -> None:
+        parts = path.split("/")
+        parents = ["/".join(parts[:i]) for i in range(1, len(parts))]
+        clash = next((p for p in (path, *parents) if p in self.files), None)
+        if clash is None and path in self.folders:
+            clash = f"{path}/"
+        if clash is not None:
+            raise WheelError(
+                f"{self.shown}: entry {entry!r} lands on {path!r}, which clashes with {clash!r} "
+                "in the layout; refusing the wheel"
+            )
+        self.files[path] = file
+        self.folders.update(parents)
 
 
 def _one_line(error: BaseException) -> str:
