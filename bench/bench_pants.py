@@ -25,6 +25,7 @@ from common import (
     TIMING_HEADER,
     Artifact,
     goal_seconds,
+    goal_started_at,
     logger_options,
     markdown_table,
     ratio,
@@ -86,14 +87,25 @@ class Workspace:
         )
 
 
-def timed_package(
-    clone: Clone, target: Target, *options: str, pantsd: bool = False
-) -> Tuple[float, str]:
-    """Wall seconds of `./pants package` of one target, and Pants' stderr."""
+@dataclass(frozen=True)
+class TimedRun:
+    seconds: float
+    stderr: str
+    # Seconds since the epoch at launch, to set against the workunits' clock.
+    launched_at: float
+
+    def after_start(self, log: Path) -> float:
+        """The whole run less Pants' start: from the goal's first moment to the exit, as its
+        workunit log (`log`) tells when the goal began."""
+        return self.launched_at + self.seconds - goal_started_at(log)
+
+
+def timed_package(clone: Clone, target: Target, *options: str, pantsd: bool = False) -> TimedRun:
+    """Wall seconds of `./pants package` of one target, Pants' stderr, and when it began."""
     settle()
-    start = time.perf_counter()
+    launched_at, start = time.time(), time.perf_counter()
     result = clone.pants(*options, "package", target.address, pantsd=pantsd)
-    return time.perf_counter() - start, result.stderr
+    return TimedRun(time.perf_counter() - start, result.stderr, launched_at)
 
 
 def artifacts_of(clones: Dict[Target, Clone]) -> Tuple[Artifact, Artifact]:
@@ -112,24 +124,43 @@ def build_artifacts(workspace: Workspace) -> Tuple[Artifact, Artifact]:
     return artifacts_of({OURS: clone, BUILTIN: clone})
 
 
-def cold_builds(
-    workspace: Workspace, runs: int
-) -> Tuple[Timings, Timings, Tuple[Artifact, Artifact]]:
-    """Wall seconds of each cold run, and the seconds inside its `package` goal (its workunit
-    log), per target."""
-    timings: Timings = {target: [] for target in TARGETS}
-    goals: Timings = {target: [] for target in TARGETS}
+@dataclass(frozen=True)
+class LoggedTimings:
+    """Per target: each run's wall seconds, the seconds inside its `package` goal, and the whole
+    run less Pants' start (its workunit log tells both)."""
+
+    whole: Timings
+    goal: Timings
+    after_start: Timings
+
+    @classmethod
+    def empty(cls) -> LoggedTimings:
+        return cls(*({target: [] for target in TARGETS} for _ in range(3)))
+
+    def add(self, target: Target, run: TimedRun, logdir: Path) -> None:
+        (log,) = logdir.glob("*.json")
+        self.whole[target].append(run.seconds)
+        self.goal[target].append(goal_seconds(log))
+        self.after_start[target].append(run.after_start(log))
+
+
+def logged_package(clone: Clone, target: Target, *options: str) -> Tuple[TimedRun, Path]:
+    """`timed_package` with the workunit logger on, and the folder it logged into."""
+    logdir = clone.root / ".workunits"
+    logdir.mkdir()
+    return timed_package(clone, target, *options, *logger_options(logdir)), logdir
+
+
+def cold_builds(workspace: Workspace, runs: int) -> Tuple[LoggedTimings, Tuple[Artifact, Artifact]]:
+    """Each cold run's timings, per target."""
+    timings = LoggedTimings.empty()
     clones: Dict[Target, Clone] = {}
     for _ in range(runs):
         for target in TARGETS:
             clones[target] = workspace.clone()
-            logdir = clones[target].root / ".workunits"
-            logdir.mkdir()
-            options = (*workspace.empty_caches(), *logger_options(logdir))
-            timings[target].append(timed_package(clones[target], target, *options)[0])
-            (log,) = logdir.glob("*.json")
-            goals[target].append(goal_seconds(log))
-    return timings, goals, artifacts_of(clones)
+            run, logdir = logged_package(clones[target], target, *workspace.empty_caches())
+            timings.add(target, run, logdir)
+    return timings, artifacts_of(clones)
 
 
 def pantsd_builds(workspace: Workspace, runs: int) -> Tuple[Timings, Timings]:
@@ -143,14 +174,14 @@ def pantsd_builds(workspace: Workspace, runs: int) -> Tuple[Timings, Timings]:
         clone.pants(*caches, "package", OURS.address, BUILTIN.address, pantsd=True)  # warms up
         for _ in range(runs):
             for target in TARGETS:
-                noop[target].append(timed_package(clone, target, *caches, pantsd=True)[0])
+                noop[target].append(timed_package(clone, target, *caches, pantsd=True).seconds)
         for run in range(runs):
             for target in TARGETS:
                 artifact = clone.root / target.artifact
                 before = artifact.read_bytes()
                 with (clone.root / "fn/app.py").open("a") as source:
                     source.write(f"# edit {run} before building {target.address}\n")
-                edited[target].append(timed_package(clone, target, *caches, pantsd=True)[0])
+                edited[target].append(timed_package(clone, target, *caches, pantsd=True).seconds)
                 if artifact.read_bytes() == before:
                     raise RuntimeError(
                         f"pantsd did not see the edit of fn/app.py: {artifact} is unchanged"
@@ -167,8 +198,7 @@ def _counter(name: str, pants_stderr: str) -> int:
 
 @dataclass(frozen=True)
 class RemoteCacheTimings:
-    whole: Timings
-    goal: Timings
+    logged: LoggedTimings
     # The whole run with pantsd booted first, in a further new clone with empty local caches:
     # what a developer waits for once Pants is up, the boot being the same for both kinds.
     booted: Timings
@@ -193,8 +223,7 @@ def remote_cache_builds(
         return None, why
     address = started.stdout.strip()
     remote = (f"--pants-config-files={REMOTE_CACHE_CONFIG}", f"--remote-store-address={address}")
-    timings: Timings = {target: [] for target in TARGETS}
-    goals: Timings = {target: [] for target in TARGETS}
+    timings = LoggedTimings.empty()
     booted: Timings = {target: [] for target in TARGETS}
     stats = {}
     try:
@@ -203,16 +232,10 @@ def remote_cache_builds(
         )
         for _ in range(runs):
             for target in TARGETS:
-                clone = workspace.clone()
-                logdir = clone.root / ".workunits"
-                logdir.mkdir()
                 options = (*remote, "--no-remote-cache-write", *workspace.empty_caches())
-                seconds, stats[target] = timed_package(
-                    clone, target, *options, *logger_options(logdir)
-                )
-                timings[target].append(seconds)
-                (log,) = logdir.glob("*.json")
-                goals[target].append(goal_seconds(log))
+                run, logdir = logged_package(workspace.clone(), target, *options)
+                timings.add(target, run, logdir)
+                stats[target] = run.stderr
                 booted[target].append(_booted_package(workspace, target, remote))
     finally:
         subprocess.run([*serve, "stop", "--data-dir", str(data_dir)], check=True)
@@ -222,7 +245,7 @@ def remote_cache_builds(
         f"{_counter('local_execution_requests', stats[target])} processes ran locally"
         for target in TARGETS
     )
-    return RemoteCacheTimings(timings, goals, booted), f"Last run, per Pants' `[stats]`: {hits}"
+    return RemoteCacheTimings(timings, booted), f"Last run, per Pants' `[stats]`: {hits}"
 
 
 def _booted_package(workspace: Workspace, target: Target, remote: Tuple[str, ...]) -> float:
@@ -234,12 +257,12 @@ def _booted_package(workspace: Workspace, target: Target, remote: Tuple[str, ...
         booted = clone.pants(*options, "--version", pantsd=True)
         if _SCHEDULER_STARTED.search(booted.stderr) is None:
             raise AssertionError(f"`--version` did not start pantsd in {clone.root}")
-        seconds, stderr = timed_package(clone, target, *options, pantsd=True)
+        run = timed_package(clone, target, *options, pantsd=True)
     finally:
         clone.kill_pantsd()
-    if _SCHEDULER_STARTED.search(stderr):
-        raise AssertionError(f"pantsd restarted for the package run in {clone.root}:\n{stderr}")
-    return seconds
+    if _SCHEDULER_STARTED.search(run.stderr):
+        raise AssertionError(f"pantsd restarted for the package run in {clone.root}:\n{run.stderr}")
+    return run.seconds
 
 
 def _row(scenario: str, timings: Optional[Timings]) -> Tuple[str, ...]:
@@ -250,19 +273,25 @@ def _row(scenario: str, timings: Optional[Timings]) -> Tuple[str, ...]:
 
 def build_section(workspace: Workspace, runs: int) -> Tuple[str, Tuple[Artifact, Artifact]]:
     """The `./pants package` table, and the artifacts of the cold builds."""
-    cold, cold_goal, artifacts = cold_builds(workspace, runs)
+    cold, artifacts = cold_builds(workspace, runs)
     noop, edited = pantsd_builds(workspace, runs)
     remote, remote_note = remote_cache_builds(workspace, runs)
+    logged = remote and remote.logged
     rows = [
-        _row("cold: empty local store and named caches, no pantsd", cold),
-        _row("cold: the same runs, `package` goal", cold_goal),
+        _row("cold: empty local store and named caches, no pantsd", cold.whole),
+        _row("cold: the same runs, `package` goal", cold.goal),
+        _row("cold: the same runs, whole run less Pants' start", cold.after_start),
         _row("warm no-op, pantsd", noop),
         _row("one source file edited, pantsd", edited),
         _row(
             "warm remote cache, empty local store and named caches, no pantsd",
-            remote and remote.whole,
+            logged and logged.whole,
         ),
-        _row("warm remote cache: the same runs, `package` goal", remote and remote.goal),
+        _row("warm remote cache: the same runs, `package` goal", logged and logged.goal),
+        _row(
+            "warm remote cache: the same runs, whole run less Pants' start",
+            logged and logged.after_start,
+        ),
         _row(
             "warm remote cache, the same but pantsd booted first (`--version`)",
             remote and remote.booted,
@@ -280,7 +309,10 @@ def build_section(workspace: Workspace, runs: int) -> Tuple[str, Tuple[Artifact,
         "built-in's PEXes by pex). Pants itself is "
         "bootstrapped once per machine (`~/.cache/lambda_rules`) and is not part of the time. "
         "The goal row is the duration of the `package` goal's workunit in the workunit logger's "
-        "JSON of the same runs: the whole run less Pants' own start.",
+        "JSON of the same runs; the row below it is the whole run less Pants' start, from the "
+        "goal's first moment (its workunit's start, on the wall clock) to the exit: the goal and "
+        "what Pants does after it (the built-in's includes ending the processes it started "
+        "locally while its remote cache lookups ran, Pants' default).",
         "- Warm no-op and edit: one clone and one pantsd, warmed up by one untimed build; "
         "each edit appends a comment line to `fn/app.py`.",
         f"- Remote cache: a local BuildGrid ({BUILDGRID_SERVE.relative_to(REPO_ROOT)}) with "

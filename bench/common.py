@@ -136,13 +136,21 @@ def logger_options(logdir: Path) -> Tuple[str, ...]:
 def goal_seconds(log: Path, goal: str = "package") -> float:
     """Seconds inside one goal of a Pants run, from the workunit logger's JSON: the goal rule's
     workunit (described as "`package` goal")."""
+    workunit = _goal_workunit(log, goal)
+    return workunit["duration_secs"] + workunit["duration_nanos"] / 1e9
+
+
+def goal_started_at(log: Path, goal: str = "package") -> float:
+    """When one goal of a Pants run began, in seconds since the epoch (the workunit logger's
+    clock is the wall clock): what came before it is Pants' start."""
+    workunit = _goal_workunit(log, goal)
+    return workunit["start_secs"] + workunit["start_nanos"] / 1e9
+
+
+def _goal_workunit(log: Path, goal: str) -> dict:
     description = f"`{goal}` goal"
-    (duration,) = [
-        w["duration_secs"] + w["duration_nanos"] / 1e9
-        for w in json.loads(log.read_text())
-        if w.get("description") == description
-    ]
-    return duration
+    (workunit,) = [w for w in json.loads(log.read_text()) if w.get("description") == description]
+    return workunit
 
 
 # Forks the measured command from a fresh, small interpreter: on Linux a child's peak RSS counts
