@@ -204,7 +204,7 @@ def _read_pylock(path: str, document: dict[str, Any]) -> Lock:
                 LockedPackage(
                     canonical_name(_get(package, "name", str, where)),
                     str(package.get("version", "")),
-                    _toml_wheels(package, where, _pylock_wheel(path)),
+                    _toml_wheels(package, where, _pylock_wheel(path), archive=True),
                     None if dependencies is None else _uv_edges(dependencies, f"{where}"),
                     (),
                     marker=_optional(package, "marker", str, where, None),
@@ -212,25 +212,34 @@ def _read_pylock(path: str, document: dict[str, Any]) -> Lock:
                 )
             )
         requires_python = _optional(document, "requires-python", str, "$", None)
+        environments = _strings(document.get("environments", []), "$.environments")
     except (ValueError, _Malformed) as error:
         raise _malformed(path, fmt, error) from None
     # PEP 751's `dependencies` is not a graph every tool writes, nor one every tool writes fully:
     # a lock without it on every package is installed by markers, as installers do.
     if any(p.dependencies is None for p in packages):
         packages = [dataclasses.replace(p, dependencies=None) for p in packages]
-    return Lock(path, fmt, tuple(packages), (requires_python,) if requires_python else ())
+    python = (requires_python,) if requires_python else ()
+    return Lock(path, fmt, tuple(packages), python, tuple(environments))
 
 
 _WheelReader = Callable[[Any, dict[str, Any], str], tuple[str, str]]
 
 
-def _toml_wheels(package: Any, where: str, read: _WheelReader) -> tuple[LockedWheel, ...]:
+def _toml_wheels(
+    package: Any, where: str, read: _WheelReader, *, archive: bool = False
+) -> tuple[LockedWheel, ...]:
     """A TOML lock's wheels of one package; `read` gives a wheel's URL and sha256 as its format
-    states them."""
+    states them. With `archive`, PEP 751's `archive` too when it is a wheel (uv writes a local
+    wheel of `[tool.uv.sources]` so)."""
     name, version = _get(package, "name", str, where), str(package.get("version", ""))
+    listed = _optional(package, "wheels", list, where, [])
+    entries = [(f"{where}.wheels[{j}]", wheel) for j, wheel in enumerate(listed)]
+    direct = package.get("archive") if archive else None
+    if isinstance(direct, dict) and str(direct.get("url") or direct.get("path")).endswith(".whl"):
+        entries.append((f"{where}.archive", direct))
     wheels = []
-    for j, wheel in enumerate(_optional(package, "wheels", list, where, [])):
-        at = f"{where}.wheels[{j}]"
+    for at, wheel in entries:
         found = _wheel(name, version, *read(package, _table(wheel, at), at))
         if found:
             wheels.append(found)
@@ -314,9 +323,11 @@ def _read_uv_lock(path: str, document: dict[str, Any]) -> Lock:
                 )
             )
         requires_python = _optional(document, "requires-python", str, "$", None)
+        environments = _strings(document.get("supported-markers", []), "$.supported-markers")
     except _Malformed as error:
         raise _malformed(path, fmt, error) from None
-    return Lock(path, fmt, tuple(packages), (requires_python,) if requires_python else ())
+    python = (requires_python,) if requires_python else ()
+    return Lock(path, fmt, tuple(packages), python, tuple(environments))
 
 
 def _sdist(package: dict[str, Any]) -> tuple[str, ...]:

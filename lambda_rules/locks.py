@@ -90,6 +90,9 @@ class Lock:
     # interpreter constraints (`CPython<3.15,>=3.9`). Its markers were settled for these only
     # (uv simplifies them by `requires-python`), so it says nothing true of another Python.
     requires_python: tuple[str, ...] = ()
+    # Markers one of which must hold where the lock is used (PEP 751's `environments`, uv's
+    # `supported-markers`); none: anywhere.
+    environments: tuple[str, ...] = ()
 
     def named(self, name: str) -> list[LockedPackage]:
         wanted = canonical_name(name)
@@ -151,7 +154,7 @@ def _select(
     environment = platform.marker_environment()
     # Ranked once per choice: the platform's tags number about a thousand.
     ranks = {str(tag): rank for rank, tag in enumerate(platform.compatible_tags())}
-    _check_python(lock, environment, platform, what)
+    _check_made_for(lock, environment, platform, what)
     lock = _platform_resolve(lock, ranks, platform, what)
     chosen: dict[str, LockedPackage] = {}
     # Each chosen distribution's first dependent (or its requirement), for messages.
@@ -191,10 +194,11 @@ def _select(
     )
 
 
-def _check_python(
+def _check_made_for(
     lock: Lock, environment: Mapping[str, str], platform: WheelPlatform, what: str
 ) -> None:
-    """A lock made for other Pythons is refused: its markers were settled for those alone."""
+    """A lock made for other Pythons or environments is refused: its markers were settled for
+    those alone."""
     from packaging.specifiers import InvalidSpecifier, SpecifierSet
 
     version = environment["python_full_version"]
@@ -213,6 +217,12 @@ def _check_python(
             f"{what}: the lock {lock.path} is for Python {' or '.join(lock.requires_python)}, "
             f"not {platform.description}'s {version}; lock again with the runtime's Python in "
             "range (`requires-python`, or Pants' `interpreter_constraints`)"
+        )
+    if lock.environments and not any(_applies(m, environment, ()) for m in lock.environments):
+        raise LockError(
+            f"{what}: the lock {lock.path} is for the environments {' or '.join(lock.environments)}"
+            f", not {platform.description} (Linux); add Lambda's to them (uv: "
+            "`[tool.uv] environments`) and lock again"
         )
 
 

@@ -173,23 +173,47 @@ def uv_lock(project: Path, *args: str) -> Path:
     return project / "uv.lock"
 
 
-def test_a_uv_lock_of_a_local_wheel_is_read_and_fetched(tmp_path):
-    """`[tool.uv.sources]` with a wheel's path: uv writes only its file name and hash."""
+def local_wheel_project(tmp_path: Path, uv_settings: str = "") -> tuple[Path, Path]:
+    """A project on tiny, a wheel of its own named in `[tool.uv.sources]`: uv writes only its
+    file name and hash in uv.lock, and an `archive` in pylock.toml."""
     project = tmp_path / "project"
     (project / "wheels").mkdir(parents=True)
     wheel = tiny_wheel(project / "wheels")
     (project / "pyproject.toml").write_text(
         '[project]\nname = "fn"\nversion = "0"\nrequires-python = ">=3.9"\n'
-        'dependencies = ["tiny"]\n[tool.uv]\npackage = false\n'
+        f'dependencies = ["tiny"]\n[tool.uv]\npackage = false\n{uv_settings}'
         '[tool.uv.sources]\ntiny = { path = "wheels/tiny-1.0-py3-none-any.whl" }\n'
     )
-    lock = lock_formats.read_lock(uv_lock(project))
-    (locked,) = locks.select_wheels(lock, ["tiny"], X86, what="t")
-    assert locked.url == wheel.resolve().as_uri()
-    assert locked.sha256 == hashlib.sha256(wheel.read_bytes()).hexdigest()
-    cache = fetch.WheelCache(tmp_path / "cache")
-    fetched = cache.fetch(fetch.Wanted(locked.url, locked.sha256))
-    assert fetched.read_bytes() == wheel.read_bytes()
+    uv_lock(project)
+    subprocess.run(
+        [str(Path(sys.executable).parent / "uv"), "export", "--quiet", "--no-index"]
+        + ["--format", "pylock.toml", "--output-file", "pylock.toml"],
+        cwd=project,
+        check=True,
+        env={**os.environ, "UV_CACHE_DIR": str(project / ".uv-cache")},
+    )
+    return project, wheel
+
+
+def test_uvs_locks_of_a_local_wheel_are_read_and_fetched(tmp_path):
+    project, wheel = local_wheel_project(tmp_path)
+    for name in ("uv.lock", "pylock.toml"):
+        lock = lock_formats.read_lock(project / name)
+        (locked,) = locks.select_wheels(lock, ["tiny"], X86, what="t")
+        assert locked.url == wheel.resolve().as_uri(), name
+        assert locked.sha256 == hashlib.sha256(wheel.read_bytes()).hexdigest()
+        cache = fetch.WheelCache(tmp_path / "cache")
+        fetched = cache.fetch(fetch.Wanted(locked.url, locked.sha256))
+        assert fetched.read_bytes() == wheel.read_bytes()
+
+
+def test_a_lock_made_for_other_environments_is_refused(tmp_path):
+    settings = "environments = [\"sys_platform == 'darwin'\"]\n"
+    project, _ = local_wheel_project(tmp_path, settings)
+    for name in ("uv.lock", "pylock.toml"):
+        lock = lock_formats.read_lock(project / name)
+        with pytest.raises(locks.LockError, match="is for the environments sys_platform == "):
+            locks.select_wheels(lock, ["tiny"], X86, what="t")
 
 
 def test_a_uv_lock_of_a_find_links_folder_is_refused_for_want_of_hashes(tmp_path):
