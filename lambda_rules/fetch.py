@@ -98,7 +98,7 @@ class WheelCache:
             actual = _sha256(partial)
             if actual != wheel.sha256:
                 raise FetchError(
-                    f"{_shown(wheel.url)}: its sha256 is {actual}, but the lock pins "
+                    f"{shown_url(wheel.url)}: its sha256 is {actual}, but the lock pins "
                     f"{wheel.sha256}; the file changed since the lock was made, or something "
                     "between you and the index altered it: check the source, then lock again"
                 )
@@ -117,8 +117,9 @@ class WheelCache:
         if urlsplit(wheel.url).scheme == "file":
             _copy_file_url(wheel.url, into)
             return
-        request = _request(wheel.url)
         for attempt in range(ATTEMPTS):
+            # A new request each time: urllib's proxy handler rewrites the one it is given.
+            request = _request(wheel.url)
             try:
                 opener = _opener(urlsplit(request.full_url).hostname or "")
                 with opener.open(request, timeout=TIMEOUT_SECONDS) as response:
@@ -127,7 +128,7 @@ class WheelCache:
             except (urllib.error.URLError, OSError, http.client.HTTPException) as error:
                 if attempt + 1 == ATTEMPTS or not _transient(error):
                     raise FetchError(
-                        f"{_shown(wheel.url)}: cannot download it ({_reason(error)}); check the "
+                        f"{shown_url(wheel.url)}: cannot download it ({_reason(error)}); check the "
                         "network, `HTTPS_PROXY`/`NO_PROXY`, the CA bundle (`SSL_CERT_FILE`/"
                         "`PIP_CERT`) and ~/.netrc, or fill the wheel cache where the network "
                         "reaches"
@@ -144,9 +145,10 @@ def _copy_whole(response: http.client.HTTPResponse, into: Path) -> None:
     with open(into, "wb") as out:
         shutil.copyfileobj(response, out, _CHUNK)
         received = out.tell()
-    announced = response.headers.get("Content-Length")
-    if announced and not response.headers.get("Content-Encoding") and received < int(announced):
-        raise _CutShort(f"the connection closed after {received} of {announced} bytes")
+    announced = response.headers.get("Content-Length", "").split(",")[0].strip()
+    if announced.isdigit() and not response.headers.get("Content-Encoding"):
+        if received < int(announced):
+            raise _CutShort(f"the connection closed after {received} of {announced} bytes")
 
 
 def _sha256(path: Path) -> str:
@@ -258,9 +260,11 @@ def _authorize(request: urllib.request.Request, credentials: tuple[str, str] | N
         request.add_header("Authorization", f"Basic {token}")
 
 
-def _shown(url: str) -> str:
-    """`url` as errors show it: without a password it may carry."""
+def shown_url(url: str) -> str:
+    """`url` as errors and SBOMs show it: without the password or token it may carry (a name
+    alone before `@` is a token)."""
     parts = urlsplit(url)
-    if parts.password is None:
+    if parts.username is None:
         return url
-    return urlunsplit(parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@")))
+    user = "***" if parts.password is None else f"{parts.username}:***"
+    return urlunsplit(parts._replace(netloc=f"{user}@{parts.netloc.rpartition('@')[2]}"))

@@ -30,6 +30,10 @@ if TYPE_CHECKING:  # imported where used: a warm `lambda-zip package` needs only
 
 # An interpreter constraint: an implementation's name, then a PEP 440 range (pex, Pants).
 _CONSTRAINT = re.compile(r"([A-Za-z]*)(.*)", re.DOTALL)
+# A marker's `extra == "name"` term, either way round (PEP 508 quotes: ' or ").
+_EXTRA_TERM = re.compile(
+    r"""\bextra\s*==\s*(?:'([^']*)'|"([^"]*)")|(?:'([^']*)'|"([^"]*)")\s*==\s*extra\b"""
+)
 
 
 class LockError(LambdaRulesError):
@@ -164,7 +168,8 @@ def _select(
     parsed = [(_requirement(what, text), text) for text in requirements]
     specifiers: dict[str, Any] = {}
     for (dependency, specifier), _ in parsed:  # `a<2` and `a[x]` both hold, as pip reads them
-        specifiers[dependency.name] = specifier & specifiers.get(dependency.name, specifier)
+        if _applies(dependency.marker, environment, ()):
+            specifiers[dependency.name] = specifier & specifiers.get(dependency.name, specifier)
     requirement_names = {dependency.name for (dependency, _), _ in parsed}
     queue = [(dependency, text) for (dependency, _), text in parsed]
     while queue:
@@ -206,7 +211,9 @@ def _check_made_for(
     for constraint in lock.requires_python:
         implementation, specifier = _implementation(constraint)
         try:
-            allowed.append(implementation == "CPython" and version in SpecifierSet(specifier))
+            allowed.append(
+                implementation.lower() == "cpython" and version in SpecifierSet(specifier)
+            )
         except InvalidSpecifier:
             raise LockError(
                 f"{lock.path}: malformed {lock.format}: its Python {constraint!r} is not a "
@@ -258,6 +265,8 @@ def _excluded(lock: Lock, dependency: LockedDependency, environment: Mapping[str
     """Whether the lock holds the dependency only under markers false here. PEP 751's
     `dependencies` are informational and carry no markers: a package's own `marker` decides
     (colorama for click, on Windows only)."""
+    if lock.format != "pylock.toml":  # uv's edges carry their own markers
+        return False
     named = lock.named(dependency.name)
     return bool(named) and not any(_applies(p.marker, environment, ()) for p in named)
 
@@ -266,10 +275,17 @@ def _applies(marker: str | None, environment: Mapping[str, str], extras: Iterabl
     if not marker:
         return True
     parsed = _marker(marker)
-    # Pants 2.17's `packaging` (21.3) compares `extra == "..."` as written, not by PEP 685; the
-    # spellings metadata uses for a normalised extra are its hyphens or setuptools' underscores.
-    spellings = ("", *extras, *(e.replace("-", "_") for e in extras))
+    # Pants 2.17's `packaging` (21.3) compares `extra == "..."` as written, not by PEP 685: each
+    # extra is given as the marker itself spells it (`cncf.kubernetes`, `my_extra`).
+    spellings = ("", *(e for e in _extra_literals(marker) if canonical_name(e) in extras))
     return any(parsed.evaluate({**environment, "extra": extra}) for extra in spellings)
+
+
+@functools.lru_cache(maxsize=4096)
+def _extra_literals(marker: str) -> tuple[str, ...]:
+    """The extras a marker names (`extra == 'x'`, `"x" == extra`). Hand-written: `packaging`
+    has no public view of a marker's terms."""
+    return tuple("".join(spelling) for spelling in _EXTRA_TERM.findall(marker))
 
 
 class _BadMarker(Exception):

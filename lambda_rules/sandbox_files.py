@@ -105,6 +105,7 @@ TOOL = FileSet(
         "lambda_rules/units.py",
         "lambda_rules/locks.py",
         "lambda_rules/lock_formats.py",
+        "lambda_rules/fetch.py",
         "lambda_rules/wheel_origins.py",
         "lambda_rules/platforms.py",
         "lambda_rules/sbom.py",

@@ -46,6 +46,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from lambda_rules.facts import LAYER_PYTHON_DIR, LAYER_SITE_PACKAGES, Kind
+from lambda_rules.fetch import shown_url
 from lambda_rules.locks import LockedWheel
 from lambda_rules.platforms import LambdaPlatform
 from lambda_rules.sbom_identity import (
@@ -417,7 +418,8 @@ def _distribution_component(distribution: BundledDistribution) -> Component:
         external_references=[
             ExternalReference(
                 type=ExternalReferenceType.DISTRIBUTION,
-                url=XsUri(distribution.wheel_url),
+                # Where the wheel is, not a token a private index's URL may carry.
+                url=XsUri(shown_url(distribution.wheel_url)),
                 hashes=[wheel_hash],
             )
         ],

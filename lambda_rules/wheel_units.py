@@ -119,7 +119,7 @@ def lay_out(wheel: Path, *, shown: str) -> LaidOutWheel:
 def _check_wheel_version(wheel_file: str, shown: str) -> None:
     """An installer refuses a Wheel-Version of a major it does not know (PEP 427)."""
     version = parse_metadata_file(wheel_file)["Wheel-Version"] or ""
-    if not version.startswith("1."):
+    if version.split(".")[0].strip() != "1":
         raise WheelError(f"{shown}: Wheel-Version {version!r} is not 1.x; refusing the wheel")
 
 
@@ -292,7 +292,7 @@ def _write_new(
     cached = all(wheel_cache.path(w).is_file() for w in wanted)
     if (early is None and cached) or sys.platform != "linux":
         paths = wheel_cache.fetch_all(wanted)
-        return _lay_out_all([(paths[w.sha256], w.url) for w in wanted], scratch)
+        return _lay_out_all([(paths[w.sha256], fetch.shown_url(w.url)) for w in wanted], scratch)
     # Forking is safe: no thread runs yet. The repacker is imported first, for every worker,
     # and the output flushed, which a worker would otherwise write again as it exits.
     if early is not None:
@@ -309,7 +309,7 @@ def _fetch_and_write(
     wanted: fetch.Wanted, wheel_cache: fetch.WheelCache, archive: Path, early: EarlyParts | None
 ) -> WrittenUnit:
     """One worker's wheel: fetched, its unit written at `archive`, and zipped if `early`."""
-    written = write_unit(wheel_cache.fetch(wanted), wanted.url, archive)
+    written = write_unit(wheel_cache.fetch(wanted), fetch.shown_url(wanted.url), archive)
     if early is not None:
         from lambda_rules.zipper.repack import repack_zip  # imported before the fork: at once
 

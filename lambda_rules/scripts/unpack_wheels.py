@@ -38,7 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.installed:
             paths = wheel_cache.fetch_all(wanted)
-            wheel_units.install_each([(paths[w.sha256], w.url) for w in wanted], args.out)
+            shown = [(paths[w.sha256], fetch.shown_url(w.url)) for w in wanted]
+            wheel_units.install_each(shown, args.out)
         else:
             unit_cache = UnitCache(args.unit_cache) if args.unit_cache else None
             wheel_units.write_units(wanted, wheel_cache, args.out, unit_cache=unit_cache)

@@ -19,6 +19,8 @@ from pathlib import Path
 import pytest
 
 from lambda_rules import fetch
+from tests.locks.test_any_lock import lambda_zip
+from tests.locks.test_bad_input import tiny_wheel
 
 WHEEL = b"the bytes of a wheel, as an index serves them" * 100
 NAME = "x-1.0-py3-none-any.whl"
@@ -219,7 +221,7 @@ class ConnectProxy(socketserver.ThreadingTCPServer):
 
     daemon_threads = True
 
-    def __init__(self) -> None:
+    def __init__(self, refusals: int = 0) -> None:
         self.targets: list[str] = []
         proxy = self
 
@@ -230,6 +232,9 @@ class ConnectProxy(socketserver.ThreadingTCPServer):
                     head += self.request.recv(4096)
                 target = head.split()[1].decode()
                 proxy.targets.append(target)
+                if len(proxy.targets) <= refusals:
+                    self.request.sendall(b"HTTP/1.1 503 Service Unavailable\r\n\r\n")
+                    return
                 host, port = target.rsplit(":", 1)
                 upstream = socket.create_connection((host, int(port)))
                 self.request.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
@@ -273,3 +278,49 @@ def test_a_find_links_folder_named_by_a_file_url_serves_the_wheel(index, tmp_pat
     monkeypatch.setenv("PIP_FIND_LINKS", folder.as_uri())
     # Nobody listens on port 9: only the folder can serve it.
     assert fetched(tmp_path, f"https://127.0.0.1:9/{NAME}") == WHEEL
+
+
+def test_a_retry_through_the_proxy_tunnels_to_the_same_https_port(index, tmp_path, monkeypatch):
+    """urllib's proxy handler rewrites the request it is given: reused for a retry, it once
+    tunnelled to port 80 and sent the credentials in the clear."""
+    server = index({f"/{NAME}": [("auth", WHEEL)]})
+    proxy = ConnectProxy(refusals=2)
+    try:
+        address = f"http://127.0.0.1:{proxy.server_address[1]}"
+        monkeypatch.setenv("HTTPS_PROXY", address)
+        monkeypatch.setenv("https_proxy", address)
+        url = server.url(f"/{NAME}", userinfo="alice:s3cret@")
+        assert fetched(tmp_path, url) == WHEEL
+        assert proxy.targets == [f"127.0.0.1:{server.server.server_address[1]}"] * 3
+        assert server.requests[-1][1].get("Authorization") == TOKEN
+    finally:
+        proxy.shutdown()
+
+
+def test_a_token_in_a_locks_url_is_used_and_shown_nowhere(index, tls, tmp_path):
+    """A private index's token in the lock's URL: the wheel is fetched with it, and neither the
+    error of another wheel nor the SBOM carries it."""
+    wheel = tiny_wheel(tmp_path)
+    server = index({f"/{wheel.name}": [("auth", wheel.read_bytes())]})
+    url = server.url(f"/{wheel.name}", userinfo="alice:s3cret@")
+    out = tmp_path / "out"
+    env = {"PIP_CERT": str(tls["ca"]), "HOME": str(tmp_path / "home")}
+    result = lambda_zip(
+        "package", "--kind", "layer", "--runtime", "python3.12", "--requirement", "tiny==1.0",
+        "--lockfile", pylock_at(tmp_path, url, wheel), "-o", out / "layer.zip",
+        "--cache-dir", tmp_path / "cache", "--name", "layer", env=env,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    sbom = (out / "layer.cdx.json").read_text()
+    assert "s3cret" not in sbom and "alice:***@127.0.0.1" in sbom
+    assert fetch.shown_url("https://t0ken@host/x.whl") == "https://***@host/x.whl"
+
+
+def pylock_at(directory: Path, url: str, wheel: Path) -> Path:
+    digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
+    path = directory / "pylock.toml"
+    path.write_text(
+        'lock-version = "1.0"\ncreated-by = "test"\n\n[[packages]]\nname = "tiny"\n'
+        f'version = "1.0"\nwheels = [{{ url = "{url}", hashes = {{ sha256 = "{digest}" }} }}]\n'
+    )
+    return path

@@ -92,6 +92,32 @@ def test_a_pex_locks_extra_marker_holds_for_any_spelling_of_the_extra(written):
         ], spelling
 
 
+def test_an_extra_is_found_as_the_marker_spells_it():
+    """setuptools kept dots in extras (apache-airflow's `extra == "cncf.kubernetes"`)."""
+    text = pex_lock(
+        (
+            None,
+            [
+                pex_package("airflow", "2.7", ['provider; extra == "cncf.kubernetes"']),
+                pex_package("provider", "7.8"),
+            ],
+        )
+    )
+    for spelling in ("cncf.kubernetes", "cncf-kubernetes", "CNCF_Kubernetes"):
+        assert chosen(text, "lock.json", [f"airflow[{spelling}]"]) == [
+            "airflow-2.7-py3-none-any.whl",
+            "provider-7.8-py3-none-any.whl",
+        ], spelling
+    assert chosen(text, "lock.json", ["airflow[other]"]) == ["airflow-2.7-py3-none-any.whl"]
+
+
+def test_a_requirement_whose_marker_is_false_here_does_not_narrow_the_version():
+    text = "version = 1\n" + uv_package("numpy", "2.2.0")
+    requirements = ["numpy<2; python_version < '3.10'", "numpy>=2; python_version >= '3.10'"]
+    for order in (requirements, requirements[::-1]):
+        assert chosen(text, "uv.lock", order) == ["numpy-2.2.0-py3-none-any.whl"]
+
+
 def test_two_requirements_on_one_distribution_must_both_hold():
     text = "version = 1\n" + uv_package(
         "foo", "2.0", body="\n[package.optional-dependencies]\nx = []\n"
