@@ -149,7 +149,7 @@ def _read_pex_lock(path: str, body: str) -> Lock:
         packages = []
         for r, resolve in enumerate(resolves):
             where = f"locked_resolves[{r}]"
-            tag = _pex_platform_tag(resolve, where) if len(resolves) > 1 else None
+            tag = _pex_platform_tag(_table(resolve, where), where) if len(resolves) > 1 else None
             for i, locked in enumerate(_get(resolve, "locked_requirements", list, where)):
                 package = _pex_package(locked, f"{where}.locked_requirements[{i}]")
                 packages.append(dataclasses.replace(package, platform_tag=tag))

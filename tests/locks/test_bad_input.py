@@ -111,6 +111,7 @@ PEX_TINY = json.dumps({"project_name": "tiny", "version": "1.0", "artifacts": []
         # character, before the reader checked the value's type.
         ("lock.json", '{"locked_resolves": [{"locked_requirements": [' + PEX_TINY[:-1]
          + ', "requires_dists": "bc"}]}]}', "locked_requirements[0].requires_dists"),
+        ("lock.json", '{"locked_resolves": [1, 2]}', "locked_resolves[0]"),
         ("pylock.toml", 'lock-version = "1.0"\npackages = [1]\n', "packages[0]"),
         ("pylock.toml", 'lock-version = "2.0"\npackages = []\n', "lock-version"),
         ("uv.lock", 'version = 1\n[[package]]\nname = "tiny"\noptional-dependencies = 3\n',
