@@ -223,7 +223,8 @@ def _read_pylock(path: str, document: dict[str, Any]) -> Lock:
     return Lock(path, fmt, tuple(packages), python, tuple(environments))
 
 
-_WheelReader = Callable[[Any, dict[str, Any], str], tuple[str, str]]
+# A wheel's table (and where it is, for errors) -> its URL and sha256, as one format states them.
+_WheelReader = Callable[[dict[str, Any], str], tuple[str, str]]
 
 
 def _toml_wheels(
@@ -240,7 +241,7 @@ def _toml_wheels(
         entries.append((f"{where}.archive", direct))
     wheels = []
     for at, wheel in entries:
-        found = _wheel(name, version, *read(package, _table(wheel, at), at))
+        found = _wheel(name, version, *read(_table(wheel, at), at))
         if found:
             wheels.append(found)
     return tuple(wheels)
@@ -249,7 +250,7 @@ def _toml_wheels(
 def _pylock_wheel(lock_path: str) -> _WheelReader:
     """PEP 751: `url` or `path` (relative to the lock), and `hashes = { sha256 = "..." }`."""
 
-    def read(package: Any, wheel: dict[str, Any], at: str) -> tuple[str, str]:
+    def read(wheel: dict[str, Any], at: str) -> tuple[str, str]:
         location = wheel.get("url") or wheel.get("path")
         if not isinstance(location, str):
             raise _Malformed(f"{at}.url")
@@ -261,14 +262,14 @@ def _pylock_wheel(lock_path: str) -> _WheelReader:
     return read
 
 
-def _uv_wheel(lock_path: str) -> _WheelReader:
-    """uv.lock: `url`; or `path`, relative to a local `--find-links` folder (the package's
-    `source.registry`); or only `filename`, the wheel being the package's `source.path`. The
-    digest is `hash = "sha256:..."`; uv records none for a find-links folder's wheels."""
+def _uv_wheel(lock_path: str, source: dict[str, Any]) -> _WheelReader:
+    """uv.lock, for a package from `source`: `url`; or `path`, relative to a local
+    `--find-links` folder (`source.registry`); or only `filename`, the wheel being
+    `source.path`. The digest is `hash = "sha256:..."`; uv records none for a find-links
+    folder's wheels."""
     lock_dir = Path(lock_path).parent
 
-    def read(package: Any, wheel: dict[str, Any], at: str) -> tuple[str, str]:
-        source = _optional(package, "source", dict, at.rpartition(".wheels")[0], {})
+    def read(wheel: dict[str, Any], at: str) -> tuple[str, str]:
         if isinstance(wheel.get("url"), str):
             location = wheel["url"]
         elif isinstance(wheel.get("path"), str):
@@ -307,11 +308,12 @@ def _read_uv_lock(path: str, document: dict[str, Any]) -> Lock:
             where = f"package[{i}]"
             optional = _optional(_table(package, where), "optional-dependencies", dict, where, {})
             forks = _strings(package.get("resolution-markers", []), f"{where}.resolution-markers")
+            source = _optional(package, "source", dict, where, {})
             packages.append(
                 LockedPackage(
                     canonical_name(_get(package, "name", str, where)),
                     str(package.get("version", "")),
-                    _toml_wheels(package, where, _uv_wheel(path)),
+                    _toml_wheels(package, where, _uv_wheel(path, source)),
                     _uv_edges(package.get("dependencies", []), where),
                     tuple(
                         (canonical_name(e), _uv_edges(deps, f"{where}.optional-dependencies.{e}"))

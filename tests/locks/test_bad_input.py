@@ -45,12 +45,13 @@ def tiny_wheel(
     return path
 
 
-def pylock(directory: Path, wheel: Path, sha256: str | None = None) -> Path:
+def pylock(directory: Path, wheel: Path, sha256: str | None = None, url: str | None = None) -> Path:
+    """A pylock.toml pinning `wheel`, at its file:// URL unless `url` says where it is served."""
     digest = sha256 or hashlib.sha256(wheel.read_bytes()).hexdigest()
     path = directory / "pylock.toml"
     path.write_text(
         'lock-version = "1.0"\ncreated-by = "test"\n\n[[packages]]\nname = "tiny"\n'
-        f'version = "1.0"\nwheels = [{{ url = "{wheel.as_uri()}", hashes = {{ sha256 = '
+        f'version = "1.0"\nwheels = [{{ url = "{url or wheel.as_uri()}", hashes = {{ sha256 = '
         f'"{digest}" }} }}]\n'
     )
     return path

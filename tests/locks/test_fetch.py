@@ -20,7 +20,7 @@ import pytest
 
 from lambda_rules import fetch
 from tests.locks.test_any_lock import lambda_zip
-from tests.locks.test_bad_input import tiny_wheel
+from tests.locks.test_bad_input import pylock, tiny_wheel
 
 WHEEL = b"the bytes of a wheel, as an index serves them" * 100
 NAME = "x-1.0-py3-none-any.whl"
@@ -307,20 +307,10 @@ def test_a_token_in_a_locks_url_is_used_and_shown_nowhere(index, tls, tmp_path):
     env = {"PIP_CERT": str(tls["ca"]), "HOME": str(tmp_path / "home")}
     result = lambda_zip(
         "package", "--kind", "layer", "--runtime", "python3.12", "--requirement", "tiny==1.0",
-        "--lockfile", pylock_at(tmp_path, url, wheel), "-o", out / "layer.zip",
+        "--lockfile", pylock(tmp_path, wheel, url=url), "-o", out / "layer.zip",
         "--cache-dir", tmp_path / "cache", "--name", "layer", env=env,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     sbom = (out / "layer.cdx.json").read_text()
     assert "s3cret" not in sbom and "alice:***@127.0.0.1" in sbom
     assert fetch.shown_url("https://t0ken@host/x.whl") == "https://***@host/x.whl"
-
-
-def pylock_at(directory: Path, url: str, wheel: Path) -> Path:
-    digest = hashlib.sha256(wheel.read_bytes()).hexdigest()
-    path = directory / "pylock.toml"
-    path.write_text(
-        'lock-version = "1.0"\ncreated-by = "test"\n\n[[packages]]\nname = "tiny"\n'
-        f'version = "1.0"\nwheels = [{{ url = "{url}", hashes = {{ sha256 = "{digest}" }} }}]\n'
-    )
-    return path
